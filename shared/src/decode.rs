@@ -1,0 +1,179 @@
+//! Undoing compression of a record's payload, detected by its magic bytes.
+//!
+//! The codecs are those a Glue streaming source decompresses on its own
+//! (gzip, bzip2, xz, zstd, framed snappy, deflate in its zlib wrapper).
+//! A raw deflate stream has no magic bytes and so cannot be told from text;
+//! producers must use the zlib wrapper for it.
+//!
+//! Every decoder is capped: a payload that inflates past `max_bytes` is
+//! rejected after reading `max_bytes + 1` bytes, so a compression bomb costs
+//! at most that much memory.
+
+use std::borrow::Cow;
+use std::io::Read;
+
+/// A compression format recognised by its leading bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    Gzip,
+    Zlib,
+    Zstd,
+    Bzip2,
+    Xz,
+    SnappyFramed,
+}
+
+impl Codec {
+    /// The codec's name as it appears in dead letters.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Gzip => "gzip",
+            Codec::Zlib => "zlib",
+            Codec::Zstd => "zstd",
+            Codec::Bzip2 => "bzip2",
+            Codec::Xz => "xz",
+            Codec::SnappyFramed => "snappy-framed",
+        }
+    }
+
+    /// Detects the codec of a payload, `None` for anything uncompressed.
+    pub fn detect(data: &[u8]) -> Option<Codec> {
+        const SNAPPY_STREAM_ID: &[u8] = b"\xff\x06\x00\x00sNaPpY";
+        match data {
+            [0x1f, 0x8b, ..] => Some(Codec::Gzip),
+            [0x28, 0xb5, 0x2f, 0xfd, ..] => Some(Codec::Zstd),
+            [b'B', b'Z', b'h', b'1'..=b'9', ..] => Some(Codec::Bzip2),
+            [0xfd, b'7', b'z', b'X', b'Z', 0x00, ..] => Some(Codec::Xz),
+            d if d.starts_with(SNAPPY_STREAM_ID) => Some(Codec::SnappyFramed),
+            // zlib: CM = 8 (deflate), window <= 32 KiB, and the header checksum.
+            [cmf, flg, ..]
+                if cmf & 0x0f == 8 && cmf >> 4 <= 7 && (u16::from(*cmf) * 256 + u16::from(*flg)) % 31 == 0 =>
+            {
+                Some(Codec::Zlib)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Why a payload could not be turned into bytes to parse.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("payload is larger than {limit} bytes{}", codec.map(|c| format!(" after {} decompression", c.name())).unwrap_or_default())]
+    TooLarge { limit: usize, codec: Option<Codec> },
+    #[error("{} payload could not be decompressed: {message}", codec.name())]
+    Corrupt { codec: Codec, message: String },
+}
+
+/// Returns the payload's bytes with any compression undone, borrowing when
+/// there was none.
+pub fn decompress(data: &[u8], max_bytes: usize) -> Result<Cow<'_, [u8]>, DecodeError> {
+    let Some(codec) = Codec::detect(data) else {
+        if data.len() > max_bytes {
+            return Err(DecodeError::TooLarge { limit: max_bytes, codec: None });
+        }
+        return Ok(Cow::Borrowed(data));
+    };
+    let reader: Box<dyn Read + '_> = match codec {
+        Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(data)),
+        Codec::Zlib => Box::new(flate2::read::ZlibDecoder::new(data)),
+        Codec::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(data).map_err(|e| corrupt(codec, &e))?,
+        ),
+        Codec::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(data)),
+        Codec::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(data)),
+        Codec::SnappyFramed => Box::new(snap::read::FrameDecoder::new(data)),
+    };
+    let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(max_bytes + 1));
+    reader
+        .take(max_bytes as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| corrupt(codec, &e))?;
+    if out.len() > max_bytes {
+        return Err(DecodeError::TooLarge { limit: max_bytes, codec: Some(codec) });
+    }
+    Ok(Cow::Owned(out))
+}
+
+fn corrupt(codec: Codec, e: &std::io::Error) -> DecodeError {
+    DecodeError::Corrupt { codec, message: e.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    const TEXT: &[u8] = b"{\"a\":1}\n{\"a\":2}\n";
+
+    fn gzip(d: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(d).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn all_codecs(d: &[u8]) -> Vec<(Codec, Vec<u8>)> {
+        let mut zl = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        zl.write_all(d).unwrap();
+        let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+        bz.write_all(d).unwrap();
+        let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 6);
+        xz.write_all(d).unwrap();
+        let mut sn = snap::write::FrameEncoder::new(Vec::new());
+        sn.write_all(d).unwrap();
+        vec![
+            (Codec::Gzip, gzip(d)),
+            (Codec::Zlib, zl.finish().unwrap()),
+            (Codec::Zstd, zstd::encode_all(d, 3).unwrap()),
+            (Codec::Bzip2, bz.finish().unwrap()),
+            (Codec::Xz, xz.finish().unwrap()),
+            (Codec::SnappyFramed, sn.into_inner().unwrap()),
+        ]
+    }
+
+    #[test]
+    fn every_codec_is_detected_and_undone() {
+        for (codec, packed) in all_codecs(TEXT) {
+            assert_eq!(Codec::detect(&packed), Some(codec), "{}", codec.name());
+            assert_eq!(decompress(&packed, 1024).unwrap().as_ref(), TEXT, "{}", codec.name());
+        }
+    }
+
+    #[test]
+    fn plain_json_is_not_mistaken_for_a_codec_and_is_borrowed() {
+        assert_eq!(Codec::detect(TEXT), None);
+        assert_eq!(Codec::detect(b"  {\"x\":1}"), None);
+        assert!(matches!(decompress(TEXT, 1024).unwrap(), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn a_bomb_is_cut_at_the_limit() {
+        let zeros = vec![b' '; 10 * 1024 * 1024];
+        for (codec, packed) in all_codecs(&zeros) {
+            assert_eq!(
+                decompress(&packed, 64 * 1024),
+                Err(DecodeError::TooLarge { limit: 64 * 1024, codec: Some(codec) }),
+                "{}",
+                codec.name()
+            );
+        }
+        assert!(matches!(
+            decompress(&zeros, 1024),
+            Err(DecodeError::TooLarge { codec: None, .. })
+        ));
+    }
+
+    #[test]
+    fn truncated_streams_are_reported_as_corrupt() {
+        for (codec, packed) in all_codecs(TEXT) {
+            let cut = &packed[..packed.len() / 2];
+            if Codec::detect(cut) != Some(codec) {
+                continue; // too short to still carry the magic bytes
+            }
+            match decompress(cut, 1024) {
+                Err(DecodeError::Corrupt { codec: c, .. }) => assert_eq!(c, codec),
+                other => panic!("{}: expected corrupt, got {other:?}", codec.name()),
+            }
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! The logic the telemetry lake's functions share: the declared schema,
+//! payload decoding, typed columns, Parquet encoding, partitioning and the
+//! writing of a stream batch to the lake. Pure logic has no AWS types except
+//! the Lambda event models; the S3 adapter lives in [`lake_writer`].
+
+pub mod columns;
+pub mod config;
+pub mod dead_letter;
+pub mod decode;
+pub mod lake_writer;
+pub mod parquet_writer;
+pub mod partition;
+pub mod record;
+pub mod schema;
+pub mod stream_batch;

@@ -1,0 +1,364 @@
+//! Parsing one JSON document into typed values, checked against the schema.
+//!
+//! The document is read with a serde visitor straight into one [`Cell`] per
+//! declared field: unknown keys are skipped without being built, strings
+//! without escapes are borrowed, and nothing goes through `serde_json::Value`.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use chrono::{DateTime, NaiveDateTime};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+
+use crate::schema::{Field, FieldType, Schema};
+
+/// A converted value of one field of one record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value<'a> {
+    Null,
+    Int64(i64),
+    Float64(f64),
+    Boolean(bool),
+    String(Cow<'a, str>),
+    /// Microseconds since the epoch, UTC.
+    Timestamp(i64),
+}
+
+/// Why a document is a bad record.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum RecordError {
+    #[error("payload is not valid UTF-8 (first bad byte at offset {offset})")]
+    InvalidUtf8 { offset: usize },
+    #[error("invalid JSON at line {line} column {column}: {message}")]
+    InvalidJson { line: usize, column: usize, message: String },
+    #[error("expected a JSON object, found {found}")]
+    NotAnObject { found: &'static str },
+    #[error("missing required field `{field}`")]
+    MissingField { field: String },
+    #[error("field `{field}`: expected {expected}, found {found}")]
+    WrongType { field: String, expected: &'static str, found: String },
+    #[error("field `{field}`: {value} does not fit in a 64-bit integer")]
+    OutOfRange { field: String, value: String },
+    #[error("field `{field}`: {value:?} is not a timestamp of format {format:?}")]
+    InvalidTimestamp { field: String, value: String, format: String },
+    #[error("payload holds no JSON document")]
+    Empty,
+}
+
+impl RecordError {
+    /// A stable, machine-readable name of the reason, used to group dead letters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RecordError::InvalidUtf8 { .. } => "invalid_utf8",
+            RecordError::InvalidJson { .. } => "invalid_json",
+            RecordError::NotAnObject { .. } => "not_an_object",
+            RecordError::MissingField { .. } => "missing_field",
+            RecordError::WrongType { .. } => "wrong_type",
+            RecordError::OutOfRange { .. } => "out_of_range",
+            RecordError::InvalidTimestamp { .. } => "invalid_timestamp",
+            RecordError::Empty => "empty_payload",
+        }
+    }
+}
+
+/// What the visitor saw for a field, before conversion to the declared type.
+#[derive(Debug)]
+enum Raw<'a> {
+    Absent,
+    Null,
+    Int(i64),
+    BigInt(String),
+    Float(f64),
+    Bool(bool),
+    Str(Cow<'a, str>),
+    Object,
+    Array,
+}
+
+impl Raw<'_> {
+    fn describe(&self) -> String {
+        match self {
+            Raw::Absent => "nothing".into(),
+            Raw::Null => "null".into(),
+            Raw::Int(i) => format!("integer {i}"),
+            Raw::BigInt(s) => format!("integer {s}"),
+            Raw::Float(f) => format!("number {f}"),
+            Raw::Bool(b) => format!("boolean {b}"),
+            Raw::Str(s) => {
+                let shown: String = s.chars().take(40).collect();
+                let more = if s.chars().nth(40).is_some() { "…" } else { "" };
+                format!("string {shown:?}{more}")
+            }
+            Raw::Object => "an object".into(),
+            Raw::Array => "an array".into(),
+        }
+    }
+}
+
+/// Parses one JSON document into its values, in schema order.
+pub fn parse_document<'a>(schema: &Schema, doc: &'a str) -> Result<Vec<Value<'a>>, RecordError> {
+    let mut raw: Vec<Raw<'a>> = Vec::with_capacity(schema.fields.len());
+    raw.resize_with(schema.fields.len(), || Raw::Absent);
+
+    let mut de = serde_json::Deserializer::from_str(doc);
+    let seed = DocumentSeed { schema, raw: &mut raw };
+    match seed.deserialize(&mut de).and_then(|found| de.end().map(|()| found)) {
+        Ok(None) => {}
+        Ok(Some(found)) => return Err(RecordError::NotAnObject { found }),
+        Err(e) => return Err(json_error(&e)),
+    }
+    schema.fields.iter().zip(raw).map(|(field, raw)| convert(field, raw)).collect()
+}
+
+fn json_error(e: &serde_json::Error) -> RecordError {
+    // serde_json appends " at line L column C"; keep only the message.
+    let full = e.to_string();
+    let message = match full.rfind(" at line ") {
+        Some(i) => full[..i].to_string(),
+        None => full,
+    };
+    RecordError::InvalidJson { line: e.line(), column: e.column(), message }
+}
+
+fn convert<'a>(field: &Field, raw: Raw<'a>) -> Result<Value<'a>, RecordError> {
+    let wrong = |raw: &Raw<'_>| RecordError::WrongType {
+        field: field.name.clone(),
+        expected: field.field_type.name(),
+        found: raw.describe(),
+    };
+    Ok(match (&field.field_type, raw) {
+        (_, Raw::Absent | Raw::Null) if field.required => {
+            return Err(RecordError::MissingField { field: field.name.clone() })
+        }
+        (_, Raw::Absent | Raw::Null) => Value::Null,
+        (FieldType::Int64, Raw::Int(i)) => Value::Int64(i),
+        (FieldType::Int64, Raw::BigInt(s)) => {
+            return Err(RecordError::OutOfRange { field: field.name.clone(), value: s })
+        }
+        (FieldType::Float64, Raw::Int(i)) => Value::Float64(i as f64),
+        (FieldType::Float64, Raw::Float(f)) => Value::Float64(f),
+        (FieldType::Boolean, Raw::Bool(b)) => Value::Boolean(b),
+        (FieldType::String, Raw::Str(s)) => Value::String(s),
+        (FieldType::Timestamp, Raw::Str(s)) => Value::Timestamp(parse_timestamp(field, &s)?),
+        (_, other) => return Err(wrong(&other)),
+    })
+}
+
+fn parse_timestamp(field: &Field, s: &str) -> Result<i64, RecordError> {
+    let format = field.timestamp_format();
+    let parsed = if format.eq_ignore_ascii_case("rfc3339") {
+        DateTime::parse_from_rfc3339(s).ok().map(|t| t.naive_utc())
+    } else {
+        NaiveDateTime::parse_from_str(s, format).ok()
+    };
+    parsed.map(|t| t.and_utc().timestamp_micros()).ok_or_else(|| {
+        RecordError::InvalidTimestamp {
+            field: field.name.clone(),
+            value: s.chars().take(64).collect(),
+            format: format.to_string(),
+        }
+    })
+}
+
+/// Reads a top-level document: an object fills `raw`; anything else returns
+/// the name of what was found.
+struct DocumentSeed<'s, 'a> {
+    schema: &'s Schema,
+    raw: &'s mut Vec<Raw<'a>>,
+}
+
+impl<'de, 's> DeserializeSeed<'de> for DocumentSeed<'s, 'de> {
+    type Value = Option<&'static str>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, 's> Visitor<'de> for DocumentSeed<'s, 'de> {
+    type Value = Option<&'static str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while let Some(key) = map.next_key_seed(KeySeed(self.schema))? {
+            match key {
+                Some(i) => self.raw[i] = map.next_value_seed(RawSeed)?,
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Some("an array"))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Some("a string"))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Some("a number"))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Some("a number"))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Some("a number"))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Some("a boolean"))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Some("null"))
+    }
+}
+
+/// Reads an object key as the index of its declared field, without copying it.
+struct KeySeed<'s>(&'s Schema);
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = Option<usize>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed<'_> {
+    type Value = Option<usize>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(self.0.index_of(v.as_bytes()))
+    }
+}
+
+/// Reads one field value of any JSON type into a [`Raw`].
+struct RawSeed;
+
+impl<'de> DeserializeSeed<'de> for RawSeed {
+    type Value = Raw<'de>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RawSeed {
+    type Value = Raw<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Raw::Int(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(i64::try_from(v).map_or_else(|_| Raw::BigInt(v.to_string()), Raw::Int))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Raw::Float(v))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Raw::Bool(v))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Raw::Null)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(Raw::Null)
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Raw::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Raw::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Raw::Str(Cow::Owned(v)))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Raw::Object)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Raw::Array)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema() -> Schema {
+        Schema::parse("id:int64,at:timestamp,name:string,score:float64?,ok:boolean?").unwrap()
+    }
+
+    fn parse(doc: &str) -> Result<Vec<Value<'_>>, RecordError> {
+        parse_document(&schema(), doc)
+    }
+
+    #[test]
+    fn a_good_record_converts_every_type_and_ignores_extras() {
+        let v = parse(
+            r#"{"extra":{"deep":[1,2]},"name":"Vent\u00e9","id":42,"at":"2020-06-12 14:05:59","score":3,"ok":true}"#,
+        )
+        .unwrap();
+        assert_eq!(v[0], Value::Int64(42));
+        assert_eq!(v[1], Value::Timestamp(1_591_970_759_000_000));
+        assert_eq!(v[2], Value::String("Venté".into()));
+        assert_eq!(v[3], Value::Float64(3.0));
+        assert_eq!(v[4], Value::Boolean(true));
+    }
+
+    #[test]
+    fn optional_fields_may_be_absent_or_null() {
+        let v = parse(r#"{"id":1,"at":"2020-06-12 14:05:59","name":"a","score":null}"#).unwrap();
+        assert_eq!(v[3], Value::Null);
+        assert_eq!(v[4], Value::Null);
+    }
+
+    #[test]
+    fn each_kind_of_bad_record_names_what_is_wrong() {
+        let cases: &[(&str, &str, &str)] = &[
+            (r#"{"at":"2020-06-12 14:05:59","name":"a"}"#, "missing_field", "`id`"),
+            (r#"{"id":null,"at":"2020-06-12 14:05:59","name":"a"}"#, "missing_field", "`id`"),
+            (r#"{"id":"7","at":"2020-06-12 14:05:59","name":"a"}"#, "wrong_type", "expected int64, found string \"7\""),
+            (r#"{"id":1.5,"at":"2020-06-12 14:05:59","name":"a"}"#, "wrong_type", "found number 1.5"),
+            (r#"{"id":1,"at":"2020-06-12 14:05:59","name":5}"#, "wrong_type", "field `name`"),
+            (r#"{"id":1,"at":"2020-06-12 14:05:59","name":{}}"#, "wrong_type", "found an object"),
+            (r#"{"id":18446744073709551615,"at":"2020-06-12 14:05:59","name":"a"}"#, "out_of_range", "18446744073709551615"),
+            (r#"{"id":1,"at":"2020-13-12 14:05:59","name":"a"}"#, "invalid_timestamp", "`at`"),
+            (r#"{"id":1,"at":"yesterday","name":"a"}"#, "invalid_timestamp", "%Y-%m-%d %H:%M:%S"),
+            (r#"{"id":1,"#, "invalid_json", "EOF"),
+            (r#"{"id":1} trailing"#, "invalid_json", "trailing"),
+            (r#"[1,2]"#, "not_an_object", "an array"),
+            (r#"17"#, "not_an_object", "a number"),
+        ];
+        for (doc, kind, needle) in cases {
+            let err = parse(doc).expect_err(doc);
+            assert_eq!(err.kind(), *kind, "{doc}: {err}");
+            assert!(err.to_string().contains(needle), "{doc}: {err} lacks {needle}");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_skipped_without_overflowing_the_stack() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let doc = format!("{{\"x\":{deep}}}");
+        assert_eq!(parse(&doc).unwrap_err().kind(), "missing_field");
+        let doc = format!("{{\"id\":{deep},\"at\":\"2020-06-12 14:05:59\",\"name\":\"a\"}}");
+        assert_eq!(parse(&doc).unwrap_err().to_string(), "field `id`: expected int64, found an array");
+    }
+
+    #[test]
+    fn rfc3339_format_is_supported() {
+        let s = Schema::parse("t:timestamp(rfc3339)").unwrap();
+        let v = parse_document(&s, r#"{"t":"2020-06-12T16:05:59+02:00"}"#).unwrap();
+        assert_eq!(v[0], Value::Timestamp(1_591_970_759_000_000));
+    }
+}

@@ -1,0 +1,116 @@
+//! Playing Lambda's Kinesis event source mapping locally: read a shard in
+//! batches, hand each batch to a handler as a Lambda event, and checkpoint
+//! the way Lambda does with `ReportBatchItemFailures`.
+
+use std::future::Future;
+
+use anyhow::{Context, Result};
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use aws_lambda_events::event::streams::KinesisEventResponse;
+use aws_sdk_kinesis::types::ShardIteratorType;
+use chrono::{DateTime, Utc};
+
+use crate::kinesis_event::{event_json, StreamRecord};
+
+/// How batches are formed and retried.
+#[derive(Debug, Clone)]
+pub struct MappingSettings {
+    /// Records per batch (the mapping's `BatchSize`).
+    pub batch_size: i32,
+    /// Retries of a failing batch before it is given up (`MaximumRetryAttempts`).
+    pub maximum_retry_attempts: u32,
+}
+
+/// What reading a shard to its end did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ShardReport {
+    /// Invocations of the handler.
+    pub invocations: usize,
+    /// Invocations that reported a failure and were retried.
+    pub retries: usize,
+    /// Records given up after the last retry (Lambda's on-failure destination).
+    pub given_up: Vec<String>,
+    /// Records read from the shard.
+    pub records: usize,
+}
+
+/// Reads `shard` of `stream` from its start to its current end, invoking
+/// `handler` per batch.
+pub async fn drain_shard<F, Fut>(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &str,
+    stream_arn: &str,
+    shard: &str,
+    settings: &MappingSettings,
+    mut handler: F,
+) -> Result<ShardReport>
+where
+    F: FnMut(KinesisEvent) -> Fut,
+    Fut: Future<Output = KinesisEventResponse>,
+{
+    let mut iterator = kinesis
+        .get_shard_iterator()
+        .stream_name(stream)
+        .shard_id(shard)
+        .shard_iterator_type(ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .with_context(|| format!("shard iterator of {stream}/{shard}"))?
+        .shard_iterator
+        .context("no shard iterator")?;
+    let mut pending: Vec<StreamRecord> = Vec::new();
+    let mut report = ShardReport::default();
+    let mut attempts = 0u32;
+    let mut exhausted = false;
+    loop {
+        while !exhausted && (pending.len() as i32) < settings.batch_size {
+            let out = kinesis
+                .get_records()
+                .shard_iterator(&iterator)
+                .limit(settings.batch_size - pending.len() as i32)
+                .send()
+                .await
+                .with_context(|| format!("reading {stream}/{shard}"))?;
+            let got = out.records();
+            report.records += got.len();
+            exhausted = got.is_empty();
+            pending.extend(got.iter().map(|r| StreamRecord {
+                data: r.data().as_ref().to_vec(),
+                partition_key: r.partition_key().unwrap_or_default().to_string(),
+                arrival: r
+                    .approximate_arrival_timestamp()
+                    .and_then(|t| DateTime::<Utc>::from_timestamp_millis(t.to_millis().ok()?))
+                    .unwrap_or_else(Utc::now),
+                sequence_number: r.sequence_number().to_string(),
+            }));
+            match out.next_shard_iterator {
+                Some(next) => iterator = next,
+                None => exhausted = true,
+            }
+        }
+        if pending.is_empty() {
+            return Ok(report);
+        }
+        let take = pending.len().min(settings.batch_size as usize);
+        let event: KinesisEvent = serde_json::from_value(event_json(stream_arn, shard, &pending[..take]))?;
+        report.invocations += 1;
+        let response = handler(event).await;
+        let failed = response.batch_item_failures.iter().filter_map(|f| f.item_identifier.clone()).next();
+        match failed.and_then(|seq| pending[..take].iter().position(|r| r.sequence_number == seq)) {
+            None => {
+                pending.drain(..take);
+                attempts = 0;
+            }
+            Some(at) if attempts < settings.maximum_retry_attempts => {
+                // Checkpoint before the failed record; retry from it.
+                pending.drain(..at);
+                attempts += 1;
+                report.retries += 1;
+            }
+            Some(_) => {
+                report.given_up.extend(pending.drain(..take).map(|r| r.sequence_number));
+                attempts = 0;
+            }
+        }
+    }
+}

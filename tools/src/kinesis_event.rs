@@ -1,0 +1,71 @@
+//! Building Lambda Kinesis events the way the Lambda service delivers them.
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+/// One record to put in an event.
+#[derive(Debug, Clone)]
+pub struct StreamRecord {
+    /// The payload bytes as the producer put them (compressed or not).
+    pub data: Vec<u8>,
+    /// The partition key.
+    pub partition_key: String,
+    /// The arrival time on the stream.
+    pub arrival: DateTime<Utc>,
+    /// The sequence number, a decimal string.
+    pub sequence_number: String,
+}
+
+/// A realistic 56-digit Kinesis sequence number whose order follows `n`
+/// (real ones have 56 digits and do not fit in a `u64`).
+pub fn sequence_number(shard: u32, n: u64) -> String {
+    const PREFIX: &str = "495903382714902566085596925383615710"; // 36 digits
+    format!("{PREFIX}{:02}{n:018}", shard % 100)
+}
+
+/// The ARN of a stream in the default test account and region.
+pub fn stream_arn(region: &str, stream: &str) -> String {
+    format!("arn:aws:kinesis:{region}:123456789012:stream/{stream}")
+}
+
+/// The JSON of a Lambda Kinesis event holding `records` from one shard.
+pub fn event_json(stream_arn: &str, shard_id: &str, records: &[StreamRecord]) -> Value {
+    use base64::Engine;
+    let region = stream_arn.split(':').nth(3).unwrap_or("us-east-1");
+    let records: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            json!({
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": r.partition_key,
+                    "sequenceNumber": r.sequence_number,
+                    "data": base64::engine::general_purpose::STANDARD.encode(&r.data),
+                    "approximateArrivalTimestamp": r.arrival.timestamp_millis() as f64 / 1000.0,
+                },
+                "eventSource": "aws:kinesis",
+                "eventVersion": "1.0",
+                "eventID": format!("{shard_id}:{}", r.sequence_number),
+                "eventName": "aws:kinesis:record",
+                "invokeIdentityArn": "arn:aws:iam::123456789012:role/lambda-role",
+                "awsRegion": region,
+                "eventSourceARN": stream_arn,
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_numbers_are_56_digits_and_ordered() {
+        let a = sequence_number(0, 9);
+        let b = sequence_number(0, 10);
+        assert_eq!(a.len(), 56);
+        assert!(a.bytes().all(|c| c.is_ascii_digit()));
+        assert!(a < b);
+    }
+}

@@ -1,0 +1,8 @@
+//! Tools around the suite: a telemetry generator, Lambda event building, a
+//! moto server for local runs and tests, and reading the lake back.
+
+pub mod event_source;
+pub mod kinesis_event;
+pub mod lake_reader;
+pub mod moto;
+pub mod telemetry;
