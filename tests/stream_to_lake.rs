@@ -11,7 +11,9 @@ use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use base64::Engine;
 use chrono::{DateTime, Duration, NaiveDateTime, TimeZone, Utc};
-use integration_tests::{moto, s3_client, s3_with_bucket, sdk_config, unique, Fault, FaultProxy, REGION};
+use integration_tests::{
+    moto, s3_client, s3_with_bucket, sdk_config, unique, Fault, FaultProxy, REGION,
+};
 use kinesis_to_parquet::{BatchSummary, KinesisToParquet};
 use lake_tools::kinesis_event::{event_json, sequence_number, stream_arn, StreamRecord};
 use lake_tools::lake_reader;
@@ -39,8 +41,15 @@ fn config(bucket: &str, max_payload_bytes: usize) -> StreamConfig {
     }
 }
 
-fn function(s3: &aws_sdk_s3::Client, bucket: &str, max_payload_bytes: usize) -> KinesisToParquet<S3Sink> {
-    KinesisToParquet::new(config(bucket, max_payload_bytes), S3Sink::new(s3.clone(), bucket))
+fn function(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    max_payload_bytes: usize,
+) -> KinesisToParquet<S3Sink> {
+    KinesisToParquet::new(
+        config(bucket, max_payload_bytes),
+        S3Sink::new(s3.clone(), bucket),
+    )
 }
 
 // ---------------------------------------------------------------- fixture --
@@ -68,11 +77,18 @@ struct FixtureRecord {
 impl FixtureRecord {
     fn payload(&self) -> Vec<u8> {
         if let Some(b) = &self.base64 {
-            return base64::engine::general_purpose::STANDARD.decode(b).expect("fixture base64");
+            return base64::engine::general_purpose::STANDARD
+                .decode(b)
+                .expect("fixture base64");
         }
         let mut text = match &self.text {
             Some(t) => t.clone(),
-            None => self.docs.iter().map(Value::to_string).collect::<Vec<_>>().join("\n"),
+            None => self
+                .docs
+                .iter()
+                .map(Value::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
         };
         if let Some(n) = self.pad_to {
             while text.len() < n {
@@ -82,7 +98,8 @@ impl FixtureRecord {
         match self.compression.as_deref() {
             None => text.into_bytes(),
             Some("gzip") => {
-                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                let mut e =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
                 e.write_all(text.as_bytes()).expect("gzip");
                 e.finish().expect("gzip")
             }
@@ -93,7 +110,8 @@ impl FixtureRecord {
 }
 
 fn load_fixture() -> (Fixture, Vec<StreamRecord>, KinesisEvent) {
-    let fx: Fixture = serde_json::from_str(include_str!("fixtures/mixed_batch.json")).expect("fixture");
+    let fx: Fixture =
+        serde_json::from_str(include_str!("fixtures/mixed_batch.json")).expect("fixture");
     let records: Vec<StreamRecord> = fx
         .records
         .iter()
@@ -121,7 +139,10 @@ type Row = (i64, i64, String, i64, i64, i64, String);
 fn rows_of(batch: &RecordBatch) -> Vec<Row> {
     let i = |c: usize| batch.column(c).as_primitive::<Int64Type>().clone();
     let s = |c: usize| batch.column(c).as_string::<i32>().clone();
-    let t = batch.column(1).as_primitive::<TimestampMicrosecondType>().clone();
+    let t = batch
+        .column(1)
+        .as_primitive::<TimestampMicrosecondType>()
+        .clone();
     let (id, serial, pc, o2, mv, man) = (i(0), s(2), i(3), i(4), i(5), s(6));
     (0..batch.num_rows())
         .map(|r| {
@@ -139,10 +160,11 @@ fn rows_of(batch: &RecordBatch) -> Vec<Row> {
 }
 
 fn expected_row(doc: &Value) -> Row {
-    let micros = NaiveDateTime::parse_from_str(doc["eventtime"].as_str().unwrap(), "%Y-%m-%d %H:%M:%S")
-        .unwrap()
-        .and_utc()
-        .timestamp_micros();
+    let micros =
+        NaiveDateTime::parse_from_str(doc["eventtime"].as_str().unwrap(), "%Y-%m-%d %H:%M:%S")
+            .unwrap()
+            .and_utc()
+            .timestamp_micros();
     (
         doc["ventilatorid"].as_i64().unwrap(),
         micros,
@@ -159,7 +181,11 @@ async fn lake_rows(s3: &aws_sdk_s3::Client, bucket: &str) -> BTreeMap<String, Ve
     let mut out = BTreeMap::new();
     for o in lake_reader::list(s3, bucket, LAKE_PREFIX).await.unwrap() {
         let bytes = lake_reader::get(s3, bucket, &o.key).await.unwrap();
-        let rows = lake_reader::parquet_batches(bytes).unwrap().iter().flat_map(rows_of).collect();
+        let rows = lake_reader::parquet_batches(bytes)
+            .unwrap()
+            .iter()
+            .flat_map(rows_of)
+            .collect();
         out.insert(o.key, rows);
     }
     out
@@ -177,19 +203,34 @@ async fn a_mixed_batch_lands_exactly_the_expected_rows_and_dead_letters() {
     let (fx, records, event) = load_fixture();
     let f = function(&s3, &bucket, fx.max_payload_bytes);
 
-    let response = f.handle(LambdaEvent::new(event, Context::default())).await.unwrap();
+    let response = f
+        .handle(LambdaEvent::new(event, Context::default()))
+        .await
+        .unwrap();
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
 
     // Objects: one Parquet and one dead-letter object per arrival hour,
     // keyed by the first sequence number of the hour's run.
     let shard = fx.shard.as_str();
     let (s0, s3rd) = (sequence_number(3, 0), sequence_number(3, 3));
-    let keys: Vec<String> = lake_reader::list(&s3, &bucket, "").await.unwrap().into_iter().map(|o| o.key).collect();
+    let keys: Vec<String> = lake_reader::list(&s3, &bucket, "")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
     let mut expected_keys = vec![
         hour_key(DL_PREFIX, 10, "ventilators", shard, &s0, "jsonl"),
         hour_key(DL_PREFIX, 11, "ventilators", shard, &s3rd, "jsonl"),
         hour_key(LAKE_PREFIX, 10, "ventilators", shard, &s0, "snappy.parquet"),
-        hour_key(LAKE_PREFIX, 11, "ventilators", shard, &s3rd, "snappy.parquet"),
+        hour_key(
+            LAKE_PREFIX,
+            11,
+            "ventilators",
+            shard,
+            &s3rd,
+            "snappy.parquet",
+        ),
     ];
     expected_keys.sort();
     assert_eq!(keys, expected_keys);
@@ -197,7 +238,11 @@ async fn a_mixed_batch_lands_exactly_the_expected_rows_and_dead_letters() {
     // Rows: every good document, value by value, in stream order per hour.
     let mut want: BTreeMap<String, Vec<Row>> = BTreeMap::new();
     for (i, r) in fx.records.iter().enumerate() {
-        let key = if i < 3 { &expected_keys[2] } else { &expected_keys[3] };
+        let key = if i < 3 {
+            &expected_keys[2]
+        } else {
+            &expected_keys[3]
+        };
         for (doc, expect) in r.docs.iter().zip(&r.expect) {
             if expect == "good" {
                 want.entry(key.clone()).or_default().push(expected_row(doc));
@@ -209,9 +254,16 @@ async fn a_mixed_batch_lands_exactly_the_expected_rows_and_dead_letters() {
     assert_eq!(got.values().map(Vec::len).sum::<usize>(), 7);
 
     // Types: the declared schema, with the event time as a timestamp.
-    let bytes = lake_reader::get(&s3, &bucket, &expected_keys[3]).await.unwrap();
+    let bytes = lake_reader::get(&s3, &bucket, &expected_keys[3])
+        .await
+        .unwrap();
     let batches = lake_reader::parquet_batches(bytes.clone()).unwrap();
-    let types: Vec<String> = batches[0].schema().fields().iter().map(|f| format!("{}:{}", f.name(), f.data_type())).collect();
+    let types: Vec<String> = batches[0]
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| format!("{}:{}", f.name(), f.data_type()))
+        .collect();
     assert_eq!(
         types,
         [
@@ -224,9 +276,15 @@ async fn a_mixed_batch_lands_exactly_the_expected_rows_and_dead_letters() {
             "manufacturer:Utf8"
         ]
     );
-    let meta: BTreeMap<String, String> = lake_reader::parquet_metadata(bytes).unwrap().into_iter().collect();
+    let meta: BTreeMap<String, String> = lake_reader::parquet_metadata(bytes)
+        .unwrap()
+        .into_iter()
+        .collect();
     assert_eq!(meta["telemetry_lake.first_sequence_number"], s3rd);
-    assert_eq!(meta["telemetry_lake.last_sequence_number"], sequence_number(3, records.len() as u64 - 1));
+    assert_eq!(
+        meta["telemetry_lake.last_sequence_number"],
+        sequence_number(3, records.len() as u64 - 1)
+    );
 
     // Dead letters: every bad document with its reason and bytes.
     let mut got_dl = Vec::new();
@@ -236,14 +294,18 @@ async fn a_mixed_batch_lands_exactly_the_expected_rows_and_dead_letters() {
             assert_eq!(l.shard, shard);
             assert_eq!(l.stream, "ventilators");
             assert!(!l.detail.is_empty());
-            let i = records.iter().position(|r| r.sequence_number == l.sequence_number).unwrap();
-            let original = match l.scope {
-                Scope::Payload => records[i].data.clone(),
-                Scope::Document => fx.records[i].docs[l.document_index].to_string().into_bytes(),
+            let i = records
+                .iter()
+                .position(|r| r.sequence_number == l.sequence_number)
+                .unwrap();
+            let original = match (l.scope, &fx.records[i].text) {
+                (Scope::Payload, _) => records[i].data.clone(),
+                (Scope::Document, Some(text)) => text.trim().as_bytes().to_vec(),
+                (Scope::Document, None) => fx.records[i].docs[l.document_index]
+                    .to_string()
+                    .into_bytes(),
             };
-            if fx.records[i].text.is_none() {
-                assert_eq!(l.bytes().unwrap(), original, "bytes of {}", l.reason);
-            }
+            assert_eq!(l.bytes().unwrap(), original, "bytes of {}", l.reason);
             got_dl.push((i, l.document_index, l.reason));
         }
     }
@@ -252,7 +314,11 @@ async fn a_mixed_batch_lands_exactly_the_expected_rows_and_dead_letters() {
         .iter()
         .enumerate()
         .flat_map(|(i, r)| {
-            r.expect.iter().enumerate().filter(|(_, e)| *e != "good").map(move |(d, e)| (i, d, e.clone()))
+            r.expect
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| *e != "good")
+                .map(move |(d, e)| (i, d, e.clone()))
         })
         .collect();
     assert_eq!(got_dl, want_dl);
@@ -261,14 +327,27 @@ async fn a_mixed_batch_lands_exactly_the_expected_rows_and_dead_letters() {
 #[tokio::test]
 async fn an_event_in_lambdas_own_json_shape_is_processed() {
     let (s3, bucket) = s3_with_bucket("lake").await;
-    let event: KinesisEvent = serde_json::from_str(include_str!("fixtures/kinesis_event.json")).unwrap();
+    let event: KinesisEvent =
+        serde_json::from_str(include_str!("fixtures/kinesis_event.json")).unwrap();
     let (summary, response) = function(&s3, &bucket, 1 << 20).process(&event).await;
     assert!(response.batch_item_failures.is_empty());
-    assert_eq!((summary.records, summary.good, summary.bad, summary.objects), (2, 2, 0, 1));
-    let rows: Vec<Row> = lake_rows(&s3, &bucket).await.into_values().flatten().collect();
+    assert_eq!(
+        (summary.records, summary.good, summary.bad, summary.objects),
+        (2, 2, 0, 1)
+    );
+    let rows: Vec<Row> = lake_rows(&s3, &bucket)
+        .await
+        .into_values()
+        .flatten()
+        .collect();
     assert_eq!(rows[0].0, 21);
     assert_eq!(rows[1].6, "3M");
-    assert_eq!(rows[0].1, Utc.with_ymd_and_hms(2026, 11, 22, 8, 15, 0).unwrap().timestamp_micros());
+    assert_eq!(
+        rows[0].1,
+        Utc.with_ymd_and_hms(2026, 11, 22, 8, 15, 0)
+            .unwrap()
+            .timestamp_micros()
+    );
 }
 
 #[tokio::test]
@@ -291,7 +370,10 @@ async fn a_missing_bucket_fails_the_batch_from_its_first_record() {
     let (_, records, event) = load_fixture();
     let missing = unique("missing");
     let (summary, response) = function(&s3, &missing, 2048).process(&event).await;
-    assert_eq!(failures(&response), vec![records[0].sequence_number.clone()]);
+    assert_eq!(
+        failures(&response),
+        vec![records[0].sequence_number.clone()]
+    );
     assert_eq!(summary.objects, 0);
 }
 
@@ -305,22 +387,37 @@ async fn denied_writes_are_retried_whole_without_duplicates() {
     let (fx, records, event) = load_fixture();
     let f = function(&s3, &bucket, fx.max_payload_bytes);
     let (summary, response) = f.process(&event).await;
-    assert_eq!(failures(&response), vec![records[0].sequence_number.clone()]);
+    assert_eq!(
+        failures(&response),
+        vec![records[0].sequence_number.clone()]
+    );
     assert_eq!(summary.objects, 0);
     assert!(proxy.injected() >= 4);
-    assert!(lake_reader::list(&moto_s3, &bucket, "").await.unwrap().is_empty());
+    assert!(lake_reader::list(&moto_s3, &bucket, "")
+        .await
+        .unwrap()
+        .is_empty());
 
     proxy.heal();
     let (summary, response) = f.process(&event).await;
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(summary.objects, 4);
-    let rows: usize = lake_rows(&moto_s3, &bucket).await.values().map(Vec::len).sum();
+    let rows: usize = lake_rows(&moto_s3, &bucket)
+        .await
+        .values()
+        .map(Vec::len)
+        .sum();
     assert_eq!(rows, 7);
 }
 
 /// Good telemetry from one shard arriving over three hours (10:40 to 12:20).
 fn three_hours(n: usize, seq_offset: u64) -> Vec<StreamRecord> {
-    let opts = TelemetryOptions { devices: 5, bad_share: 0.0, seed: 11, ..Default::default() };
+    let opts = TelemetryOptions {
+        devices: 5,
+        bad_share: 0.0,
+        seed: 11,
+        ..Default::default()
+    };
     let start = Utc.with_ymd_and_hms(2026, 11, 22, 10, 40, 0).unwrap();
     generate(&opts)
         .into_iter()
@@ -336,11 +433,18 @@ fn three_hours(n: usize, seq_offset: u64) -> Vec<StreamRecord> {
 }
 
 fn failures(r: &KinesisEventResponse) -> Vec<String> {
-    r.batch_item_failures.iter().filter_map(|f| f.item_identifier.clone()).collect()
+    r.batch_item_failures
+        .iter()
+        .filter_map(|f| f.item_identifier.clone())
+        .collect()
 }
 
 async fn assert_each_record_once(s3: &aws_sdk_s3::Client, bucket: &str, records: &[StreamRecord]) {
-    let rows: Vec<Row> = lake_rows(s3, bucket).await.into_values().flatten().collect();
+    let rows: Vec<Row> = lake_rows(s3, bucket)
+        .await
+        .into_values()
+        .flatten()
+        .collect();
     let mut got: Vec<(i64, i64)> = rows.iter().map(|r| (r.0, r.1)).collect();
     let mut want: Vec<(i64, i64)> = records
         .iter()
@@ -367,16 +471,26 @@ async fn a_failed_hour_is_retried_from_its_first_record_without_duplicates() {
 
     proxy.inject(Fault::s3_put_denied("ingest_hour=11"));
     let f = function(&s3, &bucket, 1 << 20);
-    let (summary, response) = f.process(&to_event(&arn, "shardId-000000000000", first_batch)).await;
-    let hour_11 = first_batch.iter().position(|r| r.arrival.format("%H").to_string() == "11").unwrap();
-    assert_eq!(failures(&response), vec![first_batch[hour_11].sequence_number.clone()]);
+    let (summary, response) = f
+        .process(&to_event(&arn, "shardId-000000000000", first_batch))
+        .await;
+    let hour_11 = first_batch
+        .iter()
+        .position(|r| r.arrival.format("%H").to_string() == "11")
+        .unwrap();
+    assert_eq!(
+        failures(&response),
+        vec![first_batch[hour_11].sequence_number.clone()]
+    );
     assert_eq!(summary.good, 100);
 
     // Lambda checkpoints before the reported record and retries from it, with
     // a batch that may now reach further into the shard.
     proxy.heal();
     let retry = &all[hour_11..];
-    let (_, response) = f.process(&to_event(&arn, "shardId-000000000000", retry)).await;
+    let (_, response) = f
+        .process(&to_event(&arn, "shardId-000000000000", retry))
+        .await;
     assert!(response.batch_item_failures.is_empty());
     assert_each_record_once(&moto_s3, &bucket, &all).await;
 }
@@ -390,10 +504,15 @@ async fn a_bisected_batch_neither_loses_nor_duplicates_rows() {
 
     // The whole batch was written, then the invocation timed out; Lambda
     // bisects and retries each half.
-    let whole: BatchSummary = f.process(&to_event(&arn, "shardId-000000000000", &all)).await.0;
+    let whole: BatchSummary = f
+        .process(&to_event(&arn, "shardId-000000000000", &all))
+        .await
+        .0;
     assert_eq!(whole.good, 90);
     let (left, right) = all.split_at(37);
-    f.process(&to_event(&arn, "shardId-000000000000", left)).await;
-    f.process(&to_event(&arn, "shardId-000000000000", right)).await;
+    f.process(&to_event(&arn, "shardId-000000000000", left))
+        .await;
+    f.process(&to_event(&arn, "shardId-000000000000", right))
+        .await;
     assert_each_record_once(&s3, &bucket, &all).await;
 }

@@ -7,8 +7,8 @@ use arrow_array::builder::{
     TimestampMicrosecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
-pub use arrow_schema::Schema as ArrowSchema;
 use arrow_schema::ArrowError;
+pub use arrow_schema::Schema as ArrowSchema;
 
 use crate::record::Value;
 use crate::schema::{FieldType, Schema};
@@ -42,7 +42,11 @@ impl Columns {
                 FieldType::Timestamp => Column::Timestamp(TimestampMicrosecondBuilder::new()),
             })
             .collect();
-        Columns { arrow_schema, columns, rows: 0 }
+        Columns {
+            arrow_schema,
+            columns,
+            rows: 0,
+        }
     }
 
     /// Appends one record whose values came from [`crate::record::parse_document`]
@@ -107,6 +111,9 @@ impl std::fmt::Debug for Columns {
                 Column::Timestamp(b) => b.len(),
             })
             .collect();
-        f.debug_struct("Columns").field("rows", &self.rows).field("column_lens", &lens).finish()
+        f.debug_struct("Columns")
+            .field("rows", &self.rows)
+            .field("column_lens", &lens)
+            .finish()
     }
 }

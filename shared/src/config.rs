@@ -36,7 +36,10 @@ pub enum ConfigError {
     #[error("environment variable {name} is invalid: {reason}")]
     Invalid { name: &'static str, reason: String },
     #[error("the schema in {name} is invalid: {source}")]
-    Schema { name: &'static str, source: SchemaError },
+    Schema {
+        name: &'static str,
+        source: SchemaError,
+    },
 }
 
 /// Configuration of a function that reads the stream and writes the lake.
@@ -65,7 +68,9 @@ impl StreamConfig {
     /// Reads the configuration through `get`, which returns a variable's value.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let required = |name: &'static str| {
-            get(name).filter(|v| !v.trim().is_empty()).ok_or(ConfigError::Missing(name))
+            get(name)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or(ConfigError::Missing(name))
         };
         Ok(StreamConfig {
             lake_bucket: required(LAKE_BUCKET)?,
@@ -102,7 +107,10 @@ fn positive(
         None => Ok(default),
         Some(v) => match v.trim().parse::<usize>() {
             Ok(n) if n > 0 => Ok(n),
-            _ => Err(ConfigError::Invalid { name, reason: format!("{v:?} is not a positive integer") }),
+            _ => Err(ConfigError::Invalid {
+                name,
+                reason: format!("{v:?} is not a positive integer"),
+            }),
         },
     }
 }
@@ -113,8 +121,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
@@ -136,7 +146,10 @@ mod tests {
     #[test]
     fn errors_name_the_variable() {
         let err = StreamConfig::from_lookup(lookup(&BASE[1..])).unwrap_err();
-        assert_eq!(err.to_string(), "environment variable LAKE_BUCKET is not set");
+        assert_eq!(
+            err.to_string(),
+            "environment variable LAKE_BUCKET is not set"
+        );
 
         let mut pairs = BASE.to_vec();
         pairs.push((WRITE_CONCURRENCY, "0"));
@@ -146,13 +159,24 @@ mod tests {
         let mut pairs = BASE.to_vec();
         pairs[3] = (SCHEMA, "a:blob");
         let err = StreamConfig::from_lookup(lookup(&pairs)).unwrap_err();
-        assert!(err.to_string().contains("SCHEMA") && err.to_string().contains("blob"), "{err}");
+        assert!(
+            err.to_string().contains("SCHEMA") && err.to_string().contains("blob"),
+            "{err}"
+        );
     }
 
     #[test]
     fn schema_file_is_read_when_schema_is_unset() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/ventilator.schema.json");
-        let pairs = [(LAKE_BUCKET, "b"), (LAKE_PREFIX, "r"), (DEAD_LETTER_PREFIX, "d"), (SCHEMA_FILE, path)];
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../config/ventilator.schema.json"
+        );
+        let pairs = [
+            (LAKE_BUCKET, "b"),
+            (LAKE_PREFIX, "r"),
+            (DEAD_LETTER_PREFIX, "d"),
+            (SCHEMA_FILE, path),
+        ];
         let c = StreamConfig::from_lookup(lookup(&pairs)).unwrap();
         assert_eq!(c.schema.fields.len(), 7);
     }

@@ -96,9 +96,22 @@ mod tests {
     #[test]
     fn json_lines_round_trip_with_the_original_bytes() {
         let t = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap();
-        let l = DeadLetter::new("s", "shardId-1", "12", 3, t, "invalid_json", "bad".into(), Scope::Document, b"\xff{");
+        let l = DeadLetter::new(
+            "s",
+            "shardId-1",
+            "12",
+            3,
+            t,
+            "invalid_json",
+            "bad".into(),
+            Scope::Document,
+            b"\xff{",
+        );
         let text = to_json_lines(&[l.clone(), l.clone()]);
-        let lines: Vec<&[u8]> = text.split(|b| *b == b'\n').filter(|x| !x.is_empty()).collect();
+        let lines: Vec<&[u8]> = text
+            .split(|b| *b == b'\n')
+            .filter(|x| !x.is_empty())
+            .collect();
         assert_eq!(lines.len(), 2);
         let back: DeadLetter = serde_json::from_slice(lines[0]).unwrap();
         assert_eq!(back, l);

@@ -47,7 +47,9 @@ impl Codec {
             d if d.starts_with(SNAPPY_STREAM_ID) => Some(Codec::SnappyFramed),
             // zlib: CM = 8 (deflate), window <= 32 KiB, and the header checksum.
             [cmf, flg, ..]
-                if cmf & 0x0f == 8 && cmf >> 4 <= 7 && (u16::from(*cmf) * 256 + u16::from(*flg)) % 31 == 0 =>
+                if cmf & 0x0f == 8
+                    && cmf >> 4 <= 7
+                    && (u16::from(*cmf) * 256 + u16::from(*flg)) % 31 == 0 =>
             {
                 Some(Codec::Zlib)
             }
@@ -70,7 +72,10 @@ pub enum DecodeError {
 pub fn decompress(data: &[u8], max_bytes: usize) -> Result<Cow<'_, [u8]>, DecodeError> {
     let Some(codec) = Codec::detect(data) else {
         if data.len() > max_bytes {
-            return Err(DecodeError::TooLarge { limit: max_bytes, codec: None });
+            return Err(DecodeError::TooLarge {
+                limit: max_bytes,
+                codec: None,
+            });
         }
         return Ok(Cow::Borrowed(data));
     };
@@ -90,13 +95,19 @@ pub fn decompress(data: &[u8], max_bytes: usize) -> Result<Cow<'_, [u8]>, Decode
         .read_to_end(&mut out)
         .map_err(|e| corrupt(codec, &e))?;
     if out.len() > max_bytes {
-        return Err(DecodeError::TooLarge { limit: max_bytes, codec: Some(codec) });
+        return Err(DecodeError::TooLarge {
+            limit: max_bytes,
+            codec: Some(codec),
+        });
     }
     Ok(Cow::Owned(out))
 }
 
 fn corrupt(codec: Codec, e: &std::io::Error) -> DecodeError {
-    DecodeError::Corrupt { codec, message: e.to_string() }
+    DecodeError::Corrupt {
+        codec,
+        message: e.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -135,7 +146,12 @@ mod tests {
     fn every_codec_is_detected_and_undone() {
         for (codec, packed) in all_codecs(TEXT) {
             assert_eq!(Codec::detect(&packed), Some(codec), "{}", codec.name());
-            assert_eq!(decompress(&packed, 1024).unwrap().as_ref(), TEXT, "{}", codec.name());
+            assert_eq!(
+                decompress(&packed, 1024).unwrap().as_ref(),
+                TEXT,
+                "{}",
+                codec.name()
+            );
         }
     }
 
@@ -152,7 +168,10 @@ mod tests {
         for (codec, packed) in all_codecs(&zeros) {
             assert_eq!(
                 decompress(&packed, 64 * 1024),
-                Err(DecodeError::TooLarge { limit: 64 * 1024, codec: Some(codec) }),
+                Err(DecodeError::TooLarge {
+                    limit: 64 * 1024,
+                    codec: Some(codec)
+                }),
                 "{}",
                 codec.name()
             );

@@ -48,12 +48,20 @@ pub struct S3Sink {
 impl S3Sink {
     /// A sink writing into `bucket` with a client built once per container.
     pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
-        S3Sink { client, bucket: bucket.into() }
+        S3Sink {
+            client,
+            bucket: bucket.into(),
+        }
     }
 }
 
 impl ObjectSink for S3Sink {
-    async fn put(&self, key: String, body: Vec<u8>, content_type: &'static str) -> Result<(), SinkError> {
+    async fn put(
+        &self,
+        key: String,
+        body: Vec<u8>,
+        content_type: &'static str,
+    ) -> Result<(), SinkError> {
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -96,6 +104,9 @@ pub struct WriteReport {
     pub failures: Vec<String>,
 }
 
+/// The objects one run wrote (key, bytes), or why it could not be written.
+type RunOutcome = Result<Vec<(String, usize)>, String>;
+
 /// Writes every run, at most `concurrency` at a time.
 pub async fn write_runs<S: ObjectSink>(
     runs: Vec<Run>,
@@ -104,15 +115,14 @@ pub async fn write_runs<S: ObjectSink>(
     layout: &LakeLayout,
     concurrency: usize,
 ) -> WriteReport {
-    let mut results: Vec<(usize, String, Result<Vec<(String, usize)>, String>)> =
-        stream::iter(runs.into_iter().enumerate())
-            .map(|(i, run)| async move {
-                let first = run.first_sequence.clone();
-                (i, first, write_run(run, sink, encoder, layout).await)
-            })
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
+    let mut results: Vec<(usize, String, RunOutcome)> = stream::iter(runs.into_iter().enumerate())
+        .map(|(i, run)| async move {
+            let first = run.first_sequence.clone();
+            (i, first, write_run(run, sink, encoder, layout).await)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
     results.sort_by_key(|(i, _, _)| *i);
 
     let mut report = WriteReport::default();
@@ -139,7 +149,7 @@ async fn write_run<S: ObjectSink>(
     sink: &S,
     encoder: &ParquetEncoder,
     layout: &LakeLayout,
-) -> Result<Vec<(String, usize)>, String> {
+) -> RunOutcome {
     let pos = StreamPosition {
         stream: &run.stream,
         shard: &run.shard,
@@ -150,24 +160,50 @@ async fn write_run<S: ObjectSink>(
         let metadata = [
             ("telemetry_lake.stream", run.stream.clone()),
             ("telemetry_lake.shard", run.shard.clone()),
-            ("telemetry_lake.first_sequence_number", run.first_sequence.clone()),
-            ("telemetry_lake.last_sequence_number", run.last_sequence.clone()),
+            (
+                "telemetry_lake.first_sequence_number",
+                run.first_sequence.clone(),
+            ),
+            (
+                "telemetry_lake.last_sequence_number",
+                run.last_sequence.clone(),
+            ),
             ("telemetry_lake.stream_records", run.records.to_string()),
         ];
-        let batch = run.good.finish().map_err(|e| format!("building columns: {e}"))?;
-        let body = encoder.encode(&batch, &metadata).map_err(|e| format!("encoding Parquet: {e}"))?;
+        let batch = run
+            .good
+            .finish()
+            .map_err(|e| format!("building columns: {e}"))?;
+        let body = encoder
+            .encode(&batch, &metadata)
+            .map_err(|e| format!("encoding Parquet: {e}"))?;
         let key = object_key(&layout.lake_prefix, run.hour, &pos, PARQUET_EXTENSION);
         objects.push((key, body, "application/vnd.apache.parquet"));
     }
     if !run.dead_letters.is_empty() {
-        let key = object_key(&layout.dead_letter_prefix, run.hour, &pos, DEAD_LETTER_EXTENSION);
-        objects.push((key, to_json_lines(&run.dead_letters), "application/x-ndjson"));
+        let key = object_key(
+            &layout.dead_letter_prefix,
+            run.hour,
+            &pos,
+            DEAD_LETTER_EXTENSION,
+        );
+        objects.push((
+            key,
+            to_json_lines(&run.dead_letters),
+            "application/x-ndjson",
+        ));
     }
-    let puts = objects.into_iter().map(|(key, body, content_type)| async move {
-        let len = body.len();
-        sink.put(key.clone(), body, content_type).await.map(|()| (key, len))
-    });
-    futures::future::try_join_all(puts).await.map_err(|e| e.to_string())
+    let puts = objects
+        .into_iter()
+        .map(|(key, body, content_type)| async move {
+            let len = body.len();
+            sink.put(key.clone(), body, content_type)
+                .await
+                .map(|()| (key, len))
+        });
+    futures::future::try_join_all(puts)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// An S3 client for the given SDK configuration. Path-style addressing is
@@ -178,6 +214,8 @@ pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     let overridden = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
         .iter()
         .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
-    let conf = aws_sdk_s3::config::Builder::from(sdk).force_path_style(overridden).build();
+    let conf = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(overridden)
+        .build();
     aws_sdk_s3::Client::from_conf(conf)
 }

@@ -30,16 +30,28 @@ impl ParquetEncoder {
             .set_statistics_enabled(EnabledStatistics::Page)
             .set_created_by(format!("telemetry-lake {}", env!("CARGO_PKG_VERSION")))
             .build();
-        ParquetEncoder { properties: Arc::new(properties) }
+        ParquetEncoder {
+            properties: Arc::new(properties),
+        }
     }
 
     /// Encodes one batch into a complete Parquet file, with `metadata` as
     /// key-value pairs in its footer.
-    pub fn encode(&self, batch: &RecordBatch, metadata: &[(&str, String)]) -> Result<Vec<u8>, ParquetError> {
+    pub fn encode(
+        &self,
+        batch: &RecordBatch,
+        metadata: &[(&str, String)],
+    ) -> Result<Vec<u8>, ParquetError> {
         let mut props = (*self.properties).clone();
         if !metadata.is_empty() {
-            let kv = metadata.iter().map(|(k, v)| KeyValue::new((*k).to_string(), v.clone())).collect();
-            props = props.into_builder().set_key_value_metadata(Some(kv)).build();
+            let kv = metadata
+                .iter()
+                .map(|(k, v)| KeyValue::new((*k).to_string(), v.clone()))
+                .collect();
+            props = props
+                .into_builder()
+                .set_key_value_metadata(Some(kv))
+                .build();
         }
         let mut out = Vec::with_capacity(batch.get_array_memory_size() / 2 + 1024);
         let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;

@@ -19,7 +19,12 @@ pub struct IngestHour {
 impl IngestHour {
     /// The hour of an arrival time.
     pub fn of(t: DateTime<Utc>) -> Self {
-        IngestHour { year: t.year(), month: t.month(), day: t.day(), hour: t.hour() }
+        IngestHour {
+            year: t.year(),
+            month: t.month(),
+            day: t.day(),
+            hour: t.hour(),
+        }
     }
 
     /// The Hive-style partition path, without leading or trailing slash.
@@ -46,7 +51,12 @@ pub struct StreamPosition<'a> {
 ///
 /// `prefix` is trusted configuration (trailing slashes are dropped); every
 /// other part comes from the event and is sanitised.
-pub fn object_key(prefix: &str, hour: IngestHour, pos: &StreamPosition<'_>, extension: &str) -> String {
+pub fn object_key(
+    prefix: &str,
+    hour: IngestHour,
+    pos: &StreamPosition<'_>,
+    extension: &str,
+) -> String {
     let prefix = prefix.trim_end_matches('/');
     let sep = if prefix.is_empty() { "" } else { "/" };
     format!(
@@ -61,7 +71,10 @@ pub fn object_key(prefix: &str, hour: IngestHour, pos: &StreamPosition<'_>, exte
 /// The stream name of a Kinesis event source ARN
 /// (`arn:aws:kinesis:REGION:ACCOUNT:stream/NAME`), or the ARN's last part.
 pub fn stream_name(event_source_arn: &str) -> &str {
-    event_source_arn.rsplit('/').next().unwrap_or(event_source_arn)
+    event_source_arn
+        .rsplit('/')
+        .next()
+        .unwrap_or(event_source_arn)
 }
 
 /// Keeps `[A-Za-z0-9_-]`, replaces anything else by `_`, and caps the length,
@@ -71,7 +84,13 @@ fn key_part(s: &str) -> String {
     let mut out: String = s
         .chars()
         .take(MAX)
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if out.is_empty() {
         out.push('_');
@@ -113,7 +132,11 @@ mod tests {
     fn hostile_parts_cannot_escape_the_prefix() {
         let t = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         let long = "x".repeat(10_000);
-        let pos = StreamPosition { stream: "../../etc", shard: "a/b\n\0", sequence_number: &long };
+        let pos = StreamPosition {
+            stream: "../../etc",
+            shard: "a/b\n\0",
+            sequence_number: &long,
+        };
         let key = object_key("p", IngestHour::of(t), &pos, "jsonl");
         assert!(key.starts_with("p/ingest_year=2026/"));
         assert_eq!(key.matches('/').count(), 5, "{key}");
@@ -123,7 +146,10 @@ mod tests {
 
     #[test]
     fn stream_name_comes_from_the_arn() {
-        assert_eq!(stream_name("arn:aws:kinesis:eu-west-1:123456789012:stream/vent"), "vent");
+        assert_eq!(
+            stream_name("arn:aws:kinesis:eu-west-1:123456789012:stream/vent"),
+            "vent"
+        );
         assert_eq!(stream_name("vent"), "vent");
     }
 }

@@ -30,17 +30,29 @@ pub enum RecordError {
     #[error("payload is not valid UTF-8 (first bad byte at offset {offset})")]
     InvalidUtf8 { offset: usize },
     #[error("invalid JSON at line {line} column {column}: {message}")]
-    InvalidJson { line: usize, column: usize, message: String },
+    InvalidJson {
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("expected a JSON object, found {found}")]
     NotAnObject { found: &'static str },
     #[error("missing required field `{field}`")]
     MissingField { field: String },
     #[error("field `{field}`: expected {expected}, found {found}")]
-    WrongType { field: String, expected: &'static str, found: String },
+    WrongType {
+        field: String,
+        expected: &'static str,
+        found: String,
+    },
     #[error("field `{field}`: {value} does not fit in a 64-bit integer")]
     OutOfRange { field: String, value: String },
     #[error("field `{field}`: {value:?} is not a timestamp of format {format:?}")]
-    InvalidTimestamp { field: String, value: String, format: String },
+    InvalidTimestamp {
+        field: String,
+        value: String,
+        format: String,
+    },
     #[error("payload holds no JSON document")]
     Empty,
 }
@@ -86,7 +98,11 @@ impl Raw<'_> {
             Raw::Bool(b) => format!("boolean {b}"),
             Raw::Str(s) => {
                 let shown: String = s.chars().take(40).collect();
-                let more = if s.chars().nth(40).is_some() { "…" } else { "" };
+                let more = if s.chars().nth(40).is_some() {
+                    "…"
+                } else {
+                    ""
+                };
                 format!("string {shown:?}{more}")
             }
             Raw::Object => "an object".into(),
@@ -101,13 +117,24 @@ pub fn parse_document<'a>(schema: &Schema, doc: &'a str) -> Result<Vec<Value<'a>
     raw.resize_with(schema.fields.len(), || Raw::Absent);
 
     let mut de = serde_json::Deserializer::from_str(doc);
-    let seed = DocumentSeed { schema, raw: &mut raw };
-    match seed.deserialize(&mut de).and_then(|found| de.end().map(|()| found)) {
+    let seed = DocumentSeed {
+        schema,
+        raw: &mut raw,
+    };
+    match seed
+        .deserialize(&mut de)
+        .and_then(|found| de.end().map(|()| found))
+    {
         Ok(None) => {}
         Ok(Some(found)) => return Err(RecordError::NotAnObject { found }),
         Err(e) => return Err(json_error(&e)),
     }
-    schema.fields.iter().zip(raw).map(|(field, raw)| convert(field, raw)).collect()
+    schema
+        .fields
+        .iter()
+        .zip(raw)
+        .map(|(field, raw)| convert(field, raw))
+        .collect()
 }
 
 fn json_error(e: &serde_json::Error) -> RecordError {
@@ -117,7 +144,11 @@ fn json_error(e: &serde_json::Error) -> RecordError {
         Some(i) => full[..i].to_string(),
         None => full,
     };
-    RecordError::InvalidJson { line: e.line(), column: e.column(), message }
+    RecordError::InvalidJson {
+        line: e.line(),
+        column: e.column(),
+        message,
+    }
 }
 
 fn convert<'a>(field: &Field, raw: Raw<'a>) -> Result<Value<'a>, RecordError> {
@@ -128,12 +159,17 @@ fn convert<'a>(field: &Field, raw: Raw<'a>) -> Result<Value<'a>, RecordError> {
     };
     Ok(match (&field.field_type, raw) {
         (_, Raw::Absent | Raw::Null) if field.required => {
-            return Err(RecordError::MissingField { field: field.name.clone() })
+            return Err(RecordError::MissingField {
+                field: field.name.clone(),
+            })
         }
         (_, Raw::Absent | Raw::Null) => Value::Null,
         (FieldType::Int64, Raw::Int(i)) => Value::Int64(i),
         (FieldType::Int64, Raw::BigInt(s)) => {
-            return Err(RecordError::OutOfRange { field: field.name.clone(), value: s })
+            return Err(RecordError::OutOfRange {
+                field: field.name.clone(),
+                value: s,
+            })
         }
         (FieldType::Float64, Raw::Int(i)) => Value::Float64(i as f64),
         (FieldType::Float64, Raw::Float(f)) => Value::Float64(f),
@@ -151,13 +187,13 @@ fn parse_timestamp(field: &Field, s: &str) -> Result<i64, RecordError> {
     } else {
         NaiveDateTime::parse_from_str(s, format).ok()
     };
-    parsed.map(|t| t.and_utc().timestamp_micros()).ok_or_else(|| {
-        RecordError::InvalidTimestamp {
+    parsed
+        .map(|t| t.and_utc().timestamp_micros())
+        .ok_or_else(|| RecordError::InvalidTimestamp {
             field: field.name.clone(),
             value: s.chars().take(64).collect(),
             format: format.to_string(),
-        }
-    })
+        })
 }
 
 /// Reads a top-level document: an object fills `raw`; anything else returns
@@ -325,15 +361,51 @@ mod tests {
     #[test]
     fn each_kind_of_bad_record_names_what_is_wrong() {
         let cases: &[(&str, &str, &str)] = &[
-            (r#"{"at":"2020-06-12 14:05:59","name":"a"}"#, "missing_field", "`id`"),
-            (r#"{"id":null,"at":"2020-06-12 14:05:59","name":"a"}"#, "missing_field", "`id`"),
-            (r#"{"id":"7","at":"2020-06-12 14:05:59","name":"a"}"#, "wrong_type", "expected int64, found string \"7\""),
-            (r#"{"id":1.5,"at":"2020-06-12 14:05:59","name":"a"}"#, "wrong_type", "found number 1.5"),
-            (r#"{"id":1,"at":"2020-06-12 14:05:59","name":5}"#, "wrong_type", "field `name`"),
-            (r#"{"id":1,"at":"2020-06-12 14:05:59","name":{}}"#, "wrong_type", "found an object"),
-            (r#"{"id":18446744073709551615,"at":"2020-06-12 14:05:59","name":"a"}"#, "out_of_range", "18446744073709551615"),
-            (r#"{"id":1,"at":"2020-13-12 14:05:59","name":"a"}"#, "invalid_timestamp", "`at`"),
-            (r#"{"id":1,"at":"yesterday","name":"a"}"#, "invalid_timestamp", "%Y-%m-%d %H:%M:%S"),
+            (
+                r#"{"at":"2020-06-12 14:05:59","name":"a"}"#,
+                "missing_field",
+                "`id`",
+            ),
+            (
+                r#"{"id":null,"at":"2020-06-12 14:05:59","name":"a"}"#,
+                "missing_field",
+                "`id`",
+            ),
+            (
+                r#"{"id":"7","at":"2020-06-12 14:05:59","name":"a"}"#,
+                "wrong_type",
+                "expected int64, found string \"7\"",
+            ),
+            (
+                r#"{"id":1.5,"at":"2020-06-12 14:05:59","name":"a"}"#,
+                "wrong_type",
+                "found number 1.5",
+            ),
+            (
+                r#"{"id":1,"at":"2020-06-12 14:05:59","name":5}"#,
+                "wrong_type",
+                "field `name`",
+            ),
+            (
+                r#"{"id":1,"at":"2020-06-12 14:05:59","name":{}}"#,
+                "wrong_type",
+                "found an object",
+            ),
+            (
+                r#"{"id":18446744073709551615,"at":"2020-06-12 14:05:59","name":"a"}"#,
+                "out_of_range",
+                "18446744073709551615",
+            ),
+            (
+                r#"{"id":1,"at":"2020-13-12 14:05:59","name":"a"}"#,
+                "invalid_timestamp",
+                "`at`",
+            ),
+            (
+                r#"{"id":1,"at":"yesterday","name":"a"}"#,
+                "invalid_timestamp",
+                "%Y-%m-%d %H:%M:%S",
+            ),
             (r#"{"id":1,"#, "invalid_json", "EOF"),
             (r#"{"id":1} trailing"#, "invalid_json", "trailing"),
             (r#"[1,2]"#, "not_an_object", "an array"),
@@ -342,7 +414,10 @@ mod tests {
         for (doc, kind, needle) in cases {
             let err = parse(doc).expect_err(doc);
             assert_eq!(err.kind(), *kind, "{doc}: {err}");
-            assert!(err.to_string().contains(needle), "{doc}: {err} lacks {needle}");
+            assert!(
+                err.to_string().contains(needle),
+                "{doc}: {err} lacks {needle}"
+            );
         }
     }
 
@@ -352,7 +427,10 @@ mod tests {
         let doc = format!("{{\"x\":{deep}}}");
         assert_eq!(parse(&doc).unwrap_err().kind(), "missing_field");
         let doc = format!("{{\"id\":{deep},\"at\":\"2020-06-12 14:05:59\",\"name\":\"a\"}}");
-        assert_eq!(parse(&doc).unwrap_err().to_string(), "field `id`: expected int64, found an array");
+        assert_eq!(
+            parse(&doc).unwrap_err().to_string(),
+            "field `id`: expected int64, found an array"
+        );
     }
 
     #[test]

@@ -165,7 +165,9 @@ impl Schema {
         for (i, f) in self.fields.iter().enumerate() {
             let ok_name = !f.name.is_empty()
                 && f.name.len() <= MAX_FIELD_NAME_LEN
-                && f.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                && f.name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_');
             if !ok_name {
                 return Err(SchemaError::BadName(f.name.clone()));
             }
@@ -281,6 +283,9 @@ mod tests {
             Schema::parse("a:int64(%Y)"),
             Err(SchemaError::FormatOnNonTimestamp { .. })
         ));
-        assert!(matches!(Schema::parse("{\"fields\": 3}"), Err(SchemaError::Json(_))));
+        assert!(matches!(
+            Schema::parse("{\"fields\": 3}"),
+            Err(SchemaError::Json(_))
+        ));
     }
 }

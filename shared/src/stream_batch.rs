@@ -76,7 +76,10 @@ pub fn split_into_runs(
     max_payload_bytes: usize,
 ) -> (Vec<Run>, BatchCounts) {
     let mut runs: Vec<Run> = Vec::new();
-    let mut counts = BatchCounts { records: records.len(), ..Default::default() };
+    let mut counts = BatchCounts {
+        records: records.len(),
+        ..Default::default()
+    };
     for rec in records {
         let k = &rec.kinesis;
         let arrival: DateTime<Utc> = *k.approximate_arrival_timestamp;
@@ -102,20 +105,23 @@ pub fn split_into_runs(
         run.records += 1;
         run.last_sequence.clone_from(&k.sequence_number);
 
-        let Run { good, dead_letters, .. } = run;
-        let mut reject = |index: usize, reason: &str, detail: String, scope: Scope, bytes: &[u8]| {
-            dead_letters.push(DeadLetter::new(
-                stream,
-                shard,
-                &k.sequence_number,
-                index,
-                arrival,
-                reason,
-                detail,
-                scope,
-                bytes,
-            ));
-        };
+        let Run {
+            good, dead_letters, ..
+        } = run;
+        let mut reject =
+            |index: usize, reason: &str, detail: String, scope: Scope, bytes: &[u8]| {
+                dead_letters.push(DeadLetter::new(
+                    stream,
+                    shard,
+                    &k.sequence_number,
+                    index,
+                    arrival,
+                    reason,
+                    detail,
+                    scope,
+                    bytes,
+                ));
+            };
         let bytes = match decompress(&k.data, max_payload_bytes) {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -135,14 +141,22 @@ pub fn split_into_runs(
             }
             Ok(text) => text,
             Err(e) => {
-                let e = RecordError::InvalidUtf8 { offset: e.valid_up_to() };
+                let e = RecordError::InvalidUtf8 {
+                    offset: e.valid_up_to(),
+                };
                 reject(0, e.kind(), e.to_string(), Scope::Payload, &k.data);
                 continue;
             }
         };
         for_each_document(text, |index, doc| match parse_document(schema, doc) {
             Ok(values) => good.push(&values),
-            Err(e) => reject(index, e.kind(), e.to_string(), Scope::Document, doc.as_bytes()),
+            Err(e) => reject(
+                index,
+                e.kind(),
+                e.to_string(),
+                Scope::Document,
+                doc.as_bytes(),
+            ),
         });
     }
     counts.good = runs.iter().map(|r| r.good.len()).sum();
@@ -187,8 +201,13 @@ mod tests {
     #[test]
     fn documents_are_split_on_newlines_unless_the_payload_is_one_document() {
         let mut seen = Vec::new();
-        for_each_document("{\"a\":1}\n\n {\"a\":2}\r\n", |i, d| seen.push((i, d.to_string())));
-        assert_eq!(seen, vec![(0, "{\"a\":1}".to_string()), (1, "{\"a\":2}".to_string())]);
+        for_each_document("{\"a\":1}\n\n {\"a\":2}\r\n", |i, d| {
+            seen.push((i, d.to_string()))
+        });
+        assert_eq!(
+            seen,
+            vec![(0, "{\"a\":1}".to_string()), (1, "{\"a\":2}".to_string())]
+        );
 
         let mut seen = Vec::new();
         for_each_document("{\n  \"a\": 1\n}\n", |i, d| seen.push((i, d.to_string())));

@@ -35,7 +35,11 @@ pub fn moto() -> &'static str {
 /// DynamoDB table or Kinesis stream name.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// An S3 client on moto and a new empty bucket.
@@ -43,7 +47,11 @@ pub async fn s3_with_bucket(prefix: &str) -> (aws_sdk_s3::Client, String) {
     let sdk = sdk_config(moto(), REGION).await;
     let s3 = s3_client(&sdk);
     let bucket = unique(prefix);
-    s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
+    s3.create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("create bucket");
     (s3, bucket)
 }
 
@@ -91,18 +99,29 @@ impl FaultProxy {
         let endpoint = format!("http://{}", listener.local_addr().expect("proxy address"));
         let faults: Arc<Mutex<Vec<Fault>>> = Arc::default();
         let injected = Arc::new(AtomicU64::new(0));
-        let client: Client<_, Full<Bytes>> =
-            Client::builder(TokioExecutor::new()).build_http();
+        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
         let upstream = upstream.trim_end_matches('/').to_string();
         let (f, n) = (Arc::clone(&faults), Arc::clone(&injected));
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { break };
-                let (client, upstream, faults, injected) =
-                    (client.clone(), upstream.clone(), Arc::clone(&f), Arc::clone(&n));
+                let Ok((stream, _)) = listener.accept().await else {
+                    break;
+                };
+                let (client, upstream, faults, injected) = (
+                    client.clone(),
+                    upstream.clone(),
+                    Arc::clone(&f),
+                    Arc::clone(&n),
+                );
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
-                        forward(req, client.clone(), upstream.clone(), Arc::clone(&faults), Arc::clone(&injected))
+                        forward(
+                            req,
+                            client.clone(),
+                            upstream.clone(),
+                            Arc::clone(&faults),
+                            Arc::clone(&injected),
+                        )
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
@@ -110,7 +129,11 @@ impl FaultProxy {
                 });
             }
         });
-        FaultProxy { endpoint, faults, injected }
+        FaultProxy {
+            endpoint,
+            faults,
+            injected,
+        }
     }
 
     /// Adds a fault.
@@ -136,12 +159,19 @@ async fn forward(
     faults: Arc<Mutex<Vec<Fault>>>,
     injected: Arc<AtomicU64>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let path = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let decoded = percent_decode(&path);
     let fault = {
         let mut faults = faults.lock().expect("faults lock");
-        let hit = faults
-            .iter_mut()
-            .find(|f| f.method == req.method().as_str() && path.contains(&f.path_contains) && f.times != Some(0));
+        let hit = faults.iter_mut().find(|f| {
+            f.method == req.method().as_str()
+                && decoded.contains(&f.path_contains)
+                && f.times != Some(0)
+        });
         hit.map(|f| {
             if let Some(t) = f.times.as_mut() {
                 *t -= 1;
@@ -158,8 +188,14 @@ async fn forward(
             .unwrap_or_default());
     }
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let mut out = Request::builder().method(parts.method).uri(format!("{upstream}{path}"));
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let mut out = Request::builder()
+        .method(parts.method)
+        .uri(format!("{upstream}{path}"));
     for (k, v) in &parts.headers {
         out = out.header(k, v);
     }
@@ -169,7 +205,11 @@ async fn forward(
     match client.request(out).await {
         Ok(resp) => {
             let (parts, body) = resp.into_parts();
-            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let body = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             Ok(Response::from_parts(parts, Full::new(body)))
         }
         Err(e) => Ok(error_response(&format!("upstream error: {e}"))),
@@ -181,4 +221,29 @@ fn error_response(msg: &str) -> Response<Full<Bytes>> {
         .status(502)
         .body(Full::new(Bytes::from(msg.to_string())))
         .unwrap_or_default()
+}
+
+/// Undoes `%XX` escapes, so faults can name paths as S3 keys are written.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -74,14 +74,16 @@ where
             let got = out.records();
             report.records += got.len();
             exhausted = got.is_empty();
-            pending.extend(got.iter().map(|r| StreamRecord {
-                data: r.data().as_ref().to_vec(),
-                partition_key: r.partition_key().unwrap_or_default().to_string(),
-                arrival: r
-                    .approximate_arrival_timestamp()
-                    .and_then(|t| DateTime::<Utc>::from_timestamp_millis(t.to_millis().ok()?))
-                    .unwrap_or_else(Utc::now),
-                sequence_number: r.sequence_number().to_string(),
+            pending.extend(got.iter().map(|r| {
+                StreamRecord {
+                    data: r.data().as_ref().to_vec(),
+                    partition_key: r.partition_key().unwrap_or_default().to_string(),
+                    arrival: r
+                        .approximate_arrival_timestamp()
+                        .and_then(|t| DateTime::<Utc>::from_timestamp_millis(t.to_millis().ok()?))
+                        .unwrap_or_else(Utc::now),
+                    sequence_number: r.sequence_number().to_string(),
+                }
             }));
             match out.next_shard_iterator {
                 Some(next) => iterator = next,
@@ -92,11 +94,20 @@ where
             return Ok(report);
         }
         let take = pending.len().min(settings.batch_size as usize);
-        let event: KinesisEvent = serde_json::from_value(event_json(stream_arn, shard, &pending[..take]))?;
+        let event: KinesisEvent =
+            serde_json::from_value(event_json(stream_arn, shard, &pending[..take]))?;
         report.invocations += 1;
         let response = handler(event).await;
-        let failed = response.batch_item_failures.iter().filter_map(|f| f.item_identifier.clone()).next();
-        match failed.and_then(|seq| pending[..take].iter().position(|r| r.sequence_number == seq)) {
+        let failed = response
+            .batch_item_failures
+            .iter()
+            .filter_map(|f| f.item_identifier.clone())
+            .next();
+        match failed.and_then(|seq| {
+            pending[..take]
+                .iter()
+                .position(|r| r.sequence_number == seq)
+        }) {
             None => {
                 pending.drain(..take);
                 attempts = 0;
@@ -108,7 +119,9 @@ where
                 report.retries += 1;
             }
             Some(_) => {
-                report.given_up.extend(pending.drain(..take).map(|r| r.sequence_number));
+                report
+                    .given_up
+                    .extend(pending.drain(..take).map(|r| r.sequence_number));
                 attempts = 0;
             }
         }

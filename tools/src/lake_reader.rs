@@ -16,11 +16,19 @@ pub struct ObjectInfo {
 /// Every object under `prefix`, in key order.
 pub async fn list(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Result<Vec<ObjectInfo>> {
     let mut out = Vec::new();
-    let mut pages = s3.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
+    let mut pages = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
     while let Some(page) = pages.next().await {
         let page = page.with_context(|| format!("listing s3://{bucket}/{prefix}"))?;
         for o in page.contents() {
-            out.push(ObjectInfo { key: o.key().unwrap_or_default().to_string(), size: o.size().unwrap_or(0) });
+            out.push(ObjectInfo {
+                key: o.key().unwrap_or_default().to_string(),
+                size: o.size().unwrap_or(0),
+            });
         }
     }
     out.sort_by(|a, b| a.key.cmp(&b.key));
@@ -29,8 +37,19 @@ pub async fn list(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Result
 
 /// The bytes of an object.
 pub async fn get(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Bytes> {
-    let obj = s3.get_object().bucket(bucket).key(key).send().await.with_context(|| format!("getting s3://{bucket}/{key}"))?;
-    Ok(obj.body.collect().await.with_context(|| format!("reading s3://{bucket}/{key}"))?.into_bytes())
+    let obj = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .with_context(|| format!("getting s3://{bucket}/{key}"))?;
+    Ok(obj
+        .body
+        .collect()
+        .await
+        .with_context(|| format!("reading s3://{bucket}/{key}"))?
+        .into_bytes())
 }
 
 /// The record batches of a Parquet object.
@@ -42,8 +61,16 @@ pub fn parquet_batches(bytes: Bytes) -> Result<Vec<RecordBatch>> {
 /// The key-value metadata of a Parquet object's footer.
 pub fn parquet_metadata(bytes: Bytes) -> Result<Vec<(String, String)>> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
-    let kv = builder.metadata().file_metadata().key_value_metadata().cloned().unwrap_or_default();
-    Ok(kv.into_iter().map(|kv| (kv.key, kv.value.unwrap_or_default())).collect())
+    let kv = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .cloned()
+        .unwrap_or_default();
+    Ok(kv
+        .into_iter()
+        .map(|kv| (kv.key, kv.value.unwrap_or_default()))
+        .collect())
 }
 
 /// The dead letters of a JSON-lines object.

@@ -15,7 +15,10 @@ use anyhow::{bail, Context, Result};
 
 /// The repository root (the parent of this crate).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// A running moto server.
@@ -60,15 +63,20 @@ impl MotoServer {
             );
         }
         let mut cmd = Command::new(&python);
-        cmd.arg(root.join("scripts/moto_launcher.py")).args(["--host", "127.0.0.1", "--port", "0"]);
+        cmd.arg(root.join("scripts/moto_launcher.py"))
+            .args(["--host", "127.0.0.1", "--port", "0"]);
         if let Some(port) = opts.lambda_endpoint_port {
             cmd.args(["--lambda-endpoint-port", &port.to_string()]);
         }
         if opts.execute_state_machines {
             cmd.arg("--execute-state-machines");
         }
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
-        let mut child = cmd.spawn().with_context(|| format!("starting {}", python.display()))?;
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", python.display()))?;
         let stdout = child.stdout.take().context("moto launcher has no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
         let endpoint = loop {
@@ -82,7 +90,10 @@ impl MotoServer {
                 None => bail!("moto launcher exited before it was ready"),
             }
         };
-        Ok(MotoServer { endpoint, child: Some(child) })
+        Ok(MotoServer {
+            endpoint,
+            child: Some(child),
+        })
     }
 }
 
@@ -91,13 +102,17 @@ pub async fn sdk_config(endpoint: &str, region: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new(region.to_string()))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "moto"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "testing", "testing", None, None, "moto",
+        ))
         .load()
         .await
 }
 
 /// An S3 client for moto (path-style addressing).
 pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
-    let conf = aws_sdk_s3::config::Builder::from(sdk).force_path_style(true).build();
+    let conf = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(true)
+        .build();
     aws_sdk_s3::Client::from_conf(conf)
 }

@@ -81,9 +81,17 @@ pub fn generate(opts: &TelemetryOptions) -> Vec<Reading> {
             let t = opts.start + Duration::milliseconds(step * step_ms + jitter);
             let out_of_range = rng.random_bool(opts.out_of_range_share.clamp(0.0, 1.0));
             let (pressure, o2, volume) = if out_of_range {
-                (rng.random_range(31..=40), rng.random_range(70..=89), rng.random_range(11..=20))
+                (
+                    rng.random_range(31..=40),
+                    rng.random_range(70..=89),
+                    rng.random_range(11..=20),
+                )
             } else {
-                (rng.random_range(5..=30), rng.random_range(90..=100), rng.random_range(2..=10))
+                (
+                    rng.random_range(5..=30),
+                    rng.random_range(90..=100),
+                    rng.random_range(2..=10),
+                )
             };
             let mut doc = json!({
                 "ventilatorid": device,
@@ -97,10 +105,16 @@ pub fn generate(opts: &TelemetryOptions) -> Vec<Reading> {
             let mut bad = None;
             let mut json = String::new();
             if rng.random_bool(opts.bad_share.clamp(0.0, 1.0)) {
-                let kind = ["invalid_json", "missing_field", "wrong_type", "invalid_timestamp"]
-                    [rng.random_range(0..4)];
+                let kind = [
+                    "invalid_json",
+                    "missing_field",
+                    "wrong_type",
+                    "invalid_timestamp",
+                ][rng.random_range(0..4)];
                 match kind {
-                    "invalid_json" => json = format!("{{\"ventilatorid\": {device}, \"eventtime\": "),
+                    "invalid_json" => {
+                        json = format!("{{\"ventilatorid\": {device}, \"eventtime\": ")
+                    }
                     "missing_field" => {
                         doc.as_object_mut().map(|o| o.remove("o2stats"));
                     }
@@ -112,7 +126,12 @@ pub fn generate(opts: &TelemetryOptions) -> Vec<Reading> {
             if json.is_empty() {
                 json = doc.to_string();
             }
-            out.push(Reading { device, event_time: t, json, bad });
+            out.push(Reading {
+                device,
+                event_time: t,
+                json,
+                bad,
+            });
         }
     }
     out
@@ -139,11 +158,18 @@ mod tests {
 
     #[test]
     fn generation_is_repeatable_and_has_the_requested_shares() {
-        let opts = TelemetryOptions { devices: 20, bad_share: 0.1, ..Default::default() };
+        let opts = TelemetryOptions {
+            devices: 20,
+            bad_share: 0.1,
+            ..Default::default()
+        };
         let a = generate(&opts);
         let b = generate(&opts);
         assert_eq!(a.len(), 20 * 120);
-        assert_eq!(a.iter().map(|r| &r.json).collect::<Vec<_>>(), b.iter().map(|r| &r.json).collect::<Vec<_>>());
+        assert_eq!(
+            a.iter().map(|r| &r.json).collect::<Vec<_>>(),
+            b.iter().map(|r| &r.json).collect::<Vec<_>>()
+        );
         let bad = a.iter().filter(|r| r.bad.is_some()).count() as f64 / a.len() as f64;
         assert!((0.05..0.15).contains(&bad), "{bad}");
     }

@@ -47,11 +47,20 @@ impl<S: ObjectSink> KinesisToParquet<S> {
             lake_prefix: config.lake_prefix.clone(),
             dead_letter_prefix: config.dead_letter_prefix.clone(),
         };
-        KinesisToParquet { config, arrow_schema, encoder: ParquetEncoder::new(), layout, sink }
+        KinesisToParquet {
+            config,
+            arrow_schema,
+            encoder: ParquetEncoder::new(),
+            layout,
+            sink,
+        }
     }
 
     /// Handles one Kinesis batch.
-    pub async fn handle(&self, event: LambdaEvent<KinesisEvent>) -> Result<KinesisEventResponse, lambda_runtime::Error> {
+    pub async fn handle(
+        &self,
+        event: LambdaEvent<KinesisEvent>,
+    ) -> Result<KinesisEventResponse, lambda_runtime::Error> {
         let (_, response) = self.process(&event.payload).await;
         Ok(response)
     }
@@ -65,7 +74,14 @@ impl<S: ObjectSink> KinesisToParquet<S> {
             &self.arrow_schema,
             self.config.max_payload_bytes,
         );
-        let report = write_runs(runs, &self.sink, &self.encoder, &self.layout, self.config.write_concurrency).await;
+        let report = write_runs(
+            runs,
+            &self.sink,
+            &self.encoder,
+            &self.layout,
+            self.config.write_concurrency,
+        )
+        .await;
         for failure in &report.failures {
             tracing::error!(error = %failure, "run not written; the batch will be retried from its first record");
         }

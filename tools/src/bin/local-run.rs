@@ -75,9 +75,24 @@ async fn main() -> Result<()> {
     let s3 = s3_client(&sdk);
     let kinesis = aws_sdk_kinesis::Client::new(&sdk);
 
-    step(args.json, &format!("creating bucket {BUCKET} and stream {STREAM} ({} shards)", args.shards));
-    s3.create_bucket().bucket(BUCKET).send().await.context("creating the lake bucket")?;
-    kinesis.create_stream().stream_name(STREAM).shard_count(args.shards).send().await?;
+    step(
+        args.json,
+        &format!(
+            "creating bucket {BUCKET} and stream {STREAM} ({} shards)",
+            args.shards
+        ),
+    );
+    s3.create_bucket()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .context("creating the lake bucket")?;
+    kinesis
+        .create_stream()
+        .stream_name(STREAM)
+        .shard_count(args.shards)
+        .send()
+        .await?;
     let arn = kinesis
         .describe_stream_summary()
         .stream_name(STREAM)
@@ -120,7 +135,12 @@ async fn main() -> Result<()> {
             })
             .collect::<Result<Vec<_>, _>>()?;
         put += entries.len();
-        kinesis.put_records().stream_name(STREAM).set_records(Some(entries)).send().await?;
+        kinesis
+            .put_records()
+            .stream_name(STREAM)
+            .set_records(Some(entries))
+            .send()
+            .await?;
     }
 
     let schema_text = std::fs::read_to_string(repo_root().join("config/ventilator.schema.json"))?;
@@ -133,14 +153,23 @@ async fn main() -> Result<()> {
         write_concurrency: telemetry_lake::config::DEFAULT_WRITE_CONCURRENCY,
     };
     let function = KinesisToParquet::new(config, S3Sink::new(s3.clone(), BUCKET));
-    let settings = MappingSettings { batch_size: args.batch_size, maximum_retry_attempts: 3 };
+    let settings = MappingSettings {
+        batch_size: args.batch_size,
+        maximum_retry_attempts: 3,
+    };
 
     let shards = kinesis.list_shards().stream_name(STREAM).send().await?;
     let (good, bad) = (std::cell::Cell::new(0usize), std::cell::Cell::new(0usize));
     let mut invocations = 0;
     for shard in shards.shards() {
         let id = shard.shard_id();
-        step(args.json, &format!("kinesis-to-parquet: reading {id} in batches of {}", args.batch_size));
+        step(
+            args.json,
+            &format!(
+                "kinesis-to-parquet: reading {id} in batches of {}",
+                args.batch_size
+            ),
+        );
         let report = drain_shard(&kinesis, STREAM, &arn, id, &settings, |event| {
             let (f, good, bad) = (&function, &good, &bad);
             async move {
@@ -160,7 +189,11 @@ async fn main() -> Result<()> {
     let mut rows_read = 0usize;
     let mut sample = Vec::new();
     for o in &lake {
-        let part = o.key.rsplit_once('/').map(|(p, _)| p.to_string()).unwrap_or_default();
+        let part = o
+            .key
+            .rsplit_once('/')
+            .map(|(p, _)| p.to_string())
+            .unwrap_or_default();
         let e = partitions.entry(part).or_default();
         e.0 += 1;
         e.1 += o.size;
@@ -200,13 +233,24 @@ async fn main() -> Result<()> {
     }
     println!();
     println!("Stream to lake, on moto at {}", moto.endpoint);
-    println!("  readings generated      {:>8}  ({} stream records, {} Lambda batches)", readings.len(), put, invocations);
-    println!("  good rows in the lake   {:>8}  (read back from Parquet: {rows_read})", good);
+    println!(
+        "  readings generated      {:>8}  ({} stream records, {} Lambda batches)",
+        readings.len(),
+        put,
+        invocations
+    );
+    println!(
+        "  good rows in the lake   {:>8}  (read back from Parquet: {rows_read})",
+        good
+    );
     println!("  dead letters            {:>8}", bad);
     for (reason, n) in &reasons {
         println!("      {reason:<22} {n:>6}");
     }
-    println!("  lake objects            {:>8}  under s3://{BUCKET}/{LAKE_PREFIX}/", lake.len());
+    println!(
+        "  lake objects            {:>8}  under s3://{BUCKET}/{LAKE_PREFIX}/",
+        lake.len()
+    );
     for (p, (n, b)) in &partitions {
         println!("      {p}  {n} objects, {b} bytes");
     }
@@ -215,7 +259,10 @@ async fn main() -> Result<()> {
     for s in sample {
         println!("{s}");
     }
-    println!("Done in {:.1}s. The moto server stops with this program.", started.elapsed().as_secs_f64());
+    println!(
+        "Done in {:.1}s. The moto server stops with this program.",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -225,7 +272,12 @@ fn arrow_array_pretty(batch: &arrow_array::RecordBatch, n: usize) -> String {
     use arrow_array::types::{Int64Type, TimestampMicrosecondType};
     use arrow_schema::DataType;
     let schema = batch.schema();
-    let mut lines = vec![schema.fields().iter().map(|f| format!("{:>16}", f.name())).collect::<Vec<_>>().join(" ")];
+    let mut lines = vec![schema
+        .fields()
+        .iter()
+        .map(|f| format!("{:>16}", f.name()))
+        .collect::<Vec<_>>()
+        .join(" ")];
     for r in 0..batch.num_rows().min(n) {
         let cells: Vec<String> = batch
             .columns()
@@ -236,7 +288,9 @@ fn arrow_array_pretty(batch: &arrow_array::RecordBatch, n: usize) -> String {
                     DataType::Utf8 => c.as_string::<i32>().value(r).to_string(),
                     DataType::Timestamp(_, _) => {
                         let us = c.as_primitive::<TimestampMicrosecondType>().value(r);
-                        chrono::DateTime::from_timestamp_micros(us).map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()
+                        chrono::DateTime::from_timestamp_micros(us)
+                            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                            .unwrap_or_default()
                     }
                     _ => "?".into(),
                 };

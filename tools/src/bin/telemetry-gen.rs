@@ -80,10 +80,18 @@ async fn main() -> Result<()> {
             let entries = batch
                 .iter()
                 .map(|(key, data)| {
-                    PutRecordsRequestEntry::builder().partition_key(key).data(Blob::new(data.clone())).build()
+                    PutRecordsRequestEntry::builder()
+                        .partition_key(key)
+                        .data(Blob::new(data.clone()))
+                        .build()
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let out = kinesis.put_records().stream_name(stream).set_records(Some(entries)).send().await?;
+            let out = kinesis
+                .put_records()
+                .stream_name(stream)
+                .set_records(Some(entries))
+                .send()
+                .await?;
             anyhow::ensure!(
                 out.failed_record_count().unwrap_or(0) == 0,
                 "{} records were throttled; rerun with a lower --rate",
@@ -91,7 +99,10 @@ async fn main() -> Result<()> {
             );
             sent += batch.len();
         }
-        println!("put {sent} records ({} readings) into stream {stream}", readings.len());
+        println!(
+            "put {sent} records ({} readings) into stream {stream}",
+            readings.len()
+        );
     }
     if let Some(path) = &args.event_file {
         let now = Utc::now();
@@ -105,9 +116,19 @@ async fn main() -> Result<()> {
                 sequence_number: sequence_number(0, i as u64),
             })
             .collect();
-        let event = event_json(&stream_arn("us-east-1", "ventilators"), "shardId-000000000000", &records);
-        std::fs::write(path, serde_json::to_vec_pretty(&event)?).with_context(|| format!("writing {}", path.display()))?;
-        println!("wrote {} records ({} readings) to {}", records.len(), readings.len(), path.display());
+        let event = event_json(
+            &stream_arn("us-east-1", "ventilators"),
+            "shardId-000000000000",
+            &records,
+        );
+        std::fs::write(path, serde_json::to_vec_pretty(&event)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!(
+            "wrote {} records ({} readings) to {}",
+            records.len(),
+            readings.len(),
+            path.display()
+        );
     }
     if args.stream.is_none() && args.event_file.is_none() {
         for r in &readings {
