@@ -286,6 +286,30 @@ async fn a_mixed_batch_lands_exactly_the_expected_rows_and_dead_letters() {
         sequence_number(3, records.len() as u64 - 1)
     );
 
+    // Column statistics: min and max of every column in the footer.
+    let bytes = lake_reader::get(&s3, &bucket, &expected_keys[3])
+        .await
+        .unwrap();
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(bytes).unwrap();
+    let md = parquet::file::reader::FileReader::metadata(&reader);
+    let first_column = md.row_group(0).column(0);
+    assert_eq!(
+        first_column.compression(),
+        parquet::basic::Compression::SNAPPY
+    );
+    let ids = first_column
+        .statistics()
+        .expect("statistics on ventilatorid");
+    match ids {
+        parquet::file::statistics::Statistics::Int64(v) => {
+            assert_eq!(
+                (v.min_opt(), v.max_opt()),
+                (Some(&3), Some(&9223372036854775807))
+            );
+        }
+        other => panic!("ventilatorid statistics are {other:?}"),
+    }
+
     // Dead letters: every bad document with its reason and bytes.
     let mut got_dl = Vec::new();
     for key in &expected_keys[..2] {
@@ -515,4 +539,31 @@ async fn a_bisected_batch_neither_loses_nor_duplicates_rows() {
     f.process(&to_event(&arn, "shardId-000000000000", right))
         .await;
     assert_each_record_once(&s3, &bucket, &all).await;
+}
+
+#[tokio::test]
+async fn s3_throttling_is_retried_by_the_sdk_and_the_batch_succeeds() {
+    let (moto_s3, bucket) = s3_with_bucket("lake").await;
+    let proxy = FaultProxy::start(moto()).await;
+    let s3 = s3_client(&sdk_config(&proxy.endpoint, REGION).await);
+    proxy.inject(Fault {
+        method: "PUT",
+        path_contains: format!("/{bucket}/"),
+        status: 503,
+        body: "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>".into(),
+        times: Some(2),
+    });
+    let (fx, _, event) = load_fixture();
+    let (summary, response) = function(&s3, &bucket, fx.max_payload_bytes)
+        .process(&event)
+        .await;
+    assert_eq!(proxy.injected(), 2);
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert_eq!(summary.objects, 4);
+    let rows: usize = lake_rows(&moto_s3, &bucket)
+        .await
+        .values()
+        .map(Vec::len)
+        .sum();
+    assert_eq!(rows, 7);
 }
