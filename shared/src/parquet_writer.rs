@@ -3,11 +3,13 @@
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
+use arrow_schema::{DataType, Schema as ArrowSchema};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 
 /// Builds Parquet files with the lake's settings; cheap to clone and meant to
 /// be built once per container.
@@ -32,6 +34,22 @@ impl ParquetEncoder {
             .build();
         ParquetEncoder {
             properties: Arc::new(properties),
+        }
+    }
+
+    /// As [`ParquetEncoder::new`], without dictionary encoding for the
+    /// columns whose values rarely repeat (timestamps, floats): building a
+    /// dictionary that is then abandoned costs time and saves no space.
+    pub fn for_schema(schema: &ArrowSchema) -> Self {
+        let mut builder = (*Self::new().properties).clone().into_builder();
+        for f in schema.fields() {
+            if matches!(f.data_type(), DataType::Timestamp(_, _) | DataType::Float64) {
+                builder = builder
+                    .set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), false);
+            }
+        }
+        ParquetEncoder {
+            properties: Arc::new(builder.build()),
         }
     }
 

@@ -7,10 +7,10 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use chrono::{DateTime, NaiveDateTime};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
-use crate::schema::{Field, FieldType, Schema};
+use crate::schema::{Field, FieldType, Schema, DEFAULT_TIMESTAMP_FORMAT};
 
 /// A converted value of one field of one record.
 #[derive(Debug, Clone, PartialEq)]
@@ -184,6 +184,8 @@ fn parse_timestamp(field: &Field, s: &str) -> Result<i64, RecordError> {
     let format = field.timestamp_format();
     let parsed = if format.eq_ignore_ascii_case("rfc3339") {
         DateTime::parse_from_rfc3339(s).ok().map(|t| t.naive_utc())
+    } else if format == DEFAULT_TIMESTAMP_FORMAT {
+        parse_default_format(s).or_else(|| NaiveDateTime::parse_from_str(s, format).ok())
     } else {
         NaiveDateTime::parse_from_str(s, format).ok()
     };
@@ -194,6 +196,31 @@ fn parse_timestamp(field: &Field, s: &str) -> Result<i64, RecordError> {
             value: s.chars().take(64).collect(),
             format: format.to_string(),
         })
+}
+
+/// Parses the default `YYYY-MM-DD HH:MM:SS` directly: chrono interprets the
+/// format string on every call, which costs more than the rest of a record's
+/// conversion. Anything this does not take falls back to chrono, so both
+/// paths accept exactly the same strings.
+fn parse_default_format(s: &str) -> Option<NaiveDateTime> {
+    let b = s.as_bytes();
+    let shape_ok = b.len() == 19
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b' '
+        && b[13] == b':'
+        && b[16] == b':';
+    if !shape_ok {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<u32> {
+        b[from..to].iter().try_fold(0u32, |acc, c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    let date = NaiveDate::from_ymd_opt(i32::try_from(num(0, 4)?).ok()?, num(5, 7)?, num(8, 10)?)?;
+    let time = NaiveTime::from_hms_opt(num(11, 13)?, num(14, 16)?, num(17, 19)?)?;
+    Some(date.and_time(time))
 }
 
 /// Reads a top-level document: an object fills `raw`; anything else returns
@@ -431,6 +458,32 @@ mod tests {
             parse(&doc).unwrap_err().to_string(),
             "field `id`: expected int64, found an array"
         );
+    }
+
+    #[test]
+    fn the_fast_default_format_agrees_with_chrono() {
+        for s in [
+            "2020-06-12 14:05:59",
+            "2024-02-29 23:59:59",
+            "2026-02-29 00:00:00",
+            "2026-12-31 24:00:00",
+            "2026-13-01 00:00:00",
+            "2026-01-01 00:60:00",
+            "0000-01-01 00:00:00",
+            "9999-12-31 23:59:59",
+            "2026-1-01 00:00:00",
+            "2026-01-01T00:00:00",
+            "2026-01-01 00:00:0x",
+            "+2026-01-01 00:00:00",
+            "2026-01-01 00:00:00 ",
+        ] {
+            let fast = parse_default_format(s);
+            let slow = NaiveDateTime::parse_from_str(s, DEFAULT_TIMESTAMP_FORMAT).ok();
+            if let Some(t) = fast {
+                assert_eq!(Some(t), slow, "{s}");
+            }
+            assert_eq!(fast.or(slow), slow, "{s}");
+        }
     }
 
     #[test]

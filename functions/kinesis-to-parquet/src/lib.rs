@@ -47,10 +47,11 @@ impl<S: ObjectSink> KinesisToParquet<S> {
             lake_prefix: config.lake_prefix.clone(),
             dead_letter_prefix: config.dead_letter_prefix.clone(),
         };
+        let encoder = ParquetEncoder::for_schema(&arrow_schema);
         KinesisToParquet {
             config,
             arrow_schema,
-            encoder: ParquetEncoder::new(),
+            encoder,
             layout,
             sink,
         }
