@@ -138,8 +138,8 @@ fn main() {
     ] {
         let event = event_bytes(compression, bad);
         let mb = event.len() as f64 / 1e6;
-        // Records/s from the fastest of 15 runs: on a shared virtual machine the slower: on a shared virtual machine the slower
-        // runs measure the neighbours, not the code.
+        // Records/s from the fastest of 15 runs: on a shared virtual
+        // machine the slower runs measure the neighbours, not the code.
         let per_sec = |f: &mut dyn FnMut()| {
             f(); // warm-up
             let best = (0..15)
