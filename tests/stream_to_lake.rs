@@ -542,6 +542,36 @@ async fn a_bisected_batch_neither_loses_nor_duplicates_rows() {
 }
 
 #[tokio::test]
+async fn a_bisected_half_sent_to_the_on_failure_queue_heals_when_replayed() {
+    let (s3, bucket) = s3_with_bucket("lake").await;
+    let arn = stream_arn(REGION, "ventilators");
+    let all = three_hours(90, 900);
+    let f = function(&s3, &bucket, 1 << 20);
+    let shard = "shardId-000000000000";
+
+    // Written whole, then the invocation timed out; the first half of the
+    // bisected batch keeps failing until Lambda sends its range to the
+    // on-failure destination, and only the second half is written.
+    f.process(&to_event(&arn, shard, &all)).await;
+    let (left, right) = all.split_at(37);
+    f.process(&to_event(&arn, shard, right)).await;
+    let rows: usize = lake_rows(&s3, &bucket)
+        .await
+        .values()
+        .map(|rows| rows.len())
+        .sum();
+    assert!(
+        rows > all.len(),
+        "the unreplayed state holds the documented duplicate ({rows} rows)"
+    );
+
+    // The operator replays the failed range (shard, first and last sequence
+    // number from the queue's message).
+    f.process(&to_event(&arn, shard, left)).await;
+    assert_each_record_once(&s3, &bucket, &all).await;
+}
+
+#[tokio::test]
 async fn s3_throttling_is_retried_by_the_sdk_and_the_batch_succeeds() {
     let (moto_s3, bucket) = s3_with_bucket("lake").await;
     let proxy = FaultProxy::start(moto()).await;

@@ -18,6 +18,14 @@
 //!   from the same first record. A bisected batch rebuilds its first half
 //!   under the same first key (overwriting the longer object) and its second
 //!   half under a new key that holds only the records the first half lost.
+//! * One case leaves a temporary duplicate: a batch is written whole, then
+//!   fails (a timeout after the PUTs), is bisected, and its first half fails
+//!   until Lambda gives up on it and sends its range to the on-failure
+//!   destination. The second half is then written under a new key while the
+//!   whole batch's object still holds those rows. Replaying the failed range
+//!   from the on-failure destination (what an operator must do anyway)
+//!   rewrites the first key with the first half only and removes the
+//!   duplicate; `tests/stream_to_lake.rs` covers this path.
 
 use std::sync::Arc;
 
