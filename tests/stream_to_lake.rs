@@ -191,6 +191,11 @@ async fn lake_rows(s3: &aws_sdk_s3::Client, bucket: &str) -> BTreeMap<String, Ve
     out
 }
 
+/// How many rows the lake's Parquet objects hold in all.
+async fn lake_row_count(s3: &aws_sdk_s3::Client, bucket: &str) -> usize {
+    lake_rows(s3, bucket).await.values().map(Vec::len).sum()
+}
+
 fn hour_key(prefix: &str, hour: u32, stream: &str, shard: &str, seq: &str, ext: &str) -> String {
     format!("{prefix}/ingest_year=2026/ingest_month=11/ingest_day=22/ingest_hour={hour:02}/{stream}.{shard}.{seq}.{ext}")
 }
@@ -426,11 +431,7 @@ async fn denied_writes_are_retried_whole_without_duplicates() {
     let (summary, response) = f.process(&event).await;
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(summary.objects, 4);
-    let rows: usize = lake_rows(&moto_s3, &bucket)
-        .await
-        .values()
-        .map(Vec::len)
-        .sum();
+    let rows = lake_row_count(&moto_s3, &bucket).await;
     assert_eq!(rows, 7);
 }
 
@@ -555,11 +556,7 @@ async fn a_bisected_half_sent_to_the_on_failure_queue_heals_when_replayed() {
     f.process(&to_event(&arn, shard, &all)).await;
     let (left, right) = all.split_at(37);
     f.process(&to_event(&arn, shard, right)).await;
-    let rows: usize = lake_rows(&s3, &bucket)
-        .await
-        .values()
-        .map(|rows| rows.len())
-        .sum();
+    let rows = lake_row_count(&s3, &bucket).await;
     assert!(
         rows > all.len(),
         "the unreplayed state holds the documented duplicate ({rows} rows)"
@@ -590,10 +587,6 @@ async fn s3_throttling_is_retried_by_the_sdk_and_the_batch_succeeds() {
     assert_eq!(proxy.injected(), 2);
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
     assert_eq!(summary.objects, 4);
-    let rows: usize = lake_rows(&moto_s3, &bucket)
-        .await
-        .values()
-        .map(Vec::len)
-        .sum();
+    let rows = lake_row_count(&moto_s3, &bucket).await;
     assert_eq!(rows, 7);
 }
