@@ -13,3 +13,17 @@ pub mod partition;
 pub mod record;
 pub mod schema;
 pub mod stream_batch;
+
+// Reference data, status and windows (device-status, reference-change-flag).
+pub mod change_flag;
+pub mod reference;
+pub mod status;
+pub mod windows;
+
+// Repartition workflow (start-crawler, crawler-status, start-queries, query-status).
+pub mod dates;
+pub mod repartition;
+
+// Per-provider scheduler.
+pub mod providers;
+pub mod schedule;

@@ -1,0 +1,1 @@
+//! Handler of `crawler-status` (skeleton; filled in by its issue).

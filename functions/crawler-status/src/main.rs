@@ -1,0 +1,3 @@
+//! Lambda entry point of `crawler-status` (skeleton).
+
+fn main() {}

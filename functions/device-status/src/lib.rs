@@ -1,0 +1,1 @@
+//! Handler of `device-status` (skeleton; filled in by its issue).

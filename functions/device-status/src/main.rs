@@ -1,0 +1,3 @@
+//! Lambda entry point of `device-status` (skeleton).
+
+fn main() {}

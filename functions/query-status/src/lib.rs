@@ -1,0 +1,1 @@
+//! Handler of `query-status` (skeleton; filled in by its issue).

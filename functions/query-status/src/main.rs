@@ -1,0 +1,3 @@
+//! Lambda entry point of `query-status` (skeleton).
+
+fn main() {}

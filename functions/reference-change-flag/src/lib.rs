@@ -1,0 +1,1 @@
+//! Handler of `reference-change-flag` (skeleton; filled in by its issue).

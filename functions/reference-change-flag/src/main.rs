@@ -1,0 +1,3 @@
+//! Lambda entry point of `reference-change-flag` (skeleton).
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! Handler of `scheduler` (skeleton; filled in by its issue).

@@ -1,0 +1,1 @@
+//! Handler of `start-crawler` (skeleton; filled in by its issue).

@@ -1,0 +1,3 @@
+//! Lambda entry point of `start-crawler` (skeleton).
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! Handler of `start-queries` (skeleton; filled in by its issue).

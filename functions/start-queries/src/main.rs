@@ -1,0 +1,3 @@
+//! Lambda entry point of `start-queries` (skeleton).
+
+fn main() {}

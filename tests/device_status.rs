@@ -1,0 +1,1 @@
+//! Integration tests of device_status on moto (skeleton).

@@ -1,0 +1,1 @@
+//! Integration tests of scheduler on moto (skeleton).
