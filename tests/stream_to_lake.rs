@@ -573,13 +573,14 @@ async fn s3_throttling_is_retried_by_the_sdk_and_the_batch_succeeds() {
     let (moto_s3, bucket) = s3_with_bucket("lake").await;
     let proxy = FaultProxy::start(moto()).await;
     let s3 = s3_client(&sdk_config(&proxy.endpoint, REGION).await);
-    proxy.inject(Fault {
-        method: "PUT",
-        path_contains: format!("/{bucket}/"),
-        status: 503,
-        body: "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>".into(),
-        times: Some(2),
-    });
+    proxy.inject(
+        Fault::s3_put(
+            &format!("/{bucket}/"),
+            503,
+            "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>",
+        )
+        .times(2),
+    );
     let (fx, _, event) = load_fixture();
     let (summary, response) = function(&s3, &bucket, fx.max_payload_bytes)
         .process(&event)

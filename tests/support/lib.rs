@@ -1,19 +1,18 @@
 //! Support for the integration tests: one moto server per test binary,
-//! unique resource names, and a proxy that injects faults between the SDK
-//! and moto.
+//! unique resource names, a proxy that injects faults between the SDK and
+//! moto, and a harness that runs state machines in moto's interpreter with
+//! the real handlers behind their Lambda tasks.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use lake_tools::proxy;
 
+pub use lake_tools::lambda_endpoint::{function_arn, LambdaEndpoint};
 pub use lake_tools::moto::{s3_client, sdk_config, MotoOptions, MotoServer};
 
 /// The region the tests use.
@@ -55,13 +54,17 @@ pub async fn s3_with_bucket(prefix: &str) -> (aws_sdk_s3::Client, String) {
     (s3, bucket)
 }
 
-/// A fault to inject: requests whose method and path match get `status` and
-/// `body` instead of reaching moto, `times` times (forever when `None`).
+/// A fault to inject: requests whose method and path match (and, for the
+/// JSON-protocol services, whose `X-Amz-Target` header contains `target`)
+/// get `status` and `body` instead of reaching moto, `times` times (forever
+/// when `None`).
 #[derive(Debug, Clone)]
 pub struct Fault {
     pub method: &'static str,
     pub path_contains: String,
+    pub target: Option<String>,
     pub status: u16,
+    pub content_type: &'static str,
     pub body: String,
     pub times: Option<usize>,
 }
@@ -69,15 +72,52 @@ pub struct Fault {
 impl Fault {
     /// S3 `AccessDenied` for PUTs whose path contains `needle`.
     pub fn s3_put_denied(needle: &str) -> Self {
+        Self::s3_put(
+            needle,
+            403,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code>\
+             <Message>Access Denied</Message></Error>",
+        )
+    }
+
+    /// An S3 error for PUTs whose path contains `needle`.
+    pub fn s3_put(needle: &str, status: u16, body: &str) -> Self {
         Fault {
             method: "PUT",
             path_contains: needle.to_string(),
-            status: 403,
-            body: "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code>\
-                   <Message>Access Denied</Message></Error>"
-                .to_string(),
+            target: None,
+            status,
+            content_type: "application/xml",
+            body: body.to_string(),
             times: None,
         }
+    }
+
+    /// An error of a JSON-protocol service (DynamoDB, Step Functions, Glue,
+    /// Athena, Kinesis) for the operation whose `X-Amz-Target` contains
+    /// `target`, e.g. `("DynamoDB_20120810.UpdateItem", 400,
+    /// "ProvisionedThroughputExceededException")` or
+    /// `("AWSStepFunctions.StartExecution", 400, "ThrottlingException")`.
+    pub fn aws_json(target: &str, status: u16, error_type: &str) -> Self {
+        Fault {
+            method: "POST",
+            path_contains: "/".to_string(),
+            target: Some(target.to_string()),
+            status,
+            content_type: "application/x-amz-json-1.0",
+            body: serde_json::json!({
+                "__type": error_type,
+                "message": format!("injected {error_type}"),
+            })
+            .to_string(),
+            times: None,
+        }
+    }
+
+    /// Fails only the first `n` matching requests.
+    pub fn times(mut self, n: usize) -> Self {
+        self.times = Some(n);
+        self
     }
 }
 
@@ -93,42 +133,24 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Starts a proxy forwarding to `upstream` on a free loopback port.
     pub async fn start(upstream: &str) -> Self {
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        let listener = tokio::net::TcpListener::bind(proxy::loopback_any_port())
             .await
             .expect("bind proxy");
         let endpoint = format!("http://{}", listener.local_addr().expect("proxy address"));
         let faults: Arc<Mutex<Vec<Fault>>> = Arc::default();
         let injected = Arc::new(AtomicU64::new(0));
-        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        let client = proxy::upstream_client();
         let upstream = upstream.trim_end_matches('/').to_string();
         let (f, n) = (Arc::clone(&faults), Arc::clone(&injected));
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    break;
-                };
-                let (client, upstream, faults, injected) = (
-                    client.clone(),
-                    upstream.clone(),
-                    Arc::clone(&f),
-                    Arc::clone(&n),
-                );
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| {
-                        forward(
-                            req,
-                            client.clone(),
-                            upstream.clone(),
-                            Arc::clone(&faults),
-                            Arc::clone(&injected),
-                        )
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        tokio::spawn(proxy::serve(listener, move |req| {
+            respond(
+                req,
+                client.clone(),
+                upstream.clone(),
+                Arc::clone(&f),
+                Arc::clone(&n),
+            )
+        }));
         FaultProxy {
             endpoint,
             faults,
@@ -152,24 +174,24 @@ impl FaultProxy {
     }
 }
 
-async fn forward(
+async fn respond(
     req: Request<Incoming>,
-    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    client: proxy::UpstreamClient,
     upstream: String,
     faults: Arc<Mutex<Vec<Fault>>>,
     injected: Arc<AtomicU64>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    let path = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_default();
-    let decoded = percent_decode(&path);
+) -> Response<Full<Bytes>> {
+    let req = proxy::BufferedRequest::read(req).await;
+    let decoded = proxy::percent_decode(&req.path_and_query());
+    let target = req.header("x-amz-target").unwrap_or_default().to_string();
     let fault = {
         let mut faults = faults.lock().expect("faults lock");
         let hit = faults.iter_mut().find(|f| {
-            f.method == req.method().as_str()
+            f.method == req.parts.method.as_str()
                 && decoded.contains(&f.path_contains)
+                && f.target
+                    .as_ref()
+                    .is_none_or(|t| target.contains(t.as_str()))
                 && f.times != Some(0)
         });
         hit.map(|f| {
@@ -181,69 +203,146 @@ async fn forward(
     };
     if let Some(f) = fault {
         injected.fetch_add(1, Ordering::Relaxed);
-        return Ok(Response::builder()
+        let mut resp = Response::builder()
             .status(f.status)
-            .header("content-type", "application/xml")
+            .header("content-type", f.content_type);
+        if f.target.is_some() {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&f.body) {
+                if let Some(kind) = v["__type"].as_str() {
+                    resp = resp.header("x-amzn-errortype", kind);
+                }
+            }
+        }
+        return resp
             .body(Full::new(Bytes::from(f.body)))
-            .unwrap_or_default());
+            .unwrap_or_default();
     }
-    let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
+    proxy::forward(&client, &upstream, req).await
+}
+
+/// A moto server that really executes state machines, with a local Lambda
+/// endpoint in front of it (moto's interpreter calls Lambda and every other
+/// service through it). One per test binary, started on first use.
+#[derive(Debug)]
+pub struct SfnHarness {
+    pub moto: MotoServer,
+    pub lambda: LambdaEndpoint,
+}
+
+/// The state-machine harness of this test binary.
+pub fn sfn_harness() -> &'static SfnHarness {
+    static HARNESS: OnceLock<SfnHarness> = OnceLock::new();
+    HARNESS.get_or_init(|| {
+        let lambda = LambdaEndpoint::start().expect("start the local Lambda endpoint");
+        let moto = MotoServer::start(&MotoOptions {
+            lambda_endpoint_port: Some(lambda.port()),
+            execute_state_machines: true,
+        })
+        .unwrap_or_else(|e| panic!("cannot start moto: {e:#}"));
+        lambda.set_upstream(&moto.endpoint);
+        SfnHarness { moto, lambda }
+    })
+}
+
+/// The role moto's state machines are created with (moto checks its form only).
+pub const STATE_MACHINE_ROLE: &str = "arn:aws:iam::123456789012:role/telemetry-lake-states";
+
+/// Reads `statemachine/{asl_file}`, replaces every `${Key}` with its value,
+/// creates the state machine `name` and returns its ARN. Panics naming any
+/// placeholder left without a value.
+pub async fn create_state_machine(
+    sfn: &aws_sdk_sfn::Client,
+    asl_file: &str,
+    name: &str,
+    substitutions: &[(&str, String)],
+) -> String {
+    let path = lake_tools::moto::repo_root()
+        .join("statemachine")
+        .join(asl_file);
+    let mut definition = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    for (key, value) in substitutions {
+        definition = definition.replace(&format!("${{{key}}}"), value);
+    }
+    let left: Vec<&str> = definition
+        .match_indices("${")
+        .map(|(i, _)| {
+            let rest = &definition[i..];
+            &rest[..rest.find('}').map_or(rest.len(), |j| j + 1)]
+        })
+        .collect();
+    assert!(
+        left.is_empty(),
+        "{asl_file}: placeholders without a substitution: {left:?}"
+    );
+    serde_json::from_str::<serde_json::Value>(&definition)
+        .unwrap_or_else(|e| panic!("{asl_file} is not JSON after substitution: {e}"));
+    create_state_machine_from(sfn, name, &definition).await
+}
+
+/// Creates the state machine `name` from an ASL definition and returns its ARN.
+pub async fn create_state_machine_from(
+    sfn: &aws_sdk_sfn::Client,
+    name: &str,
+    definition: &str,
+) -> String {
+    sfn.create_state_machine()
+        .name(name)
+        .definition(definition)
+        .role_arn(STATE_MACHINE_ROLE)
+        .send()
         .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let mut out = Request::builder()
-        .method(parts.method)
-        .uri(format!("{upstream}{path}"));
-    for (k, v) in &parts.headers {
-        out = out.header(k, v);
-    }
-    let Ok(out) = out.body(Full::new(body)) else {
-        return Ok(error_response("bad request to forward"));
-    };
-    match client.request(out).await {
-        Ok(resp) => {
-            let (parts, body) = resp.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
-            Ok(Response::from_parts(parts, Full::new(body)))
+        .unwrap_or_else(|e| panic!("create state machine {name}: {e:?}"))
+        .state_machine_arn
+}
+
+/// Polls `DescribeExecution` until the execution is no longer RUNNING and
+/// returns its final description. Panics after two minutes (a hung
+/// interpreter, not a slow one).
+pub async fn wait_for_execution(
+    sfn: &aws_sdk_sfn::Client,
+    execution_arn: &str,
+) -> aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let out = sfn
+            .describe_execution()
+            .execution_arn(execution_arn)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("describe execution {execution_arn}: {e:?}"));
+        if out.status != aws_sdk_sfn::types::ExecutionStatus::Running {
+            return out;
         }
-        Err(e) => Ok(error_response(&format!("upstream error: {e}"))),
+        assert!(
+            std::time::Instant::now() < deadline,
+            "execution {execution_arn} still RUNNING after 120 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 
-fn error_response(msg: &str) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(502)
-        .body(Full::new(Bytes::from(msg.to_string())))
-        .unwrap_or_default()
-}
-
-/// Undoes `%XX` escapes, so faults can name paths as S3 keys are written.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (
-            bytes[i],
-            bytes.get(i + 1).copied().and_then(hex),
-            bytes.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
+/// The names of the states the execution entered, in order.
+pub async fn states_entered(sfn: &aws_sdk_sfn::Client, execution_arn: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut token = None;
+    loop {
+        let page = sfn
+            .get_execution_history()
+            .execution_arn(execution_arn)
+            .set_next_token(token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("execution history {execution_arn}: {e:?}"));
+        names.extend(
+            page.events
+                .iter()
+                .filter_map(|e| e.state_entered_event_details.as_ref())
+                .map(|d| d.name.clone()),
+        );
+        token = page.next_token;
+        if token.is_none() {
+            return names;
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
 }

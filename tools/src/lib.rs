@@ -1,8 +1,11 @@
 //! Tools around the suite: a telemetry generator, Lambda event building, a
-//! moto server for local runs and tests, and reading the lake back.
+//! moto server and a local Lambda endpoint for local runs and tests, and
+//! reading the lake back.
 
 pub mod event_source;
 pub mod kinesis_event;
 pub mod lake_reader;
+pub mod lambda_endpoint;
 pub mod moto;
+pub mod proxy;
 pub mod telemetry;
