@@ -266,7 +266,10 @@ impl Parser<'_> {
         match text.trim().parse::<i64>() {
             Ok(n) if n > 0 => u32::try_from(n)
                 .map_err(|_| self.err(name, format!("is {n}, more than {} minutes", u32::MAX))),
-            Ok(n) => Err(self.err(name, format!("is {n}; it must be a positive number of minutes"))),
+            Ok(n) => Err(self.err(
+                name,
+                format!("is {n}; it must be a positive number of minutes"),
+            )),
             Err(_) => Err(self.err(name, format!("is {text}, not a whole number of minutes"))),
         }
     }
@@ -545,14 +548,23 @@ mod tests {
     #[test]
     fn zero_negative_or_missing_frequency_is_rejected_naming_provider_and_attribute() {
         for n in ["0", "-15"] {
-            let e = error_of(&with((attr::FREQUENCY_MINUTES, AttributeValue::N(n.into()))));
+            let e = error_of(&with((
+                attr::FREQUENCY_MINUTES,
+                AttributeValue::N(n.into()),
+            )));
             assert_eq!(
                 e,
                 format!("provider \"acme\": attribute frequency_minutes is {n}; it must be a positive number of minutes")
             );
         }
-        let e = error_of(&with((attr::FREQUENCY_MINUTES, AttributeValue::N("1.5".into()))));
-        assert!(e.contains("\"acme\"") && e.contains("frequency_minutes"), "{e}");
+        let e = error_of(&with((
+            attr::FREQUENCY_MINUTES,
+            AttributeValue::N("1.5".into()),
+        )));
+        assert!(
+            e.contains("\"acme\"") && e.contains("frequency_minutes"),
+            "{e}"
+        );
         let e = error_of(&with((attr::FREQUENCY_MINUTES, s("60"))));
         assert!(e.contains("frequency_minutes is a string"), "{e}");
         let mut pairs = base();
@@ -565,7 +577,10 @@ mod tests {
 
     #[test]
     fn malformed_last_success_is_rejected_naming_provider_and_attribute() {
-        let e = error_of(&with((attr::LAST_SUCCESS, s("Tue, 08 Nov 2022 15:47:17 GMT"))));
+        let e = error_of(&with((
+            attr::LAST_SUCCESS,
+            s("Tue, 08 Nov 2022 15:47:17 GMT"),
+        )));
         assert!(
             e.starts_with("provider \"acme\": attribute last_success \"Tue, 08 Nov 2022"),
             "{e}"
@@ -582,6 +597,9 @@ mod tests {
         let args = AttributeValue::M([("--n".to_string(), AttributeValue::N("1".into()))].into());
         assert!(error_of(&with((attr::JOB_ARGUMENTS, args))).contains("\"--n\""));
         let e = error_of(&item(&[(attr::ENABLED, AttributeValue::Bool(true))]));
-        assert!(e.contains("no string attribute provider") && e.contains("enabled"), "{e}");
+        assert!(
+            e.contains("no string attribute provider") && e.contains("enabled"),
+            "{e}"
+        );
     }
 }

@@ -34,13 +34,19 @@ pub enum Decision {
 pub enum SkipReason {
     Disabled,
     /// Its last success is not yet `frequency_minutes` old; due at `due_at`.
-    NotYetDue { due_at: DateTime<Utc> },
+    NotYetDue {
+        due_at: DateTime<Utc>,
+    },
     /// Its last success is after the scheduled time: a run finished after
     /// this (late) invocation was scheduled, or clocks disagree. Either way it
     /// has just run, so it is not due.
-    SucceededAfterScheduledTime { last_success: DateTime<Utc> },
+    SucceededAfterScheduledTime {
+        last_success: DateTime<Utc>,
+    },
     /// RUNNING within the stale limit.
-    Running { since: Option<DateTime<Utc>> },
+    Running {
+        since: Option<DateTime<Utc>>,
+    },
     /// RUNNING without an execution ARN: nothing to reconcile with. Needs an
     /// operator (set the status back to IDLE or FAILED).
     RunningWithoutExecution,
@@ -239,10 +245,7 @@ mod tests {
         );
         // Equal to the scheduled time is simply "just ran".
         let p = provider(Some(AT));
-        assert!(matches!(
-            due(&p, t(AT)),
-            Err(SkipReason::NotYetDue { .. })
-        ));
+        assert!(matches!(due(&p, t(AT)), Err(SkipReason::NotYetDue { .. })));
     }
 
     #[test]
@@ -301,8 +304,14 @@ mod tests {
     #[test]
     fn slots_floor_to_the_period() {
         let q = Duration::minutes(15);
-        assert_eq!(slot(t("2026-11-23T10:29:59Z"), q), t("2026-11-23T10:15:00Z"));
-        assert_eq!(slot(t("2026-11-23T10:30:00Z"), q), t("2026-11-23T10:30:00Z"));
+        assert_eq!(
+            slot(t("2026-11-23T10:29:59Z"), q),
+            t("2026-11-23T10:15:00Z")
+        );
+        assert_eq!(
+            slot(t("2026-11-23T10:30:00Z"), q),
+            t("2026-11-23T10:30:00Z")
+        );
         assert_eq!(
             slot(t("2026-11-23T10:07:42.5Z"), Duration::minutes(5)),
             t("2026-11-23T10:05:00Z")

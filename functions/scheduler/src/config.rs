@@ -113,7 +113,10 @@ mod tests {
     #[test]
     fn errors_name_the_variable() {
         let e = SchedulerConfig::from_lookup(lookup(&[(PROVIDERS_TABLE, "t")])).unwrap_err();
-        assert_eq!(e.to_string(), "environment variable STATE_MACHINE_ARN is not set");
+        assert_eq!(
+            e.to_string(),
+            "environment variable STATE_MACHINE_ARN is not set"
+        );
         let e = SchedulerConfig::from_lookup(lookup(&[
             (PROVIDERS_TABLE, "t"),
             (STATE_MACHINE_ARN, "arn:sm"),

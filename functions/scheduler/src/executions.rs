@@ -21,7 +21,9 @@ pub fn execution_input(provider: &ProviderSettings) -> String {
 /// What StartExecution did.
 #[derive(Debug)]
 pub enum Start {
-    Started { execution_arn: String },
+    Started {
+        execution_arn: String,
+    },
     /// An execution with this name exists (running, or finished).
     AlreadyExists,
 }

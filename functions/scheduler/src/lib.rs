@@ -248,7 +248,9 @@ impl<S: ProviderSource> Scheduler<S> {
         summary.started.sort_by(|a, b| a.provider.cmp(&b.provider));
         summary.skipped.sort_by(|a, b| a.provider.cmp(&b.provider));
         summary.failed.sort_by(|a, b| a.provider.cmp(&b.provider));
-        summary.reconciled.sort_by(|a, b| a.provider.cmp(&b.provider));
+        summary
+            .reconciled
+            .sort_by(|a, b| a.provider.cmp(&b.provider));
         summary.stuck.sort_by(|a, b| a.provider.cmp(&b.provider));
         log(&summary, clock);
         Ok(summary)
@@ -276,7 +278,10 @@ impl<S: ProviderSource> Scheduler<S> {
         match self.source.claim(&p, &arn, Utc::now()).await {
             Ok(Written::Yes) => {}
             Ok(Written::ConditionFailed) => {
-                return skipped(&p, "claimed by another scheduler run (status changed since it was read)".into());
+                return skipped(
+                    &p,
+                    "claimed by another scheduler run (status changed since it was read)".into(),
+                );
             }
             Err(e) => return failed(&p, format!("claim: {e}")),
         }
@@ -308,7 +313,11 @@ impl<S: ProviderSource> Scheduler<S> {
         match describe(&self.sfn, &arn).await {
             Ok(Execution::Running) => started(&p, arn, "already running"),
             Ok(Execution::Ended(outcome)) => {
-                match self.source.record_outcome(&p.provider, &arn, &outcome).await {
+                match self
+                    .source
+                    .record_outcome(&p.provider, &arn, &outcome)
+                    .await
+                {
                     Ok(_) => skipped(
                         &p,
                         format!(
@@ -331,7 +340,14 @@ impl<S: ProviderSource> Scheduler<S> {
     async fn resume(&self, p: ProviderSettings, slot: DateTime<Utc>) -> Outcome {
         let name = execution_name(&p.provider, slot);
         let arn = execution_arn(&self.config.state_machine_arn, &name);
-        match start(&self.sfn, &self.config.state_machine_arn, &name, execution_input(&p)).await {
+        match start(
+            &self.sfn,
+            &self.config.state_machine_arn,
+            &name,
+            execution_input(&p),
+        )
+        .await
+        {
             Ok(Start::Started { execution_arn }) => started(&p, execution_arn, "resumed"),
             Ok(Start::AlreadyExists) => self.already_exists(p, arn).await,
             Err(e) => failed(&p, e),
@@ -358,7 +374,11 @@ impl<S: ProviderSource> Scheduler<S> {
             },
             Err(e) => return failed(&p, e),
         };
-        match self.source.record_outcome(&p.provider, &arn, &outcome).await {
+        match self
+            .source
+            .record_outcome(&p.provider, &arn, &outcome)
+            .await
+        {
             Ok(Written::Yes) => Outcome::Reconciled(Reconciled {
                 provider: p.provider,
                 execution_arn: arn,
