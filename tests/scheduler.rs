@@ -737,3 +737,83 @@ async fn a_claim_whose_start_was_lost_is_resumed_in_its_slot() {
     let item = env.item("crashed").await;
     assert_eq!(text(&item, "status").as_deref(), Some("SUCCEEDED"));
 }
+
+#[test]
+fn the_template_and_the_state_machine_agree_with_the_code() {
+    let root = lake_tools::moto::repo_root();
+    let asl = std::fs::read_to_string(root.join("statemachine").join(ASL)).expect("ASL");
+    let template = std::fs::read_to_string(root.join("template.yaml")).expect("template");
+    // Every placeholder of the ASL is substituted by the template.
+    let section = &template[template
+        .find("  ProviderEtlStateMachine:\n")
+        .expect("state machine in template")..];
+    let substitutions = &section[section
+        .find("DefinitionSubstitutions:")
+        .expect("substitutions")..];
+    for (i, _) in asl.match_indices("${") {
+        let key = &asl[i + 2..i + asl[i..].find('}').expect("closing brace")];
+        assert!(
+            substitutions.contains(&format!("\n        {key}:")),
+            "${{{key}}} has no DefinitionSubstitution"
+        );
+    }
+    assert!(section.contains(&format!("DefinitionUri: statemachine/{ASL}")));
+    // The state machine writes the attributes the scheduler reads.
+    use telemetry_lake::providers::attr;
+    for name in [
+        attr::PROVIDER,
+        attr::STATUS,
+        attr::LAST_SUCCESS,
+        attr::EXECUTION_ARN,
+        attr::EXECUTION_STARTED_AT,
+        attr::LAST_ERROR,
+        attr::LAST_ERROR_CAUSE,
+    ] {
+        assert!(asl.contains(name), "the ASL never writes {name}");
+    }
+    // The function names executions by the period its schedule runs at.
+    assert!(template.contains("Schedule: !Sub \"rate(${SchedulePeriodMinutes} minutes)\""));
+    assert!(template.contains("SCHEDULE_PERIOD_MINUTES: !Ref SchedulePeriodMinutes"));
+}
+
+#[tokio::test]
+async fn an_execution_that_is_not_the_items_own_never_overwrites_it() {
+    let env = Env::new("unclaimed").await;
+    let job = format!("{}-job", env.table);
+    env.glue_job(&job).await;
+    let owner = "arn:aws:states:us-east-1:123456789012:execution:elsewhere:owner";
+    env.put(provider(
+        "taken",
+        &job,
+        &[("status", s("RUNNING")), ("execution_arn", s(owner))],
+    ))
+    .await;
+    // Started by hand, not by the scheduler: the item names another run.
+    let input = json!({"provider": "taken", "job_name": job, "job_arguments": {}});
+    let arn = env
+        .sfn
+        .start_execution()
+        .state_machine_arn(&env.state_machine_arn)
+        .name("by-hand")
+        .input(input.to_string())
+        .send()
+        .await
+        .expect("start")
+        .execution_arn;
+    let done = wait_for_execution(&env.sfn, &arn).await;
+    assert_eq!(done.status.as_str(), "FAILED");
+    assert_eq!(done.error.as_deref(), Some("ProviderNoLongerClaimed"));
+    assert_eq!(
+        states_entered(&env.sfn, &arn).await,
+        [
+            "AddProviderArgument",
+            "RunProviderJob",
+            "RecordSuccess",
+            "ProviderNoLongerClaimed"
+        ]
+    );
+    let item = env.item("taken").await;
+    assert_eq!(text(&item, "status").as_deref(), Some("RUNNING"));
+    assert_eq!(text(&item, "execution_arn").as_deref(), Some(owner));
+    assert!(!item.contains_key("last_success"));
+}
