@@ -433,6 +433,10 @@ async fn a_failing_job_ends_failed_with_its_error_recorded_and_is_not_rerun_in_i
     assert_eq!(env.executions().await, executions);
     let item = env.item("broken").await;
     assert_eq!(text(&item, "status").as_deref(), Some("FAILED"));
+    assert_eq!(
+        text(&item, "last_error").as_deref(),
+        Some("Glue.EntityNotFoundException")
+    );
     assert!(!item.contains_key("execution_arn"), "{item:?}");
 }
 
@@ -466,6 +470,53 @@ async fn overlapping_ticks_start_each_provider_once() {
     let got: Vec<&str> = executions.iter().map(|(n, _)| n.as_str()).collect();
     let want: Vec<String> = names.iter().map(|p| execution_name(p, slot)).collect();
     assert_eq!(got, want);
+    assert!(wait_all(&env, &executions)
+        .await
+        .iter()
+        .all(|s| s == "SUCCEEDED"));
+    for p in names {
+        let runs = env.job_run_arguments(&format!("{}-{p}", env.table)).await;
+        assert_eq!(runs.len(), 1, "{p} ran its job {} times", runs.len());
+    }
+}
+
+/// A late tick of the previous slot overlapping the current one: their
+/// execution names differ, so only the claim keeps a provider from starting
+/// twice.
+#[tokio::test]
+async fn a_late_tick_overlapping_the_next_one_starts_each_provider_once() {
+    let env = Env::new("late").await;
+    let at = now();
+    let names = ["q1", "q2", "q3", "q4", "q5", "q6"];
+    for p in names {
+        let job = format!("{}-{p}", env.table);
+        env.glue_job(&job).await;
+        env.put(provider(p, &job, &[])).await;
+    }
+    let (late, current) = (env.moto_scheduler().await, env.moto_scheduler().await);
+    let (rl, rc) = tokio::join!(
+        late.process(at - Duration::minutes(15)),
+        current.process(at)
+    );
+    let (rl, rc) = (rl.expect("late tick"), rc.expect("current tick"));
+    assert!(
+        rl.failed.is_empty() && rc.failed.is_empty(),
+        "{rl:#?} {rc:#?}"
+    );
+    assert_eq!(
+        rl.started.len() + rc.started.len(),
+        names.len(),
+        "{rl:#?} {rc:#?}"
+    );
+    let executions = env.executions().await;
+    assert_eq!(executions.len(), names.len(), "{executions:#?}");
+    for p in names {
+        let theirs = executions
+            .iter()
+            .filter(|(n, _)| n.starts_with(&format!("{p}-")))
+            .count();
+        assert_eq!(theirs, 1, "{p}: {executions:#?}");
+    }
     assert!(wait_all(&env, &executions)
         .await
         .iter()
@@ -624,6 +675,13 @@ async fn stale_running_providers_are_reconciled_with_their_executions() {
         &json!({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": true}}}).to_string(),
     )
     .await;
+    let failing_sm = create_state_machine_from(
+        &env.sfn,
+        &unique("stale-failing"),
+        &json!({"StartAt": "Boom", "States": {"Boom": {"Type": "Fail", "Error": "Boom", "Cause": "it broke"}}})
+            .to_string(),
+    )
+    .await;
     let slow_sm = create_state_machine_from(
         &env.sfn,
         &unique("stale-slow"),
@@ -648,10 +706,16 @@ async fn stale_running_providers_are_reconciled_with_their_executions() {
         .await
         .stop_date
         .expect("stop date");
+    let failed = start(failing_sm).await;
+    assert_eq!(
+        wait_for_execution(&env.sfn, &failed).await.status.as_str(),
+        "FAILED"
+    );
     let slow = start(slow_sm).await;
     let never_started = execution_arn(&env.state_machine_arn, "claimed-then-crashed");
     for (p, arn) in [
         ("finished", &finished),
+        ("failed", &failed),
         ("slow", &slow),
         ("lost", &never_started),
     ] {
@@ -675,7 +739,11 @@ async fn stale_running_providers_are_reconciled_with_their_executions() {
         .collect();
     assert_eq!(
         reconciled,
-        [("finished", "SUCCEEDED"), ("lost", "FAILED")],
+        [
+            ("failed", "FAILED"),
+            ("finished", "SUCCEEDED"),
+            ("lost", "FAILED")
+        ],
         "{summary:#?}"
     );
     assert_eq!(summary.stuck.len(), 1);
@@ -686,6 +754,12 @@ async fn stale_running_providers_are_reconciled_with_their_executions() {
     assert_eq!(text(&item, "status").as_deref(), Some("SUCCEEDED"));
     let last = time(&item, "last_success").expect("last_success");
     assert_eq!(last.timestamp_millis(), finished_stop.to_millis().unwrap());
+    assert!(!item.contains_key("execution_arn"));
+    let item = env.item("failed").await;
+    assert_eq!(text(&item, "status").as_deref(), Some("FAILED"));
+    assert_eq!(text(&item, "last_error").as_deref(), Some("Boom"));
+    assert_eq!(text(&item, "last_error_cause").as_deref(), Some("it broke"));
+    assert!(time(&item, "last_failure").is_some());
     assert!(!item.contains_key("execution_arn"));
     let item = env.item("lost").await;
     assert_eq!(text(&item, "status").as_deref(), Some("FAILED"));

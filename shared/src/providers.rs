@@ -17,7 +17,7 @@
 //! | `last_success`         | S      | RFC 3339; absent when it never succeeded             |
 //! | `execution_arn`        | S      | the running execution (set with RUNNING)             |
 //! | `execution_started_at` | S      | RFC 3339, when the scheduler claimed it              |
-//! | `last_error`, `last_error_cause` | S | written when a run fails                      |
+//! | `last_error`, `last_error_cause`, `last_failure` | S | why and when the last run failed |
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -39,6 +39,7 @@ pub mod attr {
     pub const EXECUTION_STARTED_AT: &str = "execution_started_at";
     pub const LAST_ERROR: &str = "last_error";
     pub const LAST_ERROR_CAUSE: &str = "last_error_cause";
+    pub const LAST_FAILURE: &str = "last_failure";
 }
 
 /// A DynamoDB item.
@@ -121,8 +122,17 @@ pub struct SourceError {
 /// How a run ended, to record on its provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunOutcome {
-    Succeeded { at: DateTime<Utc> },
-    Failed { error: String, cause: String },
+    Succeeded {
+        at: DateTime<Utc>,
+    },
+    /// `error` and `cause` as the state machine records them: the error
+    /// name (`Glue.EntityNotFoundException`, `States.Timeout`, ...) and its
+    /// cause; `at` is when it ended.
+    Failed {
+        error: String,
+        cause: String,
+        at: DateTime<Utc>,
+    },
 }
 
 /// Whether a conditional write took effect.
@@ -459,13 +469,14 @@ impl ProviderSource for DynamoProviders {
                  REMOVE execution_arn, execution_started_at, last_error, last_error_cause",
                 vec![(":status", s("SUCCEEDED")), (":at", s(format_time(*at)))],
             ),
-            RunOutcome::Failed { error, cause } => (
-                "SET #status = :status, last_error = :error, last_error_cause = :cause \
-                 REMOVE execution_arn, execution_started_at",
+            RunOutcome::Failed { error, cause, at } => (
+                "SET #status = :status, last_error = :error, last_error_cause = :cause, \
+                 last_failure = :at REMOVE execution_arn, execution_started_at",
                 vec![
                     (":status", s("FAILED")),
                     (":error", s(error.clone())),
                     (":cause", s(cause.clone())),
+                    (":at", s(format_time(*at))),
                 ],
             ),
         };

@@ -96,14 +96,33 @@ pub async fn describe(sfn: &aws_sdk_sfn::Client, execution_arn: &str) -> Result<
         ExecutionStatus::Succeeded => Execution::Ended(RunOutcome::Succeeded {
             at: stopped.unwrap_or_else(Utc::now),
         }),
+        // FAILED, TIMED_OUT, ABORTED, PENDING_REDRIVE: recorded as the state
+        // machine's own failure write would, error name and cause.
         other => Execution::Ended(RunOutcome::Failed {
             error: match out.error() {
-                Some(e) if !e.is_empty() => format!("execution {}: {e}", other.as_str()),
-                _ => format!("execution {}", other.as_str()),
+                Some(e) if !e.is_empty() => e.to_string(),
+                _ => format!("Execution{}", pascal(other.as_str())),
             },
-            cause: out.cause().unwrap_or_default().to_string(),
+            cause: match out.cause() {
+                Some(c) if !c.is_empty() => c.to_string(),
+                _ => format!("the execution ended {}", other.as_str()),
+            },
+            at: stopped.unwrap_or_else(Utc::now),
         }),
     })
+}
+
+/// `TIMED_OUT` → `TimedOut`.
+fn pascal(status: &str) -> String {
+    status
+        .split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_string() + &c.as_str().to_lowercase())
+                .unwrap_or_default()
+        })
+        .collect()
 }
 
 /// The status word of an outcome, for the summary.
@@ -117,4 +136,13 @@ pub fn outcome_status(outcome: &RunOutcome) -> &'static str {
 /// `t` as RFC 3339, for messages.
 pub fn show(t: DateTime<Utc>) -> String {
     telemetry_lake::providers::format_time(t)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn statuses_become_error_names() {
+        assert_eq!(super::pascal("TIMED_OUT"), "TimedOut");
+        assert_eq!(super::pascal("ABORTED"), "Aborted");
+    }
 }

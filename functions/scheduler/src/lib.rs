@@ -371,6 +371,7 @@ impl<S: ProviderSource> Scheduler<S> {
                     "the provider was claimed for {arn} (at {}) but that execution was never started",
                     p.execution_started_at.map(show).unwrap_or_else(|| "an unknown time".into())
                 ),
+                at: Utc::now(),
             },
             Err(e) => return failed(&p, e),
         };
