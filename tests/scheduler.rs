@@ -891,3 +891,27 @@ async fn an_execution_that_is_not_the_items_own_never_overwrites_it() {
     assert_eq!(text(&item, "execution_arn").as_deref(), Some(owner));
     assert!(!item.contains_key("last_success"));
 }
+
+#[tokio::test]
+async fn an_event_without_a_time_is_rejected_without_touching_a_provider() {
+    let env = Env::new("notime").await;
+    env.put(provider("untouched", "job", &[])).await;
+    let mut event: serde_json::Value = serde_json::from_str(SCHEDULED_EVENT).expect("fixture");
+    event.as_object_mut().expect("object").remove("time");
+    let event: EventBridgeEvent = serde_json::from_value(event).expect("event");
+    let err = env
+        .moto_scheduler()
+        .await
+        .handle(LambdaEvent::new(event, Context::default()))
+        .await
+        .expect_err("no scheduled time");
+    let diagnostic = Diagnostic::from(err);
+    assert_eq!(diagnostic.error_type, "NonRetryable");
+    assert!(
+        diagnostic.error_message.contains("no time"),
+        "{}",
+        diagnostic.error_message
+    );
+    assert!(env.executions().await.is_empty());
+    assert!(!env.item("untouched").await.contains_key("status"));
+}
