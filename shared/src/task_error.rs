@@ -11,6 +11,7 @@ use std::error::Error as StdError;
 
 use aws_sdk_glue::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use lambda_runtime::Diagnostic;
+use serde_json::{Map, Value};
 
 /// Error type of bad input.
 pub const INVALID_INPUT: &str = "InvalidInput";
@@ -98,6 +99,31 @@ impl From<TaskError> for Diagnostic {
     }
 }
 
+/// A task's input as a JSON object (`null` counts as an empty one).
+pub fn input_object(input: Value) -> Result<Map<String, Value>, TaskError> {
+    match input {
+        Value::Object(map) => Ok(map),
+        Value::Null => Ok(Map::new()),
+        other => Err(TaskError::InvalidInput(format!(
+            "the input must be a JSON object, not {other}"
+        ))),
+    }
+}
+
+/// The string at `field`, `None` when it is absent or `null`.
+pub fn string_field<'a>(
+    object: &'a Map<String, Value>,
+    field: &str,
+) -> Result<Option<&'a str>, TaskError> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(TaskError::InvalidInput(format!(
+            "`{field}` must be a string, not {other}"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +139,19 @@ mod tests {
         }
         .into();
         assert_eq!(d.error_type, "Retryable");
+    }
+
+    #[test]
+    fn inputs_must_be_objects_with_string_fields() {
+        assert!(input_object(Value::Null).unwrap().is_empty());
+        let err = input_object(serde_json::json!([1])).unwrap_err();
+        assert_eq!(err.to_string(), "invalid input: the input must be a JSON object, not [1]");
+        let map = input_object(serde_json::json!({"date": 20260301, "to": "x"})).unwrap();
+        assert_eq!(string_field(&map, "to"), Ok(Some("x")));
+        assert_eq!(string_field(&map, "from"), Ok(None));
+        assert_eq!(
+            string_field(&map, "date").unwrap_err().to_string(),
+            "invalid input: `date` must be a string, not 20260301"
+        );
     }
 }
