@@ -35,7 +35,10 @@ impl DateRange {
 
     /// Every day of the range, in order.
     pub fn days(&self) -> Vec<NaiveDate> {
-        self.from.iter_days().take_while(|d| *d <= self.to).collect()
+        self.from
+            .iter_days()
+            .take_while(|d| *d <= self.to)
+            .collect()
     }
 
     /// Consecutive sub-ranges of at most `days` days each, covering the range.
@@ -185,19 +188,41 @@ mod tests {
     #[test]
     fn yesterday_crosses_month_year_and_leap_day() {
         let at = |s: &str| Utc.from_utc_datetime(&s.parse().unwrap());
-        assert_eq!(yesterday_in(brussels(), at("2026-03-01T10:00:00")), d("2026-02-28"));
-        assert_eq!(yesterday_in(brussels(), at("2024-03-01T10:00:00")), d("2024-02-29"));
-        assert_eq!(yesterday_in(brussels(), at("2027-01-01T10:00:00")), d("2026-12-31"));
+        assert_eq!(
+            yesterday_in(brussels(), at("2026-03-01T10:00:00")),
+            d("2026-02-28")
+        );
+        assert_eq!(
+            yesterday_in(brussels(), at("2024-03-01T10:00:00")),
+            d("2024-02-29")
+        );
+        assert_eq!(
+            yesterday_in(brussels(), at("2027-01-01T10:00:00")),
+            d("2026-12-31")
+        );
         // 23:30 UTC on 31 December is already 1 January in Brussels.
-        assert_eq!(yesterday_in(brussels(), at("2026-12-31T23:30:00")), d("2026-12-31"));
+        assert_eq!(
+            yesterday_in(brussels(), at("2026-12-31T23:30:00")),
+            d("2026-12-31")
+        );
         let utc = parse_time_zone("UTC").unwrap();
-        assert_eq!(yesterday_in(utc, at("2026-12-31T23:30:00")), d("2026-12-30"));
+        assert_eq!(
+            yesterday_in(utc, at("2026-12-31T23:30:00")),
+            d("2026-12-30")
+        );
     }
 
     #[test]
     fn dates_are_parsed_strictly_and_errors_name_the_field() {
         assert_eq!(parse_date("date", "2026-02-28"), Ok(d("2026-02-28")));
-        for bad in ["2026-2-28", "2026-02-28 ", "26-02-28", "2026/02/28", "", "2026-02-2x"] {
+        for bad in [
+            "2026-2-28",
+            "2026-02-28 ",
+            "26-02-28",
+            "2026/02/28",
+            "",
+            "2026-02-2x",
+        ] {
             let err = parse_date("date", bad).unwrap_err();
             assert!(err.to_string().starts_with("`date` is"), "{err}");
         }
@@ -219,14 +244,29 @@ mod tests {
             to: to.map(str::to_string),
         };
         let r = |q| resolve(&q, brussels(), now, 31);
-        assert_eq!(r(req(None, None, None)), Ok(DateRange::day(d("2025-12-31"))));
-        assert_eq!(r(req(Some("2026-03-01"), None, None)), Ok(DateRange::day(d("2026-03-01"))));
+        assert_eq!(
+            r(req(None, None, None)),
+            Ok(DateRange::day(d("2025-12-31")))
+        );
+        assert_eq!(
+            r(req(Some("2026-03-01"), None, None)),
+            Ok(DateRange::day(d("2026-03-01")))
+        );
         let range = r(req(None, Some("2026-02-25"), Some("2026-03-06"))).unwrap();
         assert_eq!(range.len_days(), 10);
         assert_eq!(range.days().len(), 10);
-        assert_eq!(r(req(Some("2026-03-01"), Some("2026-03-01"), None)), Err(DateError::DateAndRange));
-        assert_eq!(r(req(None, Some("2026-03-01"), None)), Err(DateError::MissingBound("to")));
-        assert_eq!(r(req(None, None, Some("2026-03-01"))), Err(DateError::MissingBound("from")));
+        assert_eq!(
+            r(req(Some("2026-03-01"), Some("2026-03-01"), None)),
+            Err(DateError::DateAndRange)
+        );
+        assert_eq!(
+            r(req(None, Some("2026-03-01"), None)),
+            Err(DateError::MissingBound("to"))
+        );
+        assert_eq!(
+            r(req(None, None, Some("2026-03-01"))),
+            Err(DateError::MissingBound("from"))
+        );
         assert!(matches!(
             r(req(None, Some("2026-03-02"), Some("2026-03-01"))),
             Err(DateError::Reversed { .. })
@@ -248,9 +288,18 @@ mod tests {
         assert_eq!(
             chunks,
             [
-                DateRange { from: d("2026-02-25"), to: d("2026-02-28") },
-                DateRange { from: d("2026-03-01"), to: d("2026-03-04") },
-                DateRange { from: d("2026-03-05"), to: d("2026-03-06") },
+                DateRange {
+                    from: d("2026-02-25"),
+                    to: d("2026-02-28")
+                },
+                DateRange {
+                    from: d("2026-03-01"),
+                    to: d("2026-03-04")
+                },
+                DateRange {
+                    from: d("2026-03-05"),
+                    to: d("2026-03-06")
+                },
             ]
         );
         assert_eq!(DateRange::day(d("2026-01-01")).chunks(4).len(), 1);

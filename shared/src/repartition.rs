@@ -395,7 +395,11 @@ mod tests {
         assert!(sql.contains("r.eventtime < TIMESTAMP '2026-03-02 00:00:00'"));
         assert!(sql.contains("a.eventtime >= TIMESTAMP '2026-03-01 00:00:00'"));
         // Ingest days: the look-back's day, the day itself, the day after.
-        for day in [("2026", "02", "28"), ("2026", "03", "01"), ("2026", "03", "02")] {
+        for day in [
+            ("2026", "02", "28"),
+            ("2026", "03", "01"),
+            ("2026", "03", "02"),
+        ] {
             assert!(
                 sql.contains(&format!(
                     "(r.ingest_year = '{}' AND r.ingest_month = '{}' AND r.ingest_day = '{}')",
@@ -414,7 +418,8 @@ mod tests {
             .unwrap();
         assert!(sql.contains("TIMESTAMP '2026-12-31 23:00:00'"));
         assert!(sql.contains("TIMESTAMP '2027-01-02 00:00:00'"));
-        assert!(sql.contains("r.ingest_year = '2026' AND r.ingest_month = '12' AND r.ingest_day = '31'"));
+        assert!(sql
+            .contains("r.ingest_year = '2026' AND r.ingest_month = '12' AND r.ingest_day = '31'"));
     }
 
     #[test]
@@ -431,7 +436,10 @@ mod tests {
         assert!(days.iter().all(|d| d * 24 <= 100));
         assert_eq!(plan[1].range.from, d("2026-03-01"));
         // Tokens differ per query and are valid Athena tokens.
-        let tokens: BTreeSet<&str> = plan.iter().map(|q| q.client_request_token.as_str()).collect();
+        let tokens: BTreeSet<&str> = plan
+            .iter()
+            .map(|q| q.client_request_token.as_str())
+            .collect();
         assert_eq!(tokens.len(), 3);
         assert!(tokens.iter().all(|t| t.len() == 64));
         // Smaller limits give smaller queries.
@@ -462,7 +470,10 @@ mod tests {
         let without = DEFAULT_TEMPLATE.replace("{{range_start}}", "2026-01-01 00:00:00");
         let err = SqlTemplate::parse(&without).unwrap_err();
         assert_eq!(err, SqlError::MissingPlaceholder("range_start"));
-        assert_eq!(err.to_string(), "the SQL template never uses placeholder {{range_start}}");
+        assert_eq!(
+            err.to_string(),
+            "the SQL template never uses placeholder {{range_start}}"
+        );
         assert!(matches!(
             SqlTemplate::parse("SELECT {{database"),
             Err(SqlError::Unclosed(7))
@@ -476,7 +487,10 @@ mod tests {
         bad.target = "x\"; DROP TABLE y; --".into();
         assert!(matches!(
             Repartition::new(template.clone(), bad, 100, 1),
-            Err(SqlError::BadIdentifier { what: "target table", .. })
+            Err(SqlError::BadIdentifier {
+                what: "target table",
+                ..
+            })
         ));
         assert_eq!(
             Repartition::new(template.clone(), tables(), 23, 1).unwrap_err(),
@@ -496,7 +510,10 @@ mod tests {
             reason: reason.map(str::to_string),
         };
         let all_ok = aggregate(&[q("a", "SUCCEEDED", None), q("b", "SUCCEEDED", None)]);
-        assert_eq!((all_ok.state, all_ok.succeeded, all_ok.cause), (OverallState::Succeeded, 2, None));
+        assert_eq!(
+            (all_ok.state, all_ok.succeeded, all_ok.cause),
+            (OverallState::Succeeded, 2, None)
+        );
         let running = aggregate(&[q("a", "SUCCEEDED", None), q("b", "QUEUED", None)]);
         assert_eq!((running.state, running.running), (OverallState::Running, 1));
         let failed = aggregate(&[

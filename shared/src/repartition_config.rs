@@ -145,7 +145,11 @@ impl StartCrawlerConfig {
                     defaults.crawler_wait_seconds,
                 )?,
                 max_crawler_polls: positive(&get, MAX_CRAWLER_POLLS, defaults.max_crawler_polls)?,
-                query_wait_seconds: positive(&get, QUERY_WAIT_SECONDS, defaults.query_wait_seconds)?,
+                query_wait_seconds: positive(
+                    &get,
+                    QUERY_WAIT_SECONDS,
+                    defaults.query_wait_seconds,
+                )?,
                 max_query_polls: positive(&get, MAX_QUERY_POLLS, defaults.max_query_polls)?,
             },
         })
@@ -223,7 +227,11 @@ impl StartQueriesConfig {
         let repartition = Repartition::new(
             template,
             tables,
-            positive(&get, MAX_PARTITIONS_PER_QUERY, DEFAULT_MAX_PARTITIONS_PER_QUERY)?,
+            positive(
+                &get,
+                MAX_PARTITIONS_PER_QUERY,
+                DEFAULT_MAX_PARTITIONS_PER_QUERY,
+            )?,
             number(&get, LOOKBACK_HOURS, DEFAULT_LOOKBACK_HOURS)?,
         )
         .map_err(invalid(MAX_PARTITIONS_PER_QUERY))?;
@@ -236,14 +244,21 @@ impl StartQueriesConfig {
     }
 }
 
-fn required(get: &impl Fn(&str) -> Option<String>, name: &'static str) -> Result<String, ConfigError> {
+fn required(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<String, ConfigError> {
     get(name)
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty())
         .ok_or(ConfigError::Missing(name))
 }
 
-fn number(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: u32) -> Result<u32, ConfigError> {
+fn number(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u32,
+) -> Result<u32, ConfigError> {
     match get(name) {
         None => Ok(default),
         Some(v) => v.trim().parse::<u32>().map_err(|_| ConfigError::Invalid {
@@ -253,7 +268,11 @@ fn number(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: u3
     }
 }
 
-fn positive(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: u32) -> Result<u32, ConfigError> {
+fn positive(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u32,
+) -> Result<u32, ConfigError> {
     match number(get, name, default)? {
         0 => Err(ConfigError::Invalid {
             name,
@@ -285,7 +304,10 @@ mod tests {
         assert_eq!(c.polling, Polling::default());
         assert_eq!(c.crawlers.name(CrawlerRole::Transformed), "t");
         let err = StartCrawlerConfig::from_lookup(lookup(&base[1..])).unwrap_err();
-        assert_eq!(err.to_string(), "environment variable RAW_CRAWLER_NAME is not set");
+        assert_eq!(
+            err.to_string(),
+            "environment variable RAW_CRAWLER_NAME is not set"
+        );
         let mut bad = base.to_vec();
         bad.push((TIME_ZONE, "Mars/Olympus"));
         let err = StartCrawlerConfig::from_lookup(lookup(&bad)).unwrap_err();

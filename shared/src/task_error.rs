@@ -145,7 +145,10 @@ mod tests {
     fn inputs_must_be_objects_with_string_fields() {
         assert!(input_object(Value::Null).unwrap().is_empty());
         let err = input_object(serde_json::json!([1])).unwrap_err();
-        assert_eq!(err.to_string(), "invalid input: the input must be a JSON object, not [1]");
+        assert_eq!(
+            err.to_string(),
+            "invalid input: the input must be a JSON object, not [1]"
+        );
         let map = input_object(serde_json::json!({"date": 20260301, "to": "x"})).unwrap();
         assert_eq!(string_field(&map, "to"), Ok(Some("x")));
         assert_eq!(string_field(&map, "from"), Ok(None));

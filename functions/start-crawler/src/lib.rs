@@ -68,8 +68,13 @@ impl StartCrawler {
     pub async fn process(&self, input: Value) -> Result<RunPlan, TaskError> {
         let (request, role, started_at) = parse_input(input)?;
         let now = started_at.unwrap_or_else(Utc::now);
-        let range = resolve(&request, self.config.time_zone, now, self.config.max_range_days)
-            .map_err(|e| TaskError::InvalidInput(e.to_string()))?;
+        let range = resolve(
+            &request,
+            self.config.time_zone,
+            now,
+            self.config.max_range_days,
+        )
+        .map_err(|e| TaskError::InvalidInput(e.to_string()))?;
         let name = self.config.crawlers.name(role).to_string();
         let already_running = match self.glue.start_crawler().name(&name).send().await {
             Ok(_) => false,
@@ -111,7 +116,9 @@ pub fn parse_input(
         Some(s) => Some(
             DateTime::parse_from_rfc3339(s)
                 .map_err(|e| {
-                    TaskError::InvalidInput(format!("`started_at` is {s:?}, not an RFC 3339 time: {e}"))
+                    TaskError::InvalidInput(format!(
+                        "`started_at` is {s:?}, not an RFC 3339 time: {e}"
+                    ))
                 })?
                 .with_timezone(&Utc),
         ),
@@ -171,9 +178,10 @@ mod tests {
         assert_eq!(req.date.as_deref(), Some("2026-03-01"));
         assert_eq!(role, CrawlerRole::Raw);
         assert_eq!(at.unwrap().to_rfc3339(), "2026-03-02T00:30:00+00:00");
-        let (req, role, at) =
-            parse_input(json!({"from": "2026-03-01", "to": "2026-03-02", "crawler": "transformed"}))
-                .unwrap();
+        let (req, role, at) = parse_input(
+            json!({"from": "2026-03-01", "to": "2026-03-02", "crawler": "transformed"}),
+        )
+        .unwrap();
         assert_eq!(req.to.as_deref(), Some("2026-03-02"));
         assert_eq!(role, CrawlerRole::Transformed);
         assert!(at.is_none());
