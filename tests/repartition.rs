@@ -1346,3 +1346,40 @@ async fn invalid_input_fails_the_workflow_without_retries() {
         ("READY".to_string(), None)
     );
 }
+
+// ------------------------------------------------------------ template --
+
+#[test]
+fn the_template_fills_every_placeholder_of_the_asl_and_invokes_only_its_functions() {
+    let root = lake_tools::moto::repo_root();
+    let asl = std::fs::read_to_string(root.join("statemachine/repartition.asl.json")).unwrap();
+    let placeholders: BTreeSet<&str> = asl
+        .split("${")
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
+        .collect();
+    let template = std::fs::read_to_string(root.join("template.yaml")).unwrap();
+    let block = |start: &str, end: &str| -> Vec<String> {
+        let from = template.find(start).unwrap_or_else(|| panic!("{start} not in template"));
+        let rest = &template[from + start.len()..];
+        rest[..rest.find(end).unwrap()]
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let substituted: BTreeSet<String> = block("DefinitionUri: statemachine/repartition.asl.json", "Role:")
+        .iter()
+        .filter_map(|l| l.split_once(": !GetAtt").map(|(k, _)| k.to_string()))
+        .collect();
+    let expected: BTreeSet<String> = placeholders.iter().map(|p| p.to_string()).collect();
+    assert_eq!(substituted, expected);
+    let invoked = block("Sid: InvokeTheTasks", "RepartitionStateMachine:");
+    let functions: Vec<&String> = invoked.iter().filter(|l| l.starts_with("- !GetAtt")).collect();
+    assert_eq!(functions.len(), 4, "{invoked:?}");
+    for p in &placeholders {
+        let function = p.trim_end_matches("Arn");
+        assert!(functions.iter().any(|f| f.contains(&format!("{function}.Arn"))), "{function}");
+    }
+}
