@@ -956,7 +956,7 @@ impl Workflow {
             "start-queries",
             "query-status",
         ]
-        .map(|f| unique(f));
+        .map(unique);
 
         let (cfg, ep) = (
             start_crawler_config(&raw, &transformed),
@@ -1360,7 +1360,9 @@ fn the_template_fills_every_placeholder_of_the_asl_and_invokes_only_its_function
         .collect();
     let template = std::fs::read_to_string(root.join("template.yaml")).unwrap();
     let block = |start: &str, end: &str| -> Vec<String> {
-        let from = template.find(start).unwrap_or_else(|| panic!("{start} not in template"));
+        let from = template
+            .find(start)
+            .unwrap_or_else(|| panic!("{start} not in template"));
         let rest = &template[from + start.len()..];
         rest[..rest.find(end).unwrap()]
             .lines()
@@ -1369,17 +1371,26 @@ fn the_template_fills_every_placeholder_of_the_asl_and_invokes_only_its_function
             .map(str::to_string)
             .collect()
     };
-    let substituted: BTreeSet<String> = block("DefinitionUri: statemachine/repartition.asl.json", "Role:")
-        .iter()
-        .filter_map(|l| l.split_once(": !GetAtt").map(|(k, _)| k.to_string()))
-        .collect();
+    let substituted: BTreeSet<String> =
+        block("DefinitionUri: statemachine/repartition.asl.json", "Role:")
+            .iter()
+            .filter_map(|l| l.split_once(": !GetAtt").map(|(k, _)| k.to_string()))
+            .collect();
     let expected: BTreeSet<String> = placeholders.iter().map(|p| p.to_string()).collect();
     assert_eq!(substituted, expected);
     let invoked = block("Sid: InvokeTheTasks", "RepartitionStateMachine:");
-    let functions: Vec<&String> = invoked.iter().filter(|l| l.starts_with("- !GetAtt")).collect();
+    let functions: Vec<&String> = invoked
+        .iter()
+        .filter(|l| l.starts_with("- !GetAtt"))
+        .collect();
     assert_eq!(functions.len(), 4, "{invoked:?}");
     for p in &placeholders {
         let function = p.trim_end_matches("Arn");
-        assert!(functions.iter().any(|f| f.contains(&format!("{function}.Arn"))), "{function}");
+        assert!(
+            functions
+                .iter()
+                .any(|f| f.contains(&format!("{function}.Arn"))),
+            "{function}"
+        );
     }
 }
