@@ -144,14 +144,21 @@ async fn moto_api(endpoint: &str, path: &str, body: Value) {
     );
 }
 
-/// Sets how moto advances Glue crawls (global to the server).
+/// Sets how moto advances Glue crawls and Athena queries (global to the
+/// server): the query transition is reset to moto's default, immediate.
 async fn set_crawl_transition(endpoint: &str, transition: Value) {
-    moto_api(
-        endpoint,
-        "/moto-api/state-manager/set-transition",
-        json!({"model_name": "glue::crawl", "transition": transition}),
-    )
-    .await;
+    set_transitions(endpoint, transition, json!({"progression": "immediate"})).await;
+}
+
+async fn set_transitions(endpoint: &str, crawl: Value, query: Value) {
+    for (model, transition) in [("glue::crawl", crawl), ("athena::execution", query)] {
+        moto_api(
+            endpoint,
+            "/moto-api/state-manager/set-transition",
+            json!({"model_name": model, "transition": transition}),
+        )
+        .await;
+    }
 }
 
 async fn crawler_state(glue: &aws_sdk_glue::Client, name: &str) -> (String, Option<String>) {
@@ -922,6 +929,8 @@ struct Hooks {
     stop_crawl_at_poll: Option<usize>,
     /// The Glue endpoint start-crawler uses (default: moto).
     start_crawler_glue: Option<String>,
+    /// start-crawler is configured with a crawler that does not exist.
+    missing_raw_crawler: bool,
     /// The Athena endpoint query-status uses (default: moto).
     query_status_athena: Option<String>,
 }
@@ -958,8 +967,13 @@ impl Workflow {
         ]
         .map(unique);
 
+        let configured_raw = if hooks.missing_raw_crawler {
+            "no-such-crawler"
+        } else {
+            raw.as_str()
+        };
         let (cfg, ep) = (
-            start_crawler_config(&raw, &transformed),
+            start_crawler_config(configured_raw, &transformed),
             hooks.start_crawler_glue.clone().unwrap_or(moto.clone()),
         );
         h.lambda.register(&functions[0], move |input| {
@@ -1194,6 +1208,37 @@ async fn a_slow_crawl_is_polled_until_it_is_done() {
 }
 
 #[tokio::test]
+async fn running_queries_are_polled_until_they_succeed() {
+    let _serial = SFN_LOCK.lock().await;
+    // Each GetQueryExecution moves a query one step: QUEUED, RUNNING, SUCCEEDED.
+    set_transitions(
+        &sfn_harness().moto.endpoint,
+        json!({"progression": "immediate"}),
+        json!({"progression": "manual", "times": 1}),
+    )
+    .await;
+    let w = Workflow::new(Hooks::default()).await;
+    let (done, states) = w
+        .run(json!({"from": "2026-03-01", "to": "2026-03-02"}))
+        .await;
+    assert_eq!(done.status.as_str(), "SUCCEEDED", "{done:?}");
+    let mut expected = vec![
+        "StartCrawler",
+        "WaitForCrawler",
+        "GetCrawlerStatus",
+        "IsCrawlerDone",
+        "StartQueries",
+    ];
+    for _ in 0..2 {
+        expected.extend(["WaitForQueries", "GetQueryStatus", "AreQueriesDone"]);
+    }
+    expected.extend(["StartTransformedCrawler", "Repartitioned"]);
+    assert_eq!(states, expected);
+    assert_eq!(output(&done)["query_polls"], 2);
+    assert_eq!(w.invocations(3), 2);
+}
+
+#[tokio::test]
 async fn a_crawl_that_never_ends_fails_after_the_last_poll() {
     let _serial = SFN_LOCK.lock().await;
     set_crawl_transition(
@@ -1345,6 +1390,77 @@ async fn invalid_input_fails_the_workflow_without_retries() {
         crawler_state(&w.glue, &w.raw).await,
         ("READY".to_string(), None)
     );
+}
+
+#[tokio::test]
+async fn a_permanent_task_error_fails_the_workflow_without_retries() {
+    let _serial = SFN_LOCK.lock().await;
+    let w = Workflow::new(Hooks {
+        missing_raw_crawler: true,
+        ..Hooks::default()
+    })
+    .await;
+    let (done, states) = w.run(json!({})).await;
+    assert_eq!(done.status.as_str(), "FAILED", "{done:?}");
+    assert_eq!(done.error.as_deref(), Some("StartCrawlerFailed"));
+    let cause = done.cause.as_deref().unwrap_or_default();
+    assert!(
+        cause.contains("NonRetryable") && cause.contains("EntityNotFoundException"),
+        "{cause}"
+    );
+    assert_eq!(states, ["StartCrawler", "StartCrawlerFailed"]);
+    assert_eq!(w.invocations(0), 1, "NonRetryable is not retried");
+}
+
+#[test]
+fn every_task_retries_lambda_errors_and_retryable_and_catches_the_rest() {
+    let root = lake_tools::moto::repo_root();
+    let asl: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("statemachine/repartition.asl.json")).unwrap(),
+    )
+    .unwrap();
+    let states = asl["States"].as_object().unwrap();
+    let tasks: Vec<(&String, &Value)> =
+        states.iter().filter(|(_, s)| s["Type"] == "Task").collect();
+    assert_eq!(tasks.len(), 5);
+    for (name, task) in tasks {
+        let retried: BTreeSet<&str> = task["Retry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| {
+                r["ErrorEquals"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e.as_str().unwrap())
+            })
+            .collect();
+        for error in [
+            "Lambda.ServiceException",
+            "Lambda.AWSLambdaException",
+            "Lambda.SdkClientException",
+            "Lambda.TooManyRequestsException",
+            "Retryable",
+        ] {
+            assert!(retried.contains(error), "{name} does not retry {error}");
+        }
+        assert!(task["Retry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["BackoffRate"].as_f64() >= Some(2.0)));
+        let catches = task["Catch"].as_array().unwrap();
+        let last = catches.last().unwrap();
+        assert_eq!(last["ErrorEquals"], json!(["States.ALL"]), "{name}");
+        for c in catches {
+            let target = c["Next"].as_str().unwrap();
+            assert_eq!(
+                states[target]["Type"], "Fail",
+                "{name} catches into {target}"
+            );
+        }
+    }
 }
 
 // ------------------------------------------------------------ template --
