@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::ConfigError;
 use crate::dates::{parse_time_zone, DEFAULT_MAX_RANGE_DAYS, DEFAULT_TIME_ZONE};
 use crate::repartition::{
-    Repartition, SqlTemplate, Tables, DEFAULT_LOOKBACK_HOURS, DEFAULT_MAX_PARTITIONS_PER_QUERY,
-    DEFAULT_TEMPLATE,
+    Repartition, SqlError, SqlTemplate, Tables, DEFAULT_LOOKBACK_HOURS,
+    DEFAULT_MAX_PARTITIONS_PER_QUERY, DEFAULT_TEMPLATE,
 };
 
 /// The crawler of the raw lake (partitioned by ingest time).
@@ -211,7 +211,7 @@ impl StartQueriesConfig {
             None => (SQL_TEMPLATE_FILE, DEFAULT_TEMPLATE.to_string()),
         };
         let invalid = |name: &'static str| {
-            move |e: crate::repartition::SqlError| ConfigError::Invalid {
+            move |e: SqlError| ConfigError::Invalid {
                 name,
                 reason: e.to_string(),
             }
@@ -234,7 +234,19 @@ impl StartQueriesConfig {
             )?,
             number(&get, LOOKBACK_HOURS, DEFAULT_LOOKBACK_HOURS)?,
         )
-        .map_err(invalid(MAX_PARTITIONS_PER_QUERY))?;
+        .map_err(|e| {
+            let name = match &e {
+                SqlError::BadIdentifier { what, .. } => match *what {
+                    "database" => GLUE_DATABASE,
+                    "source table" => SOURCE_TABLE,
+                    "target table" => TARGET_TABLE,
+                    _ => REFERENCE_TABLE,
+                },
+                SqlError::LookbackTooLong(_) => LOOKBACK_HOURS,
+                _ => MAX_PARTITIONS_PER_QUERY,
+            };
+            invalid(name)(e)
+        })?;
         Ok(StartQueriesConfig {
             workgroup: required(&get, ATHENA_WORKGROUP)?,
             database,
@@ -331,8 +343,22 @@ mod tests {
         assert_eq!(c.repartition.days_per_query(), 4);
         let mut bad = base.to_vec();
         bad.push((TARGET_TABLE, "by-event"));
-        let err = StartQueriesConfig::from_lookup(lookup(&bad[1..])).unwrap_err();
-        assert!(err.to_string().contains("by-event"), "{err}");
+        let err = StartQueriesConfig::from_lookup(lookup(&bad)).unwrap_err();
+        assert!(
+            err.to_string().contains("TARGET_TABLE") && err.to_string().contains("by-event"),
+            "{err}"
+        );
+        let mut bad = base.to_vec();
+        bad.push((LOOKBACK_HOURS, "48"));
+        let err = StartQueriesConfig::from_lookup(lookup(&bad)).unwrap_err();
+        assert!(err.to_string().contains("LOOKBACK_HOURS"), "{err}");
+        let mut bad = base.to_vec();
+        bad.push((MAX_PARTITIONS_PER_QUERY, "12"));
+        let err = StartQueriesConfig::from_lookup(lookup(&bad)).unwrap_err();
+        assert!(
+            err.to_string().contains("MAX_PARTITIONS_PER_QUERY"),
+            "{err}"
+        );
         let mut bad = base.to_vec();
         bad.push((SQL_TEMPLATE_FILE, "/nonexistent/repartition.sql"));
         let err = StartQueriesConfig::from_lookup(lookup(&bad)).unwrap_err();
