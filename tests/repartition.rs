@@ -354,7 +354,8 @@ async fn ten_days_start_three_queries_with_deterministic_tokens() {
     let athena = athena_client(moto()).await;
     let workgroup = create_workgroup(&athena).await;
     let f = StartQueries::new(start_queries_config(&workgroup), athena.clone());
-    let state = json!({"from": "2026-02-25", "to": "2026-03-06", "crawler_polls": 2});
+    let state =
+        json!({"from": "2026-02-25", "to": "2026-03-06", "crawler_polls": 2, "run_id": "run-1"});
 
     let out = f.process(state.clone()).await.expect("start queries");
     assert_eq!(out["crawler_polls"], 2, "the state passes through");
@@ -393,10 +394,10 @@ async fn ten_days_start_three_queries_with_deterministic_tokens() {
             exec.query_execution_context().and_then(|c| c.database()),
             Some(DATABASE)
         );
-        // The token is the SHA-256 of the workgroup and the SQL Athena got.
+        // The token is the SHA-256 of the workgroup, the run and the SQL Athena got.
         assert_eq!(
             q["client_request_token"],
-            client_request_token(&workgroup, sql)
+            client_request_token(&workgroup, "run-1", sql)
         );
         // At most 100 partitions: 24 per day.
         assert!(range.len_days() * 24 <= 100);
@@ -405,7 +406,7 @@ async fn ten_days_start_three_queries_with_deterministic_tokens() {
 
     // A retried start sends the same tokens. (Moto ignores the token and
     // creates new executions; Athena returns the existing ones.)
-    let again = f.process(state).await.expect("start again");
+    let again = f.process(state.clone()).await.expect("start again");
     let tokens = |v: &Value| -> Vec<Value> {
         v["queries"]
             .as_array()
@@ -415,6 +416,14 @@ async fn ten_days_start_three_queries_with_deterministic_tokens() {
             .collect()
     };
     assert_eq!(tokens(&again), tokens(&out));
+    // Another run of the same days gets other tokens: it is a new query.
+    let mut rerun = state;
+    rerun["run_id"] = json!("run-2");
+    let rerun = f.process(rerun).await.expect("rerun");
+    assert!(tokens(&rerun)
+        .iter()
+        .zip(tokens(&out))
+        .all(|(a, b)| *a != b));
 
     for bad in [
         json!({"from": "2026-02-30", "to": "2026-03-01"}),
@@ -942,6 +951,7 @@ struct Workflow {
     arn: String,
     raw: String,
     transformed: String,
+    workgroup: String,
     functions: [String; 4],
 }
 
@@ -1072,6 +1082,7 @@ impl Workflow {
             arn,
             raw,
             transformed,
+            workgroup,
             functions,
         }
     }
@@ -1156,6 +1167,12 @@ async fn the_workflow_repartitions_a_day_with_the_real_handlers() {
     assert!(
         sql.contains("a.eventtime >= TIMESTAMP '2026-03-01 00:00:00'"),
         "{sql}"
+    );
+    // Its token belongs to this execution.
+    assert_eq!(out["run_id"], done.execution_arn.as_str());
+    assert_eq!(
+        out["queries"][0]["client_request_token"],
+        client_request_token(&w.workgroup, &done.execution_arn, sql)
     );
     // Both crawlers ran.
     assert_eq!(

@@ -223,8 +223,13 @@ impl Repartition {
     }
 
     /// The queries covering `range`, each writing at most the configured
-    /// number of partitions, with their tokens for `workgroup`.
-    pub fn plan(&self, range: DateRange, workgroup: &str) -> Result<Vec<PlannedQuery>, SqlError> {
+    /// number of partitions, with their tokens for `workgroup` and `run`.
+    pub fn plan(
+        &self,
+        range: DateRange,
+        workgroup: &str,
+        run: &str,
+    ) -> Result<Vec<PlannedQuery>, SqlError> {
         range
             .chunks(self.days_per_query())
             .into_iter()
@@ -232,7 +237,7 @@ impl Repartition {
                 let sql = self.render(chunk)?;
                 Ok(PlannedQuery {
                     range: chunk,
-                    client_request_token: client_request_token(workgroup, &sql),
+                    client_request_token: client_request_token(workgroup, run, &sql),
                     sql,
                 })
             })
@@ -267,13 +272,18 @@ pub fn ingest_partition_predicate(first: NaiveDate, last: NaiveDate) -> String {
 }
 
 /// `StartQueryExecution`'s idempotency token: the hex SHA-256 of the
-/// workgroup and the SQL (64 characters; Athena takes 32 to 128). The same
-/// query started again in the same workgroup carries the same token, so
-/// Athena returns the first execution instead of running it twice.
-pub fn client_request_token(workgroup: &str, sql: &str) -> String {
+/// workgroup, the run and the SQL (64 characters; Athena takes 32 to 128).
+/// The same query started again in the same workgroup by the same run (a
+/// retried task) carries the same token, so Athena returns the first
+/// execution instead of running it twice. The run (the Step Functions
+/// execution) is part of it so that a deliberate rerun of a day by a new
+/// execution is a new query rather than a replay of the old one's answer.
+pub fn client_request_token(workgroup: &str, run: &str, sql: &str) -> String {
     let mut hasher = Sha256::new();
-    hasher.update(workgroup.as_bytes());
-    hasher.update([0u8]);
+    for part in [workgroup, run] {
+        hasher.update(part.as_bytes());
+        hasher.update([0u8]);
+    }
     hasher.update(sql.as_bytes());
     hasher
         .finalize()
@@ -430,7 +440,7 @@ mod tests {
         };
         let r = repartition(100);
         assert_eq!(r.days_per_query(), 4);
-        let plan = r.plan(range, "repartition").unwrap();
+        let plan = r.plan(range, "repartition", "run-1").unwrap();
         let days: Vec<u64> = plan.iter().map(|q| q.range.len_days()).collect();
         assert_eq!(days, [4, 4, 2]);
         assert!(days.iter().all(|d| d * 24 <= 100));
@@ -443,20 +453,26 @@ mod tests {
         assert_eq!(tokens.len(), 3);
         assert!(tokens.iter().all(|t| t.len() == 64));
         // Smaller limits give smaller queries.
-        assert_eq!(repartition(48).plan(range, "w").unwrap().len(), 5);
-        assert_eq!(repartition(24).plan(range, "w").unwrap().len(), 10);
+        assert_eq!(repartition(48).plan(range, "w", "run-1").unwrap().len(), 5);
+        assert_eq!(repartition(24).plan(range, "w", "run-1").unwrap().len(), 10);
     }
 
     #[test]
     fn tokens_are_deterministic_per_workgroup_and_sql() {
-        let a = client_request_token("wg", "SELECT 1");
-        assert_eq!(a, client_request_token("wg", "SELECT 1"));
-        assert_ne!(a, client_request_token("wg2", "SELECT 1"));
-        assert_ne!(a, client_request_token("wg", "SELECT 2"));
-        // The SHA-256 of one NUL byte (empty workgroup and SQL) pins the algorithm.
+        let a = client_request_token("wg", "run-1", "SELECT 1");
+        assert_eq!(a, client_request_token("wg", "run-1", "SELECT 1"));
+        assert_ne!(a, client_request_token("wg2", "run-1", "SELECT 1"));
+        assert_ne!(a, client_request_token("wg", "run-2", "SELECT 1"));
+        assert_ne!(a, client_request_token("wg", "run-1", "SELECT 2"));
+        // Parts are separated: moving text between them changes the token.
+        assert_ne!(
+            client_request_token("wg", "run", "SELECT 1"),
+            client_request_token("wg", "ru", "nSELECT 1")
+        );
+        // The SHA-256 of two NUL bytes (empty parts) pins the algorithm.
         assert_eq!(
-            client_request_token("", ""),
-            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
+            client_request_token("", "", ""),
+            "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7"
         );
     }
 

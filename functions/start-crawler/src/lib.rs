@@ -4,10 +4,11 @@
 //! the rest of the workflow reads.
 //!
 //! Input (all optional): `{"request": {"date": "YYYY-MM-DD"} | {"from": ..,
-//! "to": ..} | {}, "crawler": "raw" | "transformed"}, "started_at": RFC 3339}`.
-//! The state machine passes the execution's input as `request` and its start
-//! time as `started_at`, so a retried task computes the same "yesterday"
-//! even after midnight. A bare request object (no `request` key) is taken
+//! "to": ..} | {}, "crawler": "raw" | "transformed"}, "started_at": RFC 3339,
+//! "execution": id}`. The state machine passes the execution's input as
+//! `request`, its start time as `started_at` (so a retried task computes the
+//! same "yesterday" even after midnight) and its id as `execution` (returned
+//! as `run_id`, part of the queries' idempotency tokens). A bare request object (no `request` key) is taken
 //! as the request. A crawler that is already running is not an error.
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -41,6 +42,10 @@ pub struct RunPlan {
     pub polling: Polling,
     /// Polls of the crawler so far (crawler-status counts them).
     pub crawler_polls: u32,
+    /// The Step Functions execution, part of the queries' idempotency
+    /// tokens (absent when invoked outside a state machine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
 }
 
 /// The function, built once per container.
@@ -66,7 +71,7 @@ impl StartCrawler {
     /// Validates the input, starts the crawler and returns the plan.
     #[tracing::instrument(skip(self))]
     pub async fn process(&self, input: Value) -> Result<RunPlan, TaskError> {
-        let (request, role, started_at) = parse_input(input)?;
+        let (request, role, started_at, run_id) = parse_input(input)?;
         let now = started_at.unwrap_or_else(Utc::now);
         let range = resolve(
             &request,
@@ -102,15 +107,24 @@ impl StartCrawler {
             already_running,
             polling: self.config.polling,
             crawler_polls: 0,
+            run_id,
         })
     }
 }
 
-/// Reads the request, the crawler's role and the reference time.
-pub fn parse_input(
-    input: Value,
-) -> Result<(DateRequest, CrawlerRole, Option<DateTime<Utc>>), TaskError> {
+/// What the input asks for: the days, the crawler, the reference time and
+/// the run.
+pub type ParsedInput = (
+    DateRequest,
+    CrawlerRole,
+    Option<DateTime<Utc>>,
+    Option<String>,
+);
+
+/// Reads the request, the crawler's role, the reference time and the run.
+pub fn parse_input(input: Value) -> Result<ParsedInput, TaskError> {
     let mut top = input_object(input)?;
+    let run_id = string_field(&top, "execution")?.map(str::to_string);
     let started_at = match string_field(&top, "started_at")? {
         None => None,
         Some(s) => Some(
@@ -125,13 +139,17 @@ pub fn parse_input(
     };
     let request = match top.remove("request") {
         Some(inner) => {
-            if let Some(other) = top.keys().find(|k| *k != "started_at") {
+            if let Some(other) = top
+                .keys()
+                .find(|k| !["started_at", "execution"].contains(&k.as_str()))
+            {
                 return Err(TaskError::InvalidInput(format!("unknown field `{other}`")));
             }
             input_object(inner)?
         }
         None => {
             top.remove("started_at");
+            top.remove("execution");
             top
         }
     };
@@ -151,7 +169,7 @@ pub fn parse_input(
         from: field("from")?,
         to: field("to")?,
     };
-    Ok((dates, role, started_at))
+    Ok((dates, role, started_at, run_id))
 }
 
 fn check_keys(request: &Map<String, Value>) -> Result<(), TaskError> {
@@ -170,15 +188,17 @@ mod tests {
 
     #[test]
     fn both_input_shapes_are_read() {
-        let (req, role, at) = parse_input(json!({
+        let (req, role, at, run) = parse_input(json!({
             "request": {"date": "2026-03-01"},
-            "started_at": "2026-03-02T00:30:00.000Z"
+            "started_at": "2026-03-02T00:30:00.000Z",
+            "execution": "arn:aws:states:us-east-1:123456789012:execution:repartition:x"
         }))
         .unwrap();
+        assert!(run.unwrap().ends_with(":x"));
         assert_eq!(req.date.as_deref(), Some("2026-03-01"));
         assert_eq!(role, CrawlerRole::Raw);
         assert_eq!(at.unwrap().to_rfc3339(), "2026-03-02T00:30:00+00:00");
-        let (req, role, at) = parse_input(
+        let (req, role, at, _) = parse_input(
             json!({"from": "2026-03-01", "to": "2026-03-02", "crawler": "transformed"}),
         )
         .unwrap();

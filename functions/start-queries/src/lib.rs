@@ -7,10 +7,12 @@
 //! with `queries` (id, days, token of each), `query_execution_ids` and
 //! `query_polls` = 0.
 //!
-//! Each query's `ClientRequestToken` is the SHA-256 of the workgroup and its
-//! SQL, so when the state machine retries this task after a partial failure
-//! the queries already started are started with the same tokens, and Athena
-//! returns the existing executions instead of running them again.
+//! Each query's `ClientRequestToken` is the SHA-256 of the workgroup, the
+//! run (`run_id`: the Step Functions execution) and its SQL, so when the
+//! state machine retries this task after a partial failure the queries
+//! already started are started with the same tokens, and Athena returns the
+//! existing executions instead of running them again; a new execution
+//! rerunning a day gets new tokens.
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::{Deserialize, Serialize};
@@ -57,10 +59,11 @@ impl StartQueries {
     pub async fn process(&self, input: Value) -> Result<Value, TaskError> {
         let mut state = input_object(input)?;
         let range = self.range(&state)?;
+        let run = string_field(&state, "run_id")?.unwrap_or_default();
         let plan = self
             .config
             .repartition
-            .plan(range, &self.config.workgroup)
+            .plan(range, &self.config.workgroup, run)
             .map_err(|e| TaskError::NonRetryable {
                 operation: "rendering the SQL",
                 message: e.to_string(),
