@@ -23,6 +23,8 @@ pub mod windows;
 // Repartition workflow (start-crawler, crawler-status, start-queries, query-status).
 pub mod dates;
 pub mod repartition;
+pub mod repartition_config;
+pub mod task_error;
 
 // Per-provider scheduler.
 pub mod providers;
