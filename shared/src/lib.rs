@@ -7,6 +7,7 @@ pub mod columns;
 pub mod config;
 pub mod dead_letter;
 pub mod decode;
+pub mod env;
 pub mod lake_writer;
 pub mod parquet_writer;
 pub mod partition;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ConfigError;
 use crate::dates::{parse_time_zone, DEFAULT_MAX_RANGE_DAYS, DEFAULT_TIME_ZONE};
+use crate::env::{number, positive, required};
 use crate::repartition::{
     Repartition, SqlError, SqlTemplate, Tables, DEFAULT_LOOKBACK_HOURS,
     DEFAULT_MAX_PARTITIONS_PER_QUERY, DEFAULT_TEMPLATE,
@@ -256,56 +257,11 @@ impl StartQueriesConfig {
     }
 }
 
-fn required(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-) -> Result<String, ConfigError> {
-    get(name)
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-        .ok_or(ConfigError::Missing(name))
-}
-
-fn number(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: u32,
-) -> Result<u32, ConfigError> {
-    match get(name) {
-        None => Ok(default),
-        Some(v) => v.trim().parse::<u32>().map_err(|_| ConfigError::Invalid {
-            name,
-            reason: format!("{v:?} is not a whole number"),
-        }),
-    }
-}
-
-fn positive(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: u32,
-) -> Result<u32, ConfigError> {
-    match number(get, name, default)? {
-        0 => Err(ConfigError::Invalid {
-            name,
-            reason: "must be at least 1".to_string(),
-        }),
-        n => Ok(n),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| map.get(k).cloned()
-    }
+    use crate::env::lookup_from as lookup;
 
     #[test]
     fn start_crawler_defaults_and_errors() {
