@@ -102,28 +102,6 @@ pub fn deaggregate(data: &[u8]) -> Result<AggregatedRecord, KplError> {
     })
 }
 
-/// Builds an aggregated record as the KPL writes it (tests, benchmarks, tools).
-pub fn aggregate(partition_key: &str, payloads: &[Vec<u8>]) -> Vec<u8> {
-    let body = AggregatedRecord {
-        partition_key_table: vec![partition_key.to_string()],
-        explicit_hash_key_table: Vec::new(),
-        records: payloads
-            .iter()
-            .map(|p| UserRecord {
-                partition_key_index: 0,
-                explicit_hash_key_index: None,
-                data: p.clone(),
-                tags: Vec::new(),
-            })
-            .collect(),
-    }
-    .encode_to_vec();
-    let mut out = MAGIC.to_vec();
-    out.extend_from_slice(&body);
-    out.extend_from_slice(Md5::digest(&body).as_slice());
-    out
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -131,6 +109,28 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Builds an aggregated record as the KPL writes it.
+    fn aggregate(partition_key: &str, payloads: &[Vec<u8>]) -> Vec<u8> {
+        let body = AggregatedRecord {
+            partition_key_table: vec![partition_key.to_string()],
+            explicit_hash_key_table: Vec::new(),
+            records: payloads
+                .iter()
+                .map(|p| UserRecord {
+                    partition_key_index: 0,
+                    explicit_hash_key_index: None,
+                    data: p.clone(),
+                    tags: Vec::new(),
+                })
+                .collect(),
+        }
+        .encode_to_vec();
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&body);
+        out.extend_from_slice(Md5::digest(&body).as_slice());
+        out
+    }
 
     #[test]
     fn an_aggregate_round_trips_and_a_bad_digest_or_body_is_named() {

@@ -92,8 +92,9 @@ pub struct SourceRecord<'e> {
     pub position: Cow<'e, str>,
     /// When the record reached the stream.
     pub arrival: DateTime<Utc>,
-    /// The payload, or why the event's encoding of it cannot be read.
-    pub data: Result<Cow<'e, [u8]>, String>,
+    /// The payload, or why the event's encoding of it cannot be read (with
+    /// the encoded text as it came).
+    pub data: Result<Cow<'e, [u8]>, (String, &'e [u8])>,
     /// The Kafka partition and offset, for a Kafka record.
     pub kafka: Option<(i64, i64)>,
 }
@@ -132,7 +133,10 @@ pub fn kafka_records(event: &KafkaEvent) -> Vec<SourceRecord<'_>> {
                 Some(v) => base64::engine::general_purpose::STANDARD
                     .decode(v)
                     .map(Cow::Owned)
-                    .map_err(|e| format!("Kafka record value is not valid base64: {e}")),
+                    .map_err(|e| {
+                        let detail = format!("Kafka record value is not valid base64: {e}");
+                        (detail, v.as_bytes())
+                    }),
             },
             kafka: Some((r.partition, r.offset)),
         })
@@ -219,12 +223,12 @@ fn decode_record(
             Ok(values) => good.push(&values),
             Err(r) => reject(r),
         }),
-        Err(detail) => reject(Rejection {
+        Err((detail, raw)) => reject(Rejection {
             index: 0,
             reason: "invalid_base64",
             detail: detail.clone(),
             scope: Scope::Payload,
-            bytes: &[],
+            bytes: raw,
             sub_sequence_number: None,
         }),
     }
@@ -320,5 +324,6 @@ mod tests {
             (letter.reason.as_str(), letter.partition, letter.offset),
             ("invalid_base64", Some(1), Some(7))
         );
+        assert_eq!(letter.bytes().unwrap(), b"%%%");
     }
 }
