@@ -800,7 +800,7 @@ async fn the_schema_is_read_from_a_glue_table_and_used_for_csv() {
         &[b"1,2020-06-12 14:05:59,alpha,0.5\n2,2020-06-12 14:05:59,,\n".to_vec()],
     );
     run(&f, &event).await;
-    // Catalog columns are nullable: the empty name is null, read back as "".
+    // Catalog columns are nullable: the empty name is a null (read as "").
     assert_eq!(
         all_rows(&s3, &bucket).await,
         vec![
@@ -808,6 +808,16 @@ async fn the_schema_is_read_from_a_glue_table_and_used_for_csv() {
             row(2, "2020-06-12 14:05:59", "", None),
         ]
     );
+    let key = lake(&s3, &bucket)
+        .await
+        .into_keys()
+        .next()
+        .expect("one object");
+    let batches =
+        lake_reader::parquet_batches(lake_reader::get(&s3, &bucket, &key).await.unwrap()).unwrap();
+    let names = batches[0].column(2);
+    assert!(batches[0].schema().field(2).is_nullable());
+    assert_eq!((names.is_null(0), names.is_null(1)), (false, true));
 
     // A table that does not exist fails the cold start, naming it.
     let mut missing = vars.clone();
