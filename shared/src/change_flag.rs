@@ -95,7 +95,14 @@ impl ChangeFlagStore {
     /// The flag and its ETag, `None` when there is no flag yet.
     pub async fn read(&self) -> Result<Option<(String, ChangeFlag)>, FlagError> {
         let FlagLocation { bucket, key } = &self.location;
-        let out = match self.client.get_object().bucket(bucket).key(key).send().await {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(out) => out,
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
             Err(e) => return Err(self.read_error(DisplayErrorContext(&e).to_string())),
@@ -144,12 +151,10 @@ impl ChangeFlagStore {
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 304) => {
                 Ok(Probe::Unchanged)
             }
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
-                Ok(match seen {
-                    None => Probe::Unchanged,
-                    Some(_) => Probe::Changed(None),
-                })
-            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(match seen {
+                None => Probe::Unchanged,
+                Some(_) => Probe::Changed(None),
+            }),
             Err(e) => Err(self.read_error(DisplayErrorContext(&e).to_string())),
         }
     }

@@ -260,11 +260,20 @@ mod tests {
         ]);
         let (device, ranges) = parse_row(&item, "ventilatorid", &metrics()).unwrap();
         assert_eq!(device, "12");
-        assert_eq!(ranges, [Range { min: 90.0, max: 100.5 }]);
+        assert_eq!(
+            ranges,
+            [Range {
+                min: 90.0,
+                max: 100.5
+            }]
+        );
 
         let mut item = item;
         item.insert("ventilatorid".into(), AttributeValue::S("v-1".into()));
-        assert_eq!(parse_row(&item, "ventilatorid", &metrics()).unwrap().0, "v-1");
+        assert_eq!(
+            parse_row(&item, "ventilatorid", &metrics()).unwrap().0,
+            "v-1"
+        );
     }
 
     #[test]
@@ -275,7 +284,9 @@ mod tests {
             ("o2_stats_max".to_string(), n("100")),
         ]);
         assert_eq!(
-            parse_row(&item, "ventilatorid", &metrics()).unwrap_err().to_string(),
+            parse_row(&item, "ventilatorid", &metrics())
+                .unwrap_err()
+                .to_string(),
             "reference row 12: attribute `o2_stats_min` is missing or not a number"
         );
         assert_eq!(

@@ -73,8 +73,14 @@ mod tests {
     use super::*;
 
     const R: [Range; 3] = [
-        Range { min: 90.0, max: 100.0 },
-        Range { min: 10.0, max: 20.0 },
+        Range {
+            min: 90.0,
+            max: 100.0,
+        },
+        Range {
+            min: 10.0,
+            max: 20.0,
+        },
         Range { min: 5.0, max: 8.0 },
     ];
 

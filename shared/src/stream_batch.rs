@@ -130,10 +130,15 @@ pub fn split_into_runs(
                     bytes,
                 ));
             };
-        decode_payload(&k.data, schema, max_payload_bytes, |outcome| match outcome {
-            Ok(values) => good.push(&values),
-            Err(r) => reject(r.index, r.reason, r.detail, r.scope, r.bytes),
-        });
+        decode_payload(
+            &k.data,
+            schema,
+            max_payload_bytes,
+            |outcome| match outcome {
+                Ok(values) => good.push(&values),
+                Err(r) => reject(r.index, r.reason, r.detail, r.scope, r.bytes),
+            },
+        );
     }
     counts.good = runs.iter().map(|r| r.good.len()).sum();
     counts.bad = runs.iter().map(|r| r.dead_letters.len()).sum();

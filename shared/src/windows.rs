@@ -293,8 +293,20 @@ mod tests {
             status: Status::Green,
             start: 0,
         };
-        for (shard, seq, v) in [("a", "8", 1.0), ("a", "9", 2.0), ("a", "10", 4.0), ("b", "3", 8.0)] {
-            b.add(shard, seq, "7", Status::Green, [0].into_iter(), &[v, 10.0 * v]);
+        for (shard, seq, v) in [
+            ("a", "8", 1.0),
+            ("a", "9", 2.0),
+            ("a", "10", 4.0),
+            ("b", "3", 8.0),
+        ] {
+            b.add(
+                shard,
+                seq,
+                "7",
+                Status::Green,
+                [0].into_iter(),
+                &[v, 10.0 * v],
+            );
         }
         assert_eq!(b.len(), 1);
         assert_eq!(b.first_sequence(&key), Some("3"));
@@ -305,7 +317,10 @@ mod tests {
         assert_eq!(all.sums, [15.0, 150.0]);
         assert_eq!(
             all.watermarks,
-            [("a".to_string(), "10".to_string()), ("b".to_string(), "3".to_string())]
+            [
+                ("a".to_string(), "10".to_string()),
+                ("b".to_string(), "3".to_string())
+            ]
         );
 
         // Shard a already applied up to 9 (numerically, not lexically).
