@@ -201,18 +201,21 @@ impl ReferenceCache {
     /// flag moved since the last load (probed at most once per interval).
     pub async fn current(&self) -> Result<Arc<ReferenceData>, ReferenceError> {
         let mut state = self.state.lock().await;
+        // The flag's ETag to remember when the table must be (re)loaded, read
+        // before the table: see the module documentation.
         let reload = match state.as_mut() {
-            None => true,
-            Some(loaded) if loaded.checked_at.elapsed() < self.check_every => false,
+            None => Some(self.flag.etag().await?),
+            Some(loaded) if loaded.checked_at.elapsed() < self.check_every => None,
             Some(loaded) => {
                 let probe = self.flag.probe(loaded.flag_etag.as_deref()).await?;
                 loaded.checked_at = Instant::now();
-                probe != Probe::Unchanged
+                match probe {
+                    Probe::Unchanged => None,
+                    Probe::Changed(etag) => Some(etag),
+                }
             }
         };
-        if reload {
-            // Flag first, then the table: see the module documentation.
-            let flag_etag = self.flag.etag().await?;
+        if let Some(flag_etag) = reload {
             let data = Arc::new(self.table.load().await?);
             let loads = state.as_ref().map_or(0, |l| l.loads) + 1;
             tracing::info!(table = %self.table.table, devices = data.len(), loads, flag_etag = flag_etag.as_deref().unwrap_or(""), "reference data loaded");

@@ -65,9 +65,18 @@ fn plan() -> BatchPlan {
 /// The warm cache: every device has the generator's normal ranges.
 fn reference() -> ReferenceData {
     let ranges = vec![
-        Range { min: 90.0, max: 100.0 },
-        Range { min: 5.0, max: 30.0 },
-        Range { min: 2.0, max: 10.0 },
+        Range {
+            min: 90.0,
+            max: 100.0,
+        },
+        Range {
+            min: 5.0,
+            max: 30.0,
+        },
+        Range {
+            min: 2.0,
+            max: 10.0,
+        },
     ];
     ReferenceData::from_ranges((1..=DEVICES).map(|d| (d.to_string(), ranges.clone())))
 }

@@ -217,6 +217,8 @@ impl<S: ObjectSink> DeviceStatus<S> {
     }
 
     /// Processes a batch, returning what was done and the Lambda response.
+    /// Lambda delivers one shard per invocation, so the one reported
+    /// failure (a sequence number) is where that shard resumes.
     pub async fn process(
         &self,
         event: &KinesisEvent,
@@ -243,13 +245,14 @@ impl<S: ObjectSink> DeviceStatus<S> {
             tracing::error!(device = %key.device, status = %key.status, window_start = key.start, error = %error, "window not written; the batch will be retried");
         }
         let mut retry_from = report.retry_from.clone();
+        let bad = agg.dead_letters.len();
         let dead_letter_objects = self
-            .write_dead_letters(agg.dead_letters.clone(), &mut retry_from)
+            .write_dead_letters(agg.dead_letters, &mut retry_from)
             .await;
         let summary = BatchSummary {
             records: agg.records,
             good: agg.good,
-            bad: agg.dead_letters.len(),
+            bad,
             by_status: agg.by_status,
             unknown_devices: agg.unknown_devices.len(),
             windows: report,
