@@ -159,6 +159,18 @@ impl Setup {
     /// A consumer instance with its own cache, its DynamoDB calls going to
     /// `endpoint` (moto or a fault proxy) with `max_attempts` SDK attempts.
     async fn consumer_via(&self, endpoint: &str, max_attempts: u32) -> DeviceStatus<S3Sink> {
+        self.consumer_with(endpoint, max_attempts, self.s3.clone())
+            .await
+    }
+
+    /// A consumer instance as [`Setup::consumer_via`], reading the change
+    /// flag with `flag_s3`.
+    async fn consumer_with(
+        &self,
+        endpoint: &str,
+        max_attempts: u32,
+        flag_s3: aws_sdk_s3::Client,
+    ) -> DeviceStatus<S3Sink> {
         let config = self.config();
         let sdk = sdk_config(endpoint, REGION).await;
         let dynamodb = aws_sdk_dynamodb::Client::from_conf(
@@ -175,11 +187,7 @@ impl Setup {
             key_attribute: config.reference_key_attribute.clone(),
             metrics: config.metrics.clone(),
         };
-        let cache = ReferenceCache::new(
-            table,
-            self.flag_store(self.s3.clone()),
-            config.change_flag_check,
-        );
+        let cache = ReferenceCache::new(table, self.flag_store(flag_s3), config.change_flag_check);
         let sink = S3Sink::new(self.s3.clone(), &self.bucket);
         DeviceStatus::new(&config, cache, dynamodb, sink).expect("function")
     }
@@ -960,4 +968,96 @@ async fn a_flag_writer_that_loses_a_race_retries_with_the_next_version() {
     let empty: DynamoDbEvent = serde_json::from_value(json!({"Records": []})).unwrap();
     assert_eq!(flagger.process(&empty).await.expect("empty"), None);
     assert_eq!(setup.flag().await.version, 2);
+}
+
+#[tokio::test]
+async fn an_unreadable_change_flag_keeps_the_loaded_reference_data() {
+    let setup = Setup::new().await;
+    setup.put_ranges(1, RANGES).await;
+    let proxy = FaultProxy::start(moto()).await;
+    let flag_s3 = s3_client(&sdk_config(&proxy.endpoint, REGION).await);
+    let function = setup.consumer_with(moto(), 3, flag_s3).await;
+    let reading = r(1, "10:01:00", 95, 15, 6);
+    let status = |s: &device_status::BatchSummary| {
+        s.by_status
+            .keys()
+            .map(|s| s.as_str().to_string())
+            .collect::<Vec<_>>()
+    };
+    let (s, _) = function
+        .process(&readings_event(0, 1, &[reading]))
+        .await
+        .expect("first batch");
+    assert_eq!(status(&s), ["GREEN"]);
+
+    // The range changes and the flag says so, but S3 fails every GET of it.
+    setup
+        .put_ranges(1, [(90.0, 94.0), (10.0, 20.0), (5.0, 8.0)])
+        .await;
+    let flagger = ReferenceChangeFlag::new(setup.flag_store(setup.s3.clone()));
+    let change: DynamoDbEvent = serde_json::from_value(json!({"Records": [{
+        "eventID": "1", "eventName": "MODIFY", "awsRegion": REGION,
+        "dynamodb": {"Keys": {"ventilatorid": {"N": "1"}}, "SizeBytes": 1}
+    }]}))
+    .unwrap();
+    flagger.process(&change).await.expect("flag");
+    proxy.inject(Fault {
+        method: "GET",
+        path_contains: FLAG_KEY.to_string(),
+        target: None,
+        status: 500,
+        content_type: "application/xml",
+        body: "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InternalError</Code>\
+               <Message>We encountered an internal error.</Message></Error>"
+            .to_string(),
+        times: None,
+    });
+    let (s, response) = function
+        .process(&readings_event(0, 2, &[reading]))
+        .await
+        .expect("the batch goes on with the loaded data");
+    assert!(proxy.injected() > 0);
+    assert!(failures(&response).is_empty());
+    assert_eq!(status(&s), ["GREEN"]);
+    assert_eq!(function.cache().loads().await, 1);
+
+    // Once the flag can be read, the next batch reloads.
+    proxy.heal();
+    let (s, _) = function
+        .process(&readings_event(0, 3, &[reading]))
+        .await
+        .expect("after healing");
+    assert_eq!(status(&s), ["ORANGE"]);
+    assert_eq!(function.cache().loads().await, 2);
+}
+
+#[tokio::test]
+async fn an_unreadable_reference_table_fails_the_batch_for_lambda_to_retry() {
+    let setup = Setup::new().await;
+    setup.put_ranges(1, RANGES).await;
+    let proxy = FaultProxy::start(moto()).await;
+    let function = setup.consumer_via(&proxy.endpoint, 1).await;
+    let readings = [(r(1, "10:01:00", 95, 15, 6), "GREEN")];
+    let batch = readings_event(0, 1, &[readings[0].0]);
+    proxy.inject(Fault::aws_json(
+        "DynamoDB_20120810.Scan",
+        400,
+        "ProvisionedThroughputExceededException",
+    ));
+    let err = function
+        .process(&batch)
+        .await
+        .expect_err("no reference data");
+    let message = err.to_string();
+    assert!(
+        message.contains(&setup.reference_table)
+            && message.contains("ProvisionedThroughputExceeded"),
+        "{message}"
+    );
+    assert!(setup.windows().await.is_empty());
+
+    proxy.heal();
+    let (_, response) = function.process(&batch).await.expect("retried batch");
+    assert!(failures(&response).is_empty());
+    assert_windows(&setup, &readings).await;
 }

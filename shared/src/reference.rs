@@ -5,7 +5,9 @@
 //! reloads it only when the change flag moved (see [`crate::change_flag`]).
 //! It reads the flag's ETag *before* scanning: a change that lands during
 //! the scan writes a newer flag, so the next probe reloads; reading the flag
-//! after the scan could miss such a change for good.
+//! after the scan could miss such a change for good. A probe that fails
+//! keeps the loaded data (and probes again on the next call); a load that
+//! fails is an error, and the batch is retried whole.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -206,14 +208,19 @@ impl ReferenceCache {
         let reload = match state.as_mut() {
             None => Some(self.flag.etag().await?),
             Some(loaded) if loaded.checked_at.elapsed() < self.check_every => None,
-            Some(loaded) => {
-                let probe = self.flag.probe(loaded.flag_etag.as_deref()).await?;
-                loaded.checked_at = Instant::now();
-                match probe {
-                    Probe::Unchanged => None,
-                    Probe::Changed(etag) => Some(etag),
+            Some(loaded) => match self.flag.probe(loaded.flag_etag.as_deref()).await {
+                Ok(Probe::Unchanged) => {
+                    loaded.checked_at = Instant::now();
+                    None
                 }
-            }
+                Ok(Probe::Changed(etag)) => Some(etag),
+                // A flag that cannot be read does not stop the stream: the
+                // batch uses the data loaded, and the next batch probes again.
+                Err(e) => {
+                    tracing::warn!(error = %e, "change flag unreadable; keeping the loaded reference data");
+                    None
+                }
+            },
         };
         if let Some(flag_etag) = reload {
             let data = Arc::new(self.table.load().await?);
