@@ -1,1 +1,1529 @@
-//! Integration tests of repartition on moto (skeleton).
+//! The repartition workflow against moto: each task function on Glue and
+//! Athena, the rendered SQL run in DuckDB over Parquet written by
+//! `kinesis-to-parquet`, and the state machine executed by moto's Step
+//! Functions interpreter with the real handlers behind its Lambda tasks.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use bytes::Bytes;
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use crawler_status::CrawlerStatus;
+use http_body_util::Full;
+use integration_tests::{
+    create_state_machine, function_arn, moto, s3_client, sdk_config, sfn_harness, states_entered,
+    unique, wait_for_execution, Fault, FaultProxy, REGION,
+};
+use kinesis_to_parquet::KinesisToParquet;
+use lake_tools::kinesis_event::{event_json, sequence_number, stream_arn, StreamRecord};
+use lake_tools::lake_reader;
+use lambda_runtime::Diagnostic;
+use query_status::QueryStatus;
+use serde_json::{json, Value};
+use start_crawler::StartCrawler;
+use start_queries::StartQueries;
+use telemetry_lake::config::StreamConfig;
+use telemetry_lake::dates::DateRange;
+use telemetry_lake::lake_writer::S3Sink;
+use telemetry_lake::repartition::client_request_token;
+use telemetry_lake::repartition_config::{
+    CrawlerStatusConfig, StartCrawlerConfig, StartQueriesConfig, ATHENA_WORKGROUP,
+    CRAWLER_WAIT_SECONDS, GLUE_DATABASE, MAX_CRAWLER_POLLS, MAX_QUERY_POLLS, QUERY_WAIT_SECONDS,
+    RAW_CRAWLER_NAME, REFERENCE_TABLE, SOURCE_TABLE, TARGET_TABLE, TRANSFORMED_CRAWLER_NAME,
+};
+use telemetry_lake::schema::Schema;
+use telemetry_lake::task_error::TaskError;
+
+const DATABASE: &str = "telemetry";
+const SOURCE: &str = "ventilator_metrics";
+const TARGET: &str = "ventilator_metrics_by_event_time";
+const REFERENCE: &str = "ventilator_reference";
+const LAKE_PREFIX: &str = "raw/ventilator_metrics";
+
+// ---------------------------------------------------------------- helpers --
+
+async fn glue_client(endpoint: &str) -> aws_sdk_glue::Client {
+    aws_sdk_glue::Client::new(&sdk_config(endpoint, REGION).await)
+}
+
+async fn athena_client(endpoint: &str) -> aws_sdk_athena::Client {
+    aws_sdk_athena::Client::new(&sdk_config(endpoint, REGION).await)
+}
+
+/// Creates a crawler over the lake and returns its name.
+async fn create_crawler(glue: &aws_sdk_glue::Client, prefix: &str) -> String {
+    let name = unique(prefix);
+    glue.create_crawler()
+        .name(&name)
+        .role("arn:aws:iam::123456789012:role/telemetry-lake-crawler")
+        .database_name(DATABASE)
+        .targets(
+            aws_sdk_glue::types::CrawlerTargets::builder()
+                .s3_targets(
+                    aws_sdk_glue::types::S3Target::builder()
+                        .path(format!("s3://lake/{LAKE_PREFIX}/"))
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("create crawler");
+    name
+}
+
+/// Creates a workgroup with a results location and returns its name.
+async fn create_workgroup(athena: &aws_sdk_athena::Client) -> String {
+    let name = unique("repartition");
+    athena
+        .create_work_group()
+        .name(&name)
+        .configuration(
+            aws_sdk_athena::types::WorkGroupConfiguration::builder()
+                .result_configuration(
+                    aws_sdk_athena::types::ResultConfiguration::builder()
+                        .output_location("s3://lake/athena-results/")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("create workgroup");
+    name
+}
+
+fn start_crawler_config(raw: &str, transformed: &str) -> StartCrawlerConfig {
+    StartCrawlerConfig::from_lookup(|k| match k {
+        RAW_CRAWLER_NAME => Some(raw.to_string()),
+        TRANSFORMED_CRAWLER_NAME => Some(transformed.to_string()),
+        CRAWLER_WAIT_SECONDS | QUERY_WAIT_SECONDS => Some("1".to_string()),
+        MAX_CRAWLER_POLLS | MAX_QUERY_POLLS => Some("5".to_string()),
+        _ => None,
+    })
+    .expect("start-crawler config")
+}
+
+fn crawler_status_config(raw: &str, transformed: &str) -> CrawlerStatusConfig {
+    CrawlerStatusConfig::from_lookup(|k| match k {
+        RAW_CRAWLER_NAME => Some(raw.to_string()),
+        TRANSFORMED_CRAWLER_NAME => Some(transformed.to_string()),
+        _ => None,
+    })
+    .expect("crawler-status config")
+}
+
+fn start_queries_config(workgroup: &str) -> StartQueriesConfig {
+    StartQueriesConfig::from_lookup(|k| match k {
+        ATHENA_WORKGROUP => Some(workgroup.to_string()),
+        GLUE_DATABASE => Some(DATABASE.to_string()),
+        SOURCE_TABLE => Some(SOURCE.to_string()),
+        TARGET_TABLE => Some(TARGET.to_string()),
+        REFERENCE_TABLE => Some(REFERENCE.to_string()),
+        _ => None,
+    })
+    .expect("start-queries config")
+}
+
+/// POSTs to moto's own API (`/moto-api/...`).
+async fn moto_api(endpoint: &str, path: &str, body: Value) {
+    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let request = hyper::Request::post(format!("{endpoint}{path}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("moto api request");
+    let response = client.request(request).await.expect("moto api");
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
+}
+
+/// Sets how moto advances Glue crawls and Athena queries (global to the
+/// server): the query transition is reset to moto's default, immediate.
+async fn set_crawl_transition(endpoint: &str, transition: Value) {
+    set_transitions(endpoint, transition, json!({"progression": "immediate"})).await;
+}
+
+async fn set_transitions(endpoint: &str, crawl: Value, query: Value) {
+    for (model, transition) in [("glue::crawl", crawl), ("athena::execution", query)] {
+        moto_api(
+            endpoint,
+            "/moto-api/state-manager/set-transition",
+            json!({"model_name": model, "transition": transition}),
+        )
+        .await;
+    }
+}
+
+async fn crawler_state(glue: &aws_sdk_glue::Client, name: &str) -> (String, Option<String>) {
+    let out = glue
+        .get_crawler()
+        .name(name)
+        .send()
+        .await
+        .expect("get crawler");
+    let c = out.crawler().expect("crawler");
+    (
+        c.state()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        c.last_crawl()
+            .and_then(|l| l.status())
+            .map(|s| s.as_str().to_string()),
+    )
+}
+
+fn d(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("test date")
+}
+
+// ------------------------------------------------------- handler tests --
+
+#[tokio::test]
+async fn yesterday_is_crawled_and_an_already_running_crawler_is_not_an_error() {
+    let glue = glue_client(moto()).await;
+    let raw = create_crawler(&glue, "raw").await;
+    let f = StartCrawler::new(start_crawler_config(&raw, "unused"), glue.clone());
+
+    // Started on 1 January at 06:00 UTC (07:00 in Brussels): yesterday is
+    // the last day of the previous year.
+    let plan = f
+        .process(json!({"request": {}, "started_at": "2027-01-01T06:00:00Z"}))
+        .await
+        .expect("start crawler");
+    assert_eq!((plan.from, plan.to), (d("2026-12-31"), d("2026-12-31")));
+    assert_eq!(plan.dates, [d("2026-12-31")]);
+    assert!(!plan.already_running);
+    assert_eq!(plan.crawler_name, raw);
+    assert_eq!(plan.polling.crawler_wait_seconds, 1);
+    assert_eq!(crawler_state(&glue, &raw).await.0, "RUNNING");
+
+    // 1 March: yesterday is 28 February. The crawler is still running (moto
+    // advances a crawl only when ListCrawls describes it): not an error.
+    let plan = f
+        .process(json!({"started_at": "2026-03-01T00:30:00+01:00"}))
+        .await
+        .expect("start a running crawler");
+    assert_eq!(plan.dates, [d("2026-02-28")]);
+    assert!(plan.already_running);
+    assert_eq!(crawler_state(&glue, &raw).await.0, "RUNNING");
+
+    // 23:30 UTC on 31 December is 1 January in Brussels.
+    let plan = f
+        .process(json!({"started_at": "2026-12-31T23:30:00Z"}))
+        .await
+        .expect("start crawler");
+    assert_eq!(plan.dates, [d("2026-12-31")]);
+
+    // An explicit range, the transformed crawler.
+    let transformed = create_crawler(&glue, "transformed").await;
+    let f = StartCrawler::new(start_crawler_config(&raw, &transformed), glue.clone());
+    let plan = f
+        .process(json!({"request": {"from": "2026-02-27", "to": "2026-03-02", "crawler": "transformed"}}))
+        .await
+        .expect("start transformed crawler");
+    assert_eq!(plan.dates.len(), 4);
+    assert_eq!(plan.crawler_name, transformed);
+    assert!(!plan.already_running);
+    assert_eq!(crawler_state(&glue, &transformed).await.0, "RUNNING");
+}
+
+#[tokio::test]
+async fn invalid_dates_are_rejected_naming_the_input_and_nothing_is_started() {
+    let glue = glue_client(moto()).await;
+    let raw = create_crawler(&glue, "raw").await;
+    let f = StartCrawler::new(start_crawler_config(&raw, "unused"), glue.clone());
+    let cases = [
+        (
+            json!({"request": {"date": "2026-02-30"}}),
+            "`date` is \"2026-02-30\": no such day",
+        ),
+        (
+            json!({"date": "01/03/2026"}),
+            "`date` is \"01/03/2026\": not of the form YYYY-MM-DD",
+        ),
+        (
+            json!({"from": "2026-03-05", "to": "2026-03-01"}),
+            "`from` (2026-03-05) is after `to` (2026-03-01)",
+        ),
+        (json!({"from": "2026-03-05"}), "`to` is missing"),
+        (
+            json!({"from": "2026-01-01", "to": "2026-03-01"}),
+            "holds 60 days, more than the 31 allowed",
+        ),
+        (
+            json!({"date": "2026-03-01", "form": "x"}),
+            "unknown field `form`",
+        ),
+    ];
+    for (input, message) in cases {
+        let err = f.process(input.clone()).await.unwrap_err();
+        assert_eq!(err.error_type(), "InvalidInput", "{input}");
+        assert!(err.to_string().contains(message), "{input}: {err}");
+        let diagnostic = Diagnostic::from(err);
+        assert_eq!(diagnostic.error_type, "InvalidInput");
+    }
+    assert_eq!(
+        crawler_state(&glue, &raw).await,
+        ("READY".to_string(), None)
+    );
+}
+
+#[tokio::test]
+async fn a_missing_crawler_is_a_non_retryable_error() {
+    let glue = glue_client(moto()).await;
+    let f = StartCrawler::new(start_crawler_config("no-such-crawler", "x"), glue.clone());
+    let err = f.process(json!({"date": "2026-03-01"})).await.unwrap_err();
+    assert_eq!(err.error_type(), "NonRetryable", "{err}");
+    assert!(err.to_string().contains("EntityNotFoundException"), "{err}");
+    let status = CrawlerStatus::new(crawler_status_config("no-such-crawler", "x"), glue);
+    let err = status.process(json!({})).await.unwrap_err();
+    assert_eq!(err.error_type(), "NonRetryable", "{err}");
+}
+
+#[tokio::test]
+async fn crawler_status_reports_never_ran_running_succeeded_and_cancelled() {
+    let glue = glue_client(moto()).await;
+    let raw = create_crawler(&glue, "raw").await;
+    let transformed = create_crawler(&glue, "transformed").await;
+    let f = CrawlerStatus::new(crawler_status_config(&raw, &transformed), glue.clone());
+    let state = json!({"from": "2026-03-01", "to": "2026-03-01", "dates": ["2026-03-01"]});
+
+    let out = f.process(state.clone()).await.expect("never ran");
+    assert_eq!(out["crawler_state"], "READY");
+    assert_eq!(out["last_crawl_status"], Value::Null);
+    assert_eq!(out["crawler_polls"], 1);
+    assert_eq!(
+        out["dates"],
+        json!(["2026-03-01"]),
+        "the dates pass through"
+    );
+
+    glue.start_crawler().name(&raw).send().await.expect("start");
+    let out = f.process(out).await.expect("running");
+    assert_eq!(out["crawler_state"], "RUNNING");
+    assert_eq!(out["crawler_polls"], 2);
+
+    // One tick of moto's crawl (ListCrawls describes it): the crawl completes.
+    glue.list_crawls()
+        .crawler_name(&raw)
+        .send()
+        .await
+        .expect("list crawls");
+    let out = f.process(out).await.expect("done");
+    assert_eq!(out["crawler_state"], "READY");
+    assert_eq!(out["last_crawl_status"], "SUCCEEDED");
+    assert_eq!(out["crawler_polls"], 3);
+    assert_eq!(out["from"], "2026-03-01");
+
+    // The transformed crawler, stopped by an operator: CANCELLED.
+    glue.start_crawler()
+        .name(&transformed)
+        .send()
+        .await
+        .expect("start");
+    glue.stop_crawler()
+        .name(&transformed)
+        .send()
+        .await
+        .expect("stop");
+    glue.list_crawls()
+        .crawler_name(&transformed)
+        .send()
+        .await
+        .expect("list crawls");
+    let out = f
+        .process(json!({"crawler": "transformed"}))
+        .await
+        .expect("cancelled");
+    assert_eq!(out["crawler_state"], "READY");
+    assert_eq!(out["last_crawl_status"], "CANCELLED");
+
+    let err = f.process(json!({"crawler": "lake"})).await.unwrap_err();
+    assert_eq!(err.error_type(), "InvalidInput");
+}
+
+#[tokio::test]
+async fn ten_days_start_three_queries_with_deterministic_tokens() {
+    let athena = athena_client(moto()).await;
+    let workgroup = create_workgroup(&athena).await;
+    let f = StartQueries::new(start_queries_config(&workgroup), athena.clone());
+    let state =
+        json!({"from": "2026-02-25", "to": "2026-03-06", "crawler_polls": 2, "run_id": "run-1"});
+
+    let out = f.process(state.clone()).await.expect("start queries");
+    assert_eq!(out["crawler_polls"], 2, "the state passes through");
+    assert_eq!(out["query_polls"], 0);
+    let queries = out["queries"].as_array().expect("queries").clone();
+    let days: Vec<(&str, &str)> = queries
+        .iter()
+        .map(|q| (q["from"].as_str().unwrap(), q["to"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        days,
+        [
+            ("2026-02-25", "2026-02-28"),
+            ("2026-03-01", "2026-03-04"),
+            ("2026-03-05", "2026-03-06")
+        ]
+    );
+    let repartition = &start_queries_config(&workgroup).repartition;
+    for q in &queries {
+        let id = q["id"].as_str().unwrap();
+        let got = athena
+            .get_query_execution()
+            .query_execution_id(id)
+            .send()
+            .await
+            .expect("get query execution");
+        let exec = got.query_execution().expect("execution");
+        let sql = exec.query().expect("query text");
+        let range = DateRange {
+            from: d(q["from"].as_str().unwrap()),
+            to: d(q["to"].as_str().unwrap()),
+        };
+        assert_eq!(sql, repartition.render(range).unwrap());
+        assert_eq!(exec.work_group(), Some(workgroup.as_str()));
+        assert_eq!(
+            exec.query_execution_context().and_then(|c| c.database()),
+            Some(DATABASE)
+        );
+        // The token is the SHA-256 of the workgroup, the run and the SQL Athena got.
+        assert_eq!(
+            q["client_request_token"],
+            client_request_token(&workgroup, "run-1", sql)
+        );
+        // At most 100 partitions: 24 per day.
+        assert!(range.len_days() * 24 <= 100);
+    }
+    assert_eq!(out["query_execution_ids"].as_array().unwrap().len(), 3);
+
+    // A retried start sends the same tokens. (Moto ignores the token and
+    // creates new executions; Athena returns the existing ones.)
+    let again = f.process(state.clone()).await.expect("start again");
+    let tokens = |v: &Value| -> Vec<Value> {
+        v["queries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|q| q["client_request_token"].clone())
+            .collect()
+    };
+    assert_eq!(tokens(&again), tokens(&out));
+    // Another run of the same days gets other tokens: it is a new query.
+    let mut rerun = state;
+    rerun["run_id"] = json!("run-2");
+    let rerun = f.process(rerun).await.expect("rerun");
+    assert!(tokens(&rerun)
+        .iter()
+        .zip(tokens(&out))
+        .all(|(a, b)| *a != b));
+
+    for bad in [
+        json!({"from": "2026-02-30", "to": "2026-03-01"}),
+        json!({"to": "2026-03-01"}),
+    ] {
+        let err = f.process(bad.clone()).await.unwrap_err();
+        assert_eq!(err.error_type(), "InvalidInput", "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn query_status_reports_succeeded_cancelled_and_failed_with_the_reason() {
+    let athena = athena_client(moto()).await;
+    let workgroup = create_workgroup(&athena).await;
+    let start = StartQueries::new(start_queries_config(&workgroup), athena.clone());
+    let status = QueryStatus::new(athena.clone());
+
+    // Moto runs no SQL; its queries succeed on the first GetQueryExecution.
+    let state = start
+        .process(json!({"from": "2026-03-01", "to": "2026-03-08"}))
+        .await
+        .expect("start");
+    let out = status.process(state.clone()).await.expect("status");
+    assert_eq!(out["query_state"], "SUCCEEDED");
+    assert_eq!(out["queries_succeeded"], 2);
+    assert_eq!(out["cause"], Value::Null);
+    assert_eq!(out["query_polls"], 1);
+    assert_eq!(out["from"], "2026-03-01");
+
+    // A cancelled query (StopQueryExecution, which moto implements) fails the run.
+    let state = start
+        .process(json!({"from": "2026-03-09", "to": "2026-03-09"}))
+        .await
+        .expect("start");
+    let id = state["query_execution_ids"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    athena
+        .stop_query_execution()
+        .query_execution_id(&id)
+        .send()
+        .await
+        .expect("stop");
+    let out = status.process(state.clone()).await.expect("status");
+    assert_eq!(out["query_state"], "FAILED");
+    assert_eq!(out["failed_queries"][0]["id"], id.as_str());
+    assert_eq!(out["failed_queries"][0]["state"], "CANCELLED");
+    assert_eq!(
+        out["cause"],
+        format!("query {id} CANCELLED: no reason given")
+    );
+
+    // Moto never fails a query: Athena's FAILED answer, with its reason, is
+    // injected for one GetQueryExecution by the proxy.
+    let proxy = FaultProxy::start(moto()).await;
+    proxy.inject(failed_query_fault(&id, "HIVE_BAD_DATA: Error parsing field value").times(1));
+    let via_proxy = QueryStatus::new(athena_client(&proxy.endpoint).await);
+    let out = via_proxy.process(state).await.expect("status");
+    assert_eq!(out["query_state"], "FAILED");
+    assert_eq!(
+        out["cause"],
+        format!("query {id} FAILED: HIVE_BAD_DATA: Error parsing field value")
+    );
+    assert_eq!(proxy.injected(), 1);
+
+    let err = status
+        .process(json!({"query_execution_ids": []}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "InvalidInput");
+}
+
+#[tokio::test]
+async fn throttled_athena_calls_become_retryable_errors() {
+    let athena = athena_client(moto()).await;
+    let workgroup = create_workgroup(&athena).await;
+    let state = StartQueries::new(start_queries_config(&workgroup), athena.clone())
+        .process(json!({"from": "2026-03-01", "to": "2026-03-01"}))
+        .await
+        .expect("start");
+    let proxy = FaultProxy::start(moto()).await;
+    proxy.inject(Fault::aws_json(
+        "AmazonAthena.GetQueryExecution",
+        400,
+        "ThrottlingException",
+    ));
+    let err = QueryStatus::new(athena_client(&proxy.endpoint).await)
+        .process(state.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TaskError::Retryable {
+                operation: "GetQueryExecution",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        proxy.injected() >= 3,
+        "the SDK retried first: {}",
+        proxy.injected()
+    );
+    proxy.heal();
+    let out = QueryStatus::new(athena_client(&proxy.endpoint).await)
+        .process(state)
+        .await
+        .expect("after the throttling");
+    assert_eq!(out["query_state"], "SUCCEEDED");
+}
+
+/// Athena's answer for a query that failed, with `reason`.
+fn failed_query_fault(id: &str, reason: &str) -> Fault {
+    let mut fault = Fault::aws_json("AmazonAthena.GetQueryExecution", 200, "unused");
+    fault.content_type = "application/x-amz-json-1.1";
+    fault.body = json!({
+        "QueryExecution": {
+            "QueryExecutionId": id,
+            "Query": "INSERT INTO ...",
+            "StatementType": "DML",
+            "Status": {
+                "State": "FAILED",
+                "StateChangeReason": reason,
+                "SubmissionDateTime": 1_772_323_200.0,
+                "CompletionDateTime": 1_772_323_201.0
+            }
+        }
+    })
+    .to_string();
+    fault
+}
+
+// ------------------------------------------------------ the SQL in DuckDB --
+
+/// One generated reading, and when it arrived on the stream.
+#[derive(Debug, Clone)]
+struct Reading {
+    device: i64,
+    event: NaiveDateTime,
+    arrival: DateTime<Utc>,
+    pressure: i64,
+    o2: i64,
+    volume: i64,
+}
+
+impl Reading {
+    fn serial(&self) -> String {
+        format!("SN-{:05}", self.device)
+    }
+
+    fn manufacturer(&self) -> &'static str {
+        ["3M", "GE", "Vyaire"][(self.device % 3) as usize]
+    }
+
+    fn json(&self) -> String {
+        json!({
+            "ventilatorid": self.device,
+            "eventtime": self.event.format("%Y-%m-%d %H:%M:%S").to_string(),
+            "serialnumber": self.serial(),
+            "pressurecontrol": self.pressure,
+            "o2stats": self.o2,
+            "minutevolume": self.volume,
+            "manufacturer": self.manufacturer(),
+        })
+        .to_string()
+    }
+}
+
+/// Normal ranges: (o2 min, max, pressure min, max, volume min, max).
+fn reference() -> BTreeMap<i64, [i64; 6]> {
+    BTreeMap::from([(1, [90, 100, 5, 30, 2, 10]), (2, [88, 100, 8, 25, 3, 9])])
+}
+
+/// Devices 1 and 2 (with reference rows) and 3 (without), a reading every
+/// 7 minutes from 28 February 22:00 to 2 March 01:00, most arriving 20 s
+/// later, some 40 minutes late; plus one reading of 1 March arriving on
+/// 3 March (too late for the run of 1 March).
+fn readings() -> Vec<Reading> {
+    let start = d("2026-02-28").and_hms_opt(22, 0, 0).unwrap();
+    let mut out = Vec::new();
+    for device in 1..=3i64 {
+        for i in 0..233i64 {
+            let event = start + Duration::minutes(7 * i) + Duration::seconds(device);
+            let late = i % 17 == 0;
+            let arrival = Utc.from_utc_datetime(&event)
+                + if late {
+                    Duration::minutes(40)
+                } else {
+                    Duration::seconds(20)
+                };
+            let (o2, pressure, volume) = match i % 25 {
+                0 => (80, 40, 15),     // all out of range
+                5 | 15 => (95, 20, 6), // all in range
+                _ => (
+                    85 + (i * 7 + device * 3) % 16,
+                    3 + (i * 5 + device) % 30,
+                    1 + (i * 3 + device * 2) % 12,
+                ),
+            };
+            out.push(Reading {
+                device,
+                event,
+                arrival,
+                pressure,
+                o2,
+                volume,
+            });
+        }
+    }
+    let event = d("2026-03-01").and_hms_opt(12, 3, 30).unwrap();
+    out.push(Reading {
+        device: 1,
+        event,
+        arrival: Utc.from_utc_datetime(&d("2026-03-03").and_hms_opt(9, 0, 0).unwrap()),
+        pressure: 20,
+        o2: 95,
+        volume: 6,
+    });
+    out
+}
+
+/// What the SQL must produce for `day`, computed here from the readings.
+/// Row: (device, eventtime, status, six averages, year, month, day, hour).
+type Expected = (i64, String, String, [f64; 6], [i64; 4]);
+
+fn expected_rows(all: &[Reading], day: NaiveDate, lookback_hours: i64) -> Vec<Expected> {
+    let range_start = day.and_hms_opt(0, 0, 0).unwrap();
+    let range_end = range_start + Duration::days(1);
+    let window_start = range_start - Duration::hours(lookback_hours);
+    // The ingest days read: the look-back's day to the day after.
+    let ingest_days: BTreeSet<NaiveDate> = [window_start.date(), day, range_end.date()].into();
+    let mut out = Vec::new();
+    for device in 1..=3 {
+        let mut rs: Vec<&Reading> = all
+            .iter()
+            .filter(|r| r.device == device)
+            .filter(|r| ingest_days.contains(&r.arrival.date_naive()))
+            .filter(|r| r.event >= window_start && r.event < range_end)
+            .collect();
+        rs.sort_by_key(|r| r.event);
+        for (i, r) in rs.iter().enumerate() {
+            if r.event < range_start {
+                continue;
+            }
+            let avg = |n: usize, f: fn(&Reading) -> i64| {
+                let from = (i + 1).saturating_sub(n);
+                let xs = &rs[from..=i];
+                xs.iter().map(|r| f(r) as f64).sum::<f64>() / xs.len() as f64
+            };
+            let status = match reference().get(&device) {
+                None => "UNKNOWN",
+                Some(&[o2_min, o2_max, p_min, p_max, v_min, v_max]) => {
+                    let ins = [
+                        (o2_min..=o2_max).contains(&r.o2),
+                        (p_min..=p_max).contains(&r.pressure),
+                        (v_min..=v_max).contains(&r.volume),
+                    ];
+                    if ins.iter().all(|x| *x) {
+                        "GREEN"
+                    } else if ins.iter().all(|x| !*x) {
+                        "RED"
+                    } else {
+                        "ORANGE"
+                    }
+                }
+            };
+            use chrono::{Datelike, Timelike};
+            out.push((
+                device,
+                r.event.format("%Y-%m-%d %H:%M:%S").to_string(),
+                status.to_string(),
+                [
+                    avg(3, |r| r.o2),
+                    avg(3, |r| r.pressure),
+                    avg(3, |r| r.volume),
+                    avg(20, |r| r.o2),
+                    avg(20, |r| r.pressure),
+                    avg(20, |r| r.volume),
+                ],
+                [
+                    i64::from(r.event.year()),
+                    i64::from(r.event.month()),
+                    i64::from(r.event.day()),
+                    i64::from(r.event.hour()),
+                ],
+            ));
+        }
+    }
+    out
+}
+
+/// Writes the readings to a lake bucket on moto with the real stream function.
+async fn write_lake(s3: &aws_sdk_s3::Client, bucket: &str, readings: &[Reading]) {
+    let mut by_arrival: Vec<&Reading> = readings.iter().collect();
+    by_arrival.sort_by_key(|r| (r.arrival, r.device));
+    let records: Vec<StreamRecord> = by_arrival
+        .iter()
+        .enumerate()
+        .map(|(n, r)| StreamRecord {
+            data: r.json().into_bytes(),
+            partition_key: r.device.to_string(),
+            arrival: r.arrival,
+            sequence_number: sequence_number(0, n as u64),
+        })
+        .collect();
+    let event: KinesisEvent = serde_json::from_value(event_json(
+        &stream_arn(REGION, "ventilators"),
+        "shardId-000000000000",
+        &records,
+    ))
+    .expect("Lambda event shape");
+    let config = StreamConfig {
+        lake_bucket: bucket.to_string(),
+        lake_prefix: LAKE_PREFIX.to_string(),
+        dead_letter_prefix: "dead-letters/ventilator_metrics".to_string(),
+        schema: Schema::parse(include_str!("../config/ventilator.schema.json")).expect("schema"),
+        max_payload_bytes: 1 << 20,
+        write_concurrency: 4,
+    };
+    let f = KinesisToParquet::new(config, S3Sink::new(s3.clone(), bucket));
+    let (summary, response) = f.process(&event).await;
+    assert_eq!((summary.good, summary.bad), (readings.len(), 0));
+    assert!(response.batch_item_failures.is_empty());
+}
+
+/// Copies the lake's objects into `dir`, keeping their keys.
+async fn download_lake(s3: &aws_sdk_s3::Client, bucket: &str, dir: &std::path::Path) -> usize {
+    let objects = lake_reader::list(s3, bucket, LAKE_PREFIX)
+        .await
+        .expect("list lake");
+    for o in &objects {
+        let bytes = lake_reader::get(s3, bucket, &o.key)
+            .await
+            .expect("get object");
+        let path = dir.join(&o.key);
+        std::fs::create_dir_all(path.parent().unwrap()).expect("mkdir");
+        std::fs::write(&path, &bytes).expect("write object");
+    }
+    objects.len()
+}
+
+/// Runs `setup`, the rendered `statement` and `query` in DuckDB.
+fn duckdb(dir: &std::path::Path, setup: &str, statement: &str, query: &str) -> Value {
+    let root = lake_tools::moto::repo_root();
+    let files = [
+        ("setup.sql", setup),
+        ("statement.sql", statement),
+        ("query.sql", query),
+    ];
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).expect("write sql");
+    }
+    let out = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("tests/support/run_duckdb.py"))
+        .args(files.map(|(name, _)| dir.join(name)))
+        .output()
+        .expect("run .venv/bin/python (make setup installs duckdb)");
+    assert!(
+        out.status.success(),
+        "duckdb failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("duckdb JSON")
+}
+
+#[tokio::test]
+async fn the_rendered_sql_repartitions_the_lake_written_by_kinesis_to_parquet() {
+    let sdk = sdk_config(moto(), REGION).await;
+    let s3 = s3_client(&sdk);
+    let bucket = unique("lake");
+    s3.create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("bucket");
+    let all = readings();
+    write_lake(&s3, &bucket, &all).await;
+    let dir = std::env::temp_dir().join(unique("repartition-duckdb"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let objects = download_lake(&s3, &bucket, &dir).await;
+    assert!(objects > 24, "one object per arrival hour: {objects}");
+
+    let day = d("2026-03-01");
+    let sql = start_queries_config("wg")
+        .repartition
+        .render(DateRange::day(day))
+        .expect("render");
+    let reference_rows: Vec<String> = reference()
+        .iter()
+        .map(|(id, r)| {
+            format!(
+                "({id}, {}, {}, {}, {}, {}, {})",
+                r[0], r[1], r[2], r[3], r[4], r[5]
+            )
+        })
+        .collect();
+    // The catalog as Athena sees it: the crawled lake (partition values as
+    // strings, as Glue catalogues them), the reference table, and the
+    // target table with its event-time partition columns last.
+    let setup = format!(
+        r#"
+        CREATE SCHEMA {DATABASE};
+        CREATE VIEW {DATABASE}.{SOURCE} AS
+            SELECT * FROM read_parquet('{lake}/**/*.parquet', hive_partitioning = true, hive_types_autocast = false);
+        CREATE TABLE {DATABASE}.{REFERENCE} (ventilatorid BIGINT, o2_stats_min BIGINT, o2_stats_max BIGINT,
+            pressure_control_min BIGINT, pressure_control_max BIGINT, minute_volume_min BIGINT, minute_volume_max BIGINT);
+        INSERT INTO {DATABASE}.{REFERENCE} VALUES {values};
+        CREATE TABLE {DATABASE}.{TARGET} (ventilatorid BIGINT, eventtime TIMESTAMP, serialnumber VARCHAR,
+            manufacturer VARCHAR, pressurecontrol BIGINT, o2stats BIGINT, minutevolume BIGINT, status VARCHAR,
+            avg_o2stats_3 DOUBLE, avg_pressurecontrol_3 DOUBLE, avg_minutevolume_3 DOUBLE,
+            avg_o2stats_20 DOUBLE, avg_pressurecontrol_20 DOUBLE, avg_minutevolume_20 DOUBLE,
+            "year" BIGINT, "month" BIGINT, "day" BIGINT, "hour" BIGINT);
+        "#,
+        lake = dir.join(LAKE_PREFIX).display(),
+        values = reference_rows.join(", "),
+    );
+    let query = format!(
+        r#"SELECT ventilatorid, strftime(eventtime, '%Y-%m-%d %H:%M:%S'), status,
+            avg_o2stats_3, avg_pressurecontrol_3, avg_minutevolume_3,
+            avg_o2stats_20, avg_pressurecontrol_20, avg_minutevolume_20,
+            "year", "month", "day", "hour", serialnumber, manufacturer
+           FROM {DATABASE}.{TARGET} ORDER BY ventilatorid, eventtime"#
+    );
+    let result = duckdb(&dir, &setup, &sql, &query);
+    let rows = result["rows"].as_array().expect("rows");
+    let expected = expected_rows(&all, day, 1);
+
+    assert_eq!(rows.len(), expected.len());
+    let statuses: BTreeSet<&str> = expected.iter().map(|e| e.2.as_str()).collect();
+    assert_eq!(statuses, ["GREEN", "ORANGE", "RED", "UNKNOWN"].into());
+    for (row, (device, time, status, averages, partition)) in rows.iter().zip(&expected) {
+        assert_eq!(row[0], *device, "{row}");
+        assert_eq!(row[1], time.as_str(), "{row}");
+        assert_eq!(row[2], status.as_str(), "{row}");
+        for (k, want) in averages.iter().enumerate() {
+            let got = row[3 + k].as_f64().expect("average");
+            assert!(
+                (got - want).abs() < 1e-9,
+                "{row}: average {k} is {got}, expected {want}"
+            );
+        }
+        let got: Vec<i64> = (9..13).map(|k| row[k].as_i64().unwrap()).collect();
+        assert_eq!(got, partition, "{row}");
+        assert_eq!(row[13], format!("SN-{device:05}"));
+    }
+    // Every row is of the day, in its 24 hourly partitions.
+    let partitions: BTreeSet<Vec<i64>> = rows
+        .iter()
+        .map(|r| (9..13).map(|k| r[k].as_i64().unwrap()).collect())
+        .collect();
+    assert_eq!(partitions, (0..24).map(|h| vec![2026, 3, 1, h]).collect());
+    // Readings of 1 March that arrived on 2 March are in; the one that
+    // arrived on 3 March is not (its ingest day is not read).
+    let written: BTreeSet<(i64, String)> = rows
+        .iter()
+        .map(|r| (r[0].as_i64().unwrap(), r[1].as_str().unwrap().to_string()))
+        .collect();
+    let of_day = |r: &&Reading| r.event.date() == day;
+    let arrived_on = |r: &Reading, on: &str| r.arrival.date_naive() == d(on);
+    let key = |r: &Reading| (r.device, r.event.format("%Y-%m-%d %H:%M:%S").to_string());
+    let late: Vec<&Reading> = all
+        .iter()
+        .filter(of_day)
+        .filter(|r| arrived_on(r, "2026-03-02"))
+        .collect();
+    assert!(
+        !late.is_empty(),
+        "the data has late arrivals across midnight"
+    );
+    assert!(late.iter().all(|r| written.contains(&key(r))));
+    let too_late: Vec<&Reading> = all
+        .iter()
+        .filter(of_day)
+        .filter(|r| arrived_on(r, "2026-03-03"))
+        .collect();
+    assert_eq!(too_late.len(), 1);
+    assert!(!written.contains(&key(too_late[0])));
+    // The first reading of the day averages over the two readings before
+    // midnight (the look-back), not over itself alone.
+    let first = rows.iter().find(|r| r[0] == 1).expect("device 1");
+    let first_time =
+        NaiveDateTime::parse_from_str(first[1].as_str().unwrap(), "%Y-%m-%d %H:%M:%S").unwrap();
+    let mut last_three: Vec<&Reading> = all
+        .iter()
+        .filter(|r| r.device == 1 && r.event <= first_time && r.event.date() >= d("2026-02-28"))
+        .collect();
+    last_three.sort_by_key(|r| r.event);
+    let last_three = &last_three[last_three.len() - 3..];
+    assert!(last_three[..2]
+        .iter()
+        .all(|r| r.event.date() == d("2026-02-28")));
+    let mean = last_three.iter().map(|r| r.o2 as f64).sum::<f64>() / 3.0;
+    assert!((first[3].as_f64().unwrap() - mean).abs() < 1e-9, "{first}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+// ------------------------------------------------- the state machine --
+
+/// The state machine tests share one moto (crawl transitions are global to
+/// it): they run one at a time.
+static SFN_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// What a test changes in the functions behind the Lambda tasks.
+#[derive(Default, Clone)]
+struct Hooks {
+    /// Before each crawler poll, tick moto's crawl once (ListCrawls).
+    tick_crawl: bool,
+    /// At this crawler poll, an operator stops the crawl first.
+    stop_crawl_at_poll: Option<usize>,
+    /// The Glue endpoint start-crawler uses (default: moto).
+    start_crawler_glue: Option<String>,
+    /// start-crawler is configured with a crawler that does not exist.
+    missing_raw_crawler: bool,
+    /// The Athena endpoint query-status uses (default: moto).
+    query_status_athena: Option<String>,
+}
+
+struct Workflow {
+    sfn: aws_sdk_sfn::Client,
+    glue: aws_sdk_glue::Client,
+    athena: aws_sdk_athena::Client,
+    arn: String,
+    raw: String,
+    transformed: String,
+    workgroup: String,
+    functions: [String; 4],
+}
+
+impl Workflow {
+    /// Crawlers, a workgroup, the four real handlers registered on the
+    /// Lambda endpoint under fresh names, and the state machine.
+    async fn new(hooks: Hooks) -> Self {
+        let h = sfn_harness();
+        let moto = h.moto.endpoint.clone();
+        let sdk = sdk_config(&moto, REGION).await;
+        let (glue, athena) = (
+            aws_sdk_glue::Client::new(&sdk),
+            aws_sdk_athena::Client::new(&sdk),
+        );
+        let raw = create_crawler(&glue, "raw").await;
+        let transformed = create_crawler(&glue, "transformed").await;
+        let workgroup = create_workgroup(&athena).await;
+        let functions = [
+            "start-crawler",
+            "crawler-status",
+            "start-queries",
+            "query-status",
+        ]
+        .map(unique);
+
+        let configured_raw = if hooks.missing_raw_crawler {
+            "no-such-crawler"
+        } else {
+            raw.as_str()
+        };
+        let (cfg, ep) = (
+            start_crawler_config(configured_raw, &transformed),
+            hooks.start_crawler_glue.clone().unwrap_or(moto.clone()),
+        );
+        h.lambda.register(&functions[0], move |input| {
+            let (cfg, ep) = (cfg.clone(), ep.clone());
+            async move {
+                let plan = StartCrawler::new(cfg, glue_client(&ep).await)
+                    .process(input)
+                    .await?;
+                Ok(serde_json::to_value(plan).unwrap_or_default())
+            }
+        });
+
+        let (cfg, ep, name) = (
+            crawler_status_config(&raw, &transformed),
+            moto.clone(),
+            raw.clone(),
+        );
+        let polls = Arc::new(AtomicUsize::new(0));
+        let hooks2 = hooks.clone();
+        h.lambda.register(&functions[1], move |input| {
+            let (cfg, ep, name, hooks) = (cfg.clone(), ep.clone(), name.clone(), hooks2.clone());
+            let poll = polls.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                let glue = glue_client(&ep).await;
+                let hook_error = |e: String| Diagnostic {
+                    error_type: "TestHook".into(),
+                    error_message: e,
+                };
+                if hooks.stop_crawl_at_poll == Some(poll) {
+                    glue.stop_crawler()
+                        .name(&name)
+                        .send()
+                        .await
+                        .map_err(|e| hook_error(format!("{e:?}")))?;
+                }
+                if hooks.tick_crawl || hooks.stop_crawl_at_poll == Some(poll) {
+                    glue.list_crawls()
+                        .crawler_name(&name)
+                        .send()
+                        .await
+                        .map_err(|e| hook_error(format!("{e:?}")))?;
+                }
+                Ok(CrawlerStatus::new(cfg, glue).process(input).await?)
+            }
+        });
+
+        let (cfg, ep) = (start_queries_config(&workgroup), moto.clone());
+        h.lambda.register(&functions[2], move |input| {
+            let (cfg, ep) = (cfg.clone(), ep.clone());
+            async move {
+                Ok(StartQueries::new(cfg, athena_client(&ep).await)
+                    .process(input)
+                    .await?)
+            }
+        });
+
+        let ep = hooks.query_status_athena.clone().unwrap_or(moto.clone());
+        h.lambda.register(&functions[3], move |input| {
+            let ep = ep.clone();
+            async move {
+                Ok(QueryStatus::new(athena_client(&ep).await)
+                    .process(input)
+                    .await?)
+            }
+        });
+
+        let sfn = aws_sdk_sfn::Client::new(&sdk);
+        let arn = create_state_machine(
+            &sfn,
+            "repartition.asl.json",
+            &unique("repartition"),
+            &[
+                (
+                    "StartCrawlerFunctionArn",
+                    function_arn(REGION, &functions[0]),
+                ),
+                (
+                    "CrawlerStatusFunctionArn",
+                    function_arn(REGION, &functions[1]),
+                ),
+                (
+                    "StartQueriesFunctionArn",
+                    function_arn(REGION, &functions[2]),
+                ),
+                (
+                    "QueryStatusFunctionArn",
+                    function_arn(REGION, &functions[3]),
+                ),
+            ],
+        )
+        .await;
+        Workflow {
+            sfn,
+            glue,
+            athena,
+            arn,
+            raw,
+            transformed,
+            workgroup,
+            functions,
+        }
+    }
+
+    /// Runs an execution to its end: (description, states entered).
+    async fn run(
+        &self,
+        input: Value,
+    ) -> (
+        aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput,
+        Vec<String>,
+    ) {
+        let exec = self
+            .sfn
+            .start_execution()
+            .state_machine_arn(&self.arn)
+            .input(input.to_string())
+            .send()
+            .await
+            .expect("start execution");
+        let done = wait_for_execution(&self.sfn, &exec.execution_arn).await;
+        let states = states_entered(&self.sfn, &exec.execution_arn).await;
+        (done, states)
+    }
+
+    fn invocations(&self, function: usize) -> usize {
+        sfn_harness().lambda.invocations(&self.functions[function])
+    }
+}
+
+fn output(done: &aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput) -> Value {
+    serde_json::from_str(done.output.as_deref().unwrap_or("null")).expect("output JSON")
+}
+
+const QUERIES_TO_END: [&str; 6] = [
+    "StartQueries",
+    "WaitForQueries",
+    "GetQueryStatus",
+    "AreQueriesDone",
+    "StartTransformedCrawler",
+    "Repartitioned",
+];
+
+#[tokio::test]
+async fn the_workflow_repartitions_a_day_with_the_real_handlers() {
+    let _serial = SFN_LOCK.lock().await;
+    set_crawl_transition(
+        &sfn_harness().moto.endpoint,
+        json!({"progression": "immediate"}),
+    )
+    .await;
+    let w = Workflow::new(Hooks::default()).await;
+    let (done, states) = w.run(json!({"date": "2026-03-01"})).await;
+    assert_eq!(done.status.as_str(), "SUCCEEDED", "{done:?}");
+    let mut expected = vec![
+        "StartCrawler",
+        "WaitForCrawler",
+        "GetCrawlerStatus",
+        "IsCrawlerDone",
+    ];
+    expected.extend(QUERIES_TO_END);
+    assert_eq!(states, expected);
+
+    let out = output(&done);
+    assert_eq!(out["dates"], json!(["2026-03-01"]));
+    assert_eq!(out["last_crawl_status"], "SUCCEEDED");
+    assert_eq!(out["query_state"], "SUCCEEDED");
+    assert_eq!(
+        out["transformed_crawl"]["crawler_name"],
+        w.transformed.as_str()
+    );
+    // The query Athena got is the rendered SQL of that day.
+    let id = out["query_execution_ids"][0].as_str().expect("query id");
+    let got = w
+        .athena
+        .get_query_execution()
+        .query_execution_id(id)
+        .send()
+        .await
+        .expect("query");
+    let sql = got.query_execution().and_then(|q| q.query()).expect("sql");
+    assert!(
+        sql.contains("a.eventtime >= TIMESTAMP '2026-03-01 00:00:00'"),
+        "{sql}"
+    );
+    // Its token belongs to this execution.
+    assert_eq!(out["run_id"], done.execution_arn.as_str());
+    assert_eq!(
+        out["queries"][0]["client_request_token"],
+        client_request_token(&w.workgroup, &done.execution_arn, sql)
+    );
+    // Both crawlers ran.
+    assert_eq!(
+        crawler_state(&w.glue, &w.raw).await.1.as_deref(),
+        Some("COMPLETED")
+    );
+    assert!(crawler_state(&w.glue, &w.transformed).await.1.is_some());
+    assert_eq!(
+        [
+            w.invocations(0),
+            w.invocations(1),
+            w.invocations(2),
+            w.invocations(3)
+        ],
+        [2, 1, 1, 1]
+    );
+}
+
+#[tokio::test]
+async fn a_slow_crawl_is_polled_until_it_is_done() {
+    let _serial = SFN_LOCK.lock().await;
+    // The crawl completes on its third tick; each poll is one tick.
+    set_crawl_transition(
+        &sfn_harness().moto.endpoint,
+        json!({"progression": "manual", "times": 3}),
+    )
+    .await;
+    let w = Workflow::new(Hooks {
+        tick_crawl: true,
+        ..Hooks::default()
+    })
+    .await;
+    let (done, states) = w
+        .run(json!({"from": "2026-02-25", "to": "2026-03-06"}))
+        .await;
+    assert_eq!(done.status.as_str(), "SUCCEEDED", "{done:?}");
+    let mut expected = vec!["StartCrawler"];
+    for _ in 0..3 {
+        expected.extend(["WaitForCrawler", "GetCrawlerStatus", "IsCrawlerDone"]);
+    }
+    expected.extend(QUERIES_TO_END);
+    assert_eq!(states, expected);
+    let out = output(&done);
+    assert_eq!(out["crawler_polls"], 3);
+    assert_eq!(
+        out["query_execution_ids"].as_array().unwrap().len(),
+        3,
+        "10 days, 3 queries"
+    );
+}
+
+#[tokio::test]
+async fn running_queries_are_polled_until_they_succeed() {
+    let _serial = SFN_LOCK.lock().await;
+    // Each GetQueryExecution moves a query one step: QUEUED, RUNNING, SUCCEEDED.
+    set_transitions(
+        &sfn_harness().moto.endpoint,
+        json!({"progression": "immediate"}),
+        json!({"progression": "manual", "times": 1}),
+    )
+    .await;
+    let w = Workflow::new(Hooks::default()).await;
+    let (done, states) = w
+        .run(json!({"from": "2026-03-01", "to": "2026-03-02"}))
+        .await;
+    assert_eq!(done.status.as_str(), "SUCCEEDED", "{done:?}");
+    let mut expected = vec![
+        "StartCrawler",
+        "WaitForCrawler",
+        "GetCrawlerStatus",
+        "IsCrawlerDone",
+        "StartQueries",
+    ];
+    for _ in 0..2 {
+        expected.extend(["WaitForQueries", "GetQueryStatus", "AreQueriesDone"]);
+    }
+    expected.extend(["StartTransformedCrawler", "Repartitioned"]);
+    assert_eq!(states, expected);
+    assert_eq!(output(&done)["query_polls"], 2);
+    assert_eq!(w.invocations(3), 2);
+}
+
+#[tokio::test]
+async fn a_crawl_that_never_ends_fails_after_the_last_poll() {
+    let _serial = SFN_LOCK.lock().await;
+    set_crawl_transition(
+        &sfn_harness().moto.endpoint,
+        json!({"progression": "manual", "times": 1000}),
+    )
+    .await;
+    let w = Workflow::new(Hooks {
+        tick_crawl: true,
+        ..Hooks::default()
+    })
+    .await;
+    let (done, states) = w.run(json!({"date": "2026-03-01"})).await;
+    assert_eq!(done.status.as_str(), "FAILED", "{done:?}");
+    assert_eq!(done.error.as_deref(), Some("CrawlerTimedOut"));
+    assert_eq!(
+        states.iter().filter(|s| *s == "GetCrawlerStatus").count(),
+        5,
+        "{states:?}"
+    );
+    assert_eq!(states.last().map(String::as_str), Some("CrawlerTimedOut"));
+    assert_eq!(w.invocations(2), 0, "no query started");
+}
+
+#[tokio::test]
+async fn a_cancelled_crawl_fails_the_workflow() {
+    let _serial = SFN_LOCK.lock().await;
+    set_crawl_transition(
+        &sfn_harness().moto.endpoint,
+        json!({"progression": "manual", "times": 1}),
+    )
+    .await;
+    // An operator stops the crawl before the second poll.
+    let w = Workflow::new(Hooks {
+        stop_crawl_at_poll: Some(2),
+        ..Hooks::default()
+    })
+    .await;
+    let (done, states) = w.run(json!({"date": "2026-03-01"})).await;
+    assert_eq!(done.status.as_str(), "FAILED", "{done:?}");
+    assert_eq!(done.error.as_deref(), Some("CrawlFailed"));
+    assert_eq!(
+        states,
+        [
+            "StartCrawler",
+            "WaitForCrawler",
+            "GetCrawlerStatus",
+            "IsCrawlerDone",
+            "WaitForCrawler",
+            "GetCrawlerStatus",
+            "IsCrawlerDone",
+            "CrawlFailed"
+        ]
+    );
+    assert_eq!(
+        crawler_state(&w.glue, &w.raw).await.1.as_deref(),
+        Some("STOPPED")
+    );
+    assert_eq!(w.invocations(2), 0, "no query started");
+}
+
+#[tokio::test]
+async fn a_failed_query_fails_the_workflow_with_athenas_reason() {
+    let _serial = SFN_LOCK.lock().await;
+    set_crawl_transition(
+        &sfn_harness().moto.endpoint,
+        json!({"progression": "immediate"}),
+    )
+    .await;
+    // Moto never fails a query: query-status's Athena client goes through a
+    // proxy that answers the first GetQueryExecution with FAILED.
+    let proxy = FaultProxy::start(&sfn_harness().moto.endpoint).await;
+    proxy.inject(failed_query_fault("any", "HIVE_BAD_DATA: Error parsing field value").times(1));
+    let w = Workflow::new(Hooks {
+        query_status_athena: Some(proxy.endpoint.clone()),
+        ..Hooks::default()
+    })
+    .await;
+    let (done, states) = w.run(json!({"date": "2026-03-01"})).await;
+    assert_eq!(done.status.as_str(), "FAILED", "{done:?}");
+    assert_eq!(done.error.as_deref(), Some("QueryFailed"));
+    let cause = done.cause.as_deref().unwrap_or_default();
+    assert!(
+        cause.starts_with("query ")
+            && cause.ends_with(" FAILED: HIVE_BAD_DATA: Error parsing field value"),
+        "{cause}"
+    );
+    assert_eq!(
+        states,
+        [
+            "StartCrawler",
+            "WaitForCrawler",
+            "GetCrawlerStatus",
+            "IsCrawlerDone",
+            "StartQueries",
+            "WaitForQueries",
+            "GetQueryStatus",
+            "AreQueriesDone",
+            "QueriesFailed"
+        ]
+    );
+    assert_eq!(proxy.injected(), 1);
+}
+
+#[tokio::test]
+async fn throttled_glue_is_retried_by_the_state_machine() {
+    let _serial = SFN_LOCK.lock().await;
+    set_crawl_transition(
+        &sfn_harness().moto.endpoint,
+        json!({"progression": "immediate"}),
+    )
+    .await;
+    // StartCrawler is throttled three times: the SDK's own three attempts
+    // fail, the function reports Retryable, and the state machine retries.
+    let proxy = FaultProxy::start(&sfn_harness().moto.endpoint).await;
+    proxy.inject(Fault::aws_json("AWSGlue.StartCrawler", 400, "ThrottlingException").times(3));
+    let w = Workflow::new(Hooks {
+        start_crawler_glue: Some(proxy.endpoint.clone()),
+        ..Hooks::default()
+    })
+    .await;
+    let (done, states) = w.run(json!({"date": "2026-03-01"})).await;
+    assert_eq!(done.status.as_str(), "SUCCEEDED", "{done:?}");
+    assert_eq!(proxy.injected(), 3);
+    // Two invocations for the raw crawler (one retried), one for the transformed.
+    assert_eq!(w.invocations(0), 3);
+    assert_eq!(states.first().map(String::as_str), Some("StartCrawler"));
+    assert_eq!(states.iter().filter(|s| *s == "StartCrawler").count(), 1);
+}
+
+#[tokio::test]
+async fn invalid_input_fails_the_workflow_without_retries() {
+    let _serial = SFN_LOCK.lock().await;
+    let w = Workflow::new(Hooks::default()).await;
+    let (done, states) = w.run(json!({"date": "2026-02-30"})).await;
+    assert_eq!(done.status.as_str(), "FAILED", "{done:?}");
+    assert_eq!(done.error.as_deref(), Some("InvalidInput"));
+    assert!(
+        done.cause
+            .as_deref()
+            .unwrap_or_default()
+            .contains("`date` is \\\"2026-02-30\\\": no such day"),
+        "{:?}",
+        done.cause
+    );
+    assert_eq!(states, ["StartCrawler", "RejectInput"]);
+    assert_eq!(w.invocations(0), 1);
+    assert_eq!(
+        crawler_state(&w.glue, &w.raw).await,
+        ("READY".to_string(), None)
+    );
+}
+
+#[tokio::test]
+async fn a_permanent_task_error_fails_the_workflow_without_retries() {
+    let _serial = SFN_LOCK.lock().await;
+    let w = Workflow::new(Hooks {
+        missing_raw_crawler: true,
+        ..Hooks::default()
+    })
+    .await;
+    let (done, states) = w.run(json!({})).await;
+    assert_eq!(done.status.as_str(), "FAILED", "{done:?}");
+    assert_eq!(done.error.as_deref(), Some("StartCrawlerFailed"));
+    let cause = done.cause.as_deref().unwrap_or_default();
+    assert!(
+        cause.contains("NonRetryable") && cause.contains("EntityNotFoundException"),
+        "{cause}"
+    );
+    assert_eq!(states, ["StartCrawler", "StartCrawlerFailed"]);
+    assert_eq!(w.invocations(0), 1, "NonRetryable is not retried");
+}
+
+#[test]
+fn every_task_retries_lambda_errors_and_retryable_and_catches_the_rest() {
+    let root = lake_tools::moto::repo_root();
+    let asl: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("statemachine/repartition.asl.json")).unwrap(),
+    )
+    .unwrap();
+    let states = asl["States"].as_object().unwrap();
+    let tasks: Vec<(&String, &Value)> =
+        states.iter().filter(|(_, s)| s["Type"] == "Task").collect();
+    assert_eq!(tasks.len(), 5);
+    for (name, task) in tasks {
+        let retried: BTreeSet<&str> = task["Retry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| {
+                r["ErrorEquals"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e.as_str().unwrap())
+            })
+            .collect();
+        for error in [
+            "Lambda.ServiceException",
+            "Lambda.AWSLambdaException",
+            "Lambda.SdkClientException",
+            "Lambda.TooManyRequestsException",
+            "Retryable",
+        ] {
+            assert!(retried.contains(error), "{name} does not retry {error}");
+        }
+        assert!(task["Retry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["BackoffRate"].as_f64() >= Some(2.0)));
+        let catches = task["Catch"].as_array().unwrap();
+        let last = catches.last().unwrap();
+        assert_eq!(last["ErrorEquals"], json!(["States.ALL"]), "{name}");
+        for c in catches {
+            let target = c["Next"].as_str().unwrap();
+            assert_eq!(
+                states[target]["Type"], "Fail",
+                "{name} catches into {target}"
+            );
+        }
+    }
+}
+
+// ------------------------------------------------------------ template --
+
+#[test]
+fn the_template_fills_every_placeholder_of_the_asl_and_invokes_only_its_functions() {
+    let root = lake_tools::moto::repo_root();
+    let asl = std::fs::read_to_string(root.join("statemachine/repartition.asl.json")).unwrap();
+    let placeholders: BTreeSet<&str> = asl
+        .split("${")
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
+        .collect();
+    let template = std::fs::read_to_string(root.join("template.yaml")).unwrap();
+    let block = |start: &str, end: &str| -> Vec<String> {
+        let from = template
+            .find(start)
+            .unwrap_or_else(|| panic!("{start} not in template"));
+        let rest = &template[from + start.len()..];
+        rest[..rest.find(end).unwrap()]
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let substituted: BTreeSet<String> =
+        block("DefinitionUri: statemachine/repartition.asl.json", "Role:")
+            .iter()
+            .filter_map(|l| l.split_once(": !GetAtt").map(|(k, _)| k.to_string()))
+            .collect();
+    let expected: BTreeSet<String> = placeholders.iter().map(|p| p.to_string()).collect();
+    assert_eq!(substituted, expected);
+    let invoked = block("Sid: InvokeTheTasks", "RepartitionStateMachine:");
+    let functions: Vec<&String> = invoked
+        .iter()
+        .filter(|l| l.starts_with("- !GetAtt"))
+        .collect();
+    assert_eq!(functions.len(), 4, "{invoked:?}");
+    for p in &placeholders {
+        let function = p.trim_end_matches("Arn");
+        assert!(
+            functions
+                .iter()
+                .any(|f| f.contains(&format!("{function}.Arn"))),
+            "{function}"
+        );
+    }
+}

@@ -7,6 +7,7 @@ pub mod columns;
 pub mod config;
 pub mod dead_letter;
 pub mod decode;
+pub mod env;
 pub mod lake_writer;
 pub mod parquet_writer;
 pub mod partition;
@@ -24,6 +25,8 @@ pub mod windows;
 // Repartition workflow (start-crawler, crawler-status, start-queries, query-status).
 pub mod dates;
 pub mod repartition;
+pub mod repartition_config;
+pub mod task_error;
 
 // Per-provider scheduler.
 pub mod providers;

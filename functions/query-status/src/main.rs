@@ -1,3 +1,12 @@
-//! Lambda entry point of `query-status` (skeleton).
+//! Lambda entry point of `query-status`.
 
-fn main() {}
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use query_status::QueryStatus;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let aws = aws_config::load_from_env().await;
+    let function = QueryStatus::new(aws_sdk_athena::Client::new(&aws));
+    lambda_runtime::run(service_fn(|event: LambdaEvent<_>| function.handle(event))).await
+}

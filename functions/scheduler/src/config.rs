@@ -5,6 +5,7 @@ use std::env;
 
 use chrono::Duration;
 use telemetry_lake::config::ConfigError;
+use telemetry_lake::env::{positive, required};
 
 /// The providers table.
 pub const PROVIDERS_TABLE: &str = "PROVIDERS_TABLE";
@@ -51,25 +52,17 @@ impl SchedulerConfig {
 
     /// Reads the configuration through `get`, which returns a variable's value.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let required = |name: &'static str| {
-            get(name)
-                .filter(|v| !v.trim().is_empty())
-                .ok_or(ConfigError::Missing(name))
-        };
-        let positive = |name: &'static str, default: usize| match get(name) {
-            None => Ok(default),
-            Some(v) => match v.trim().parse::<usize>() {
-                Ok(n) if n > 0 && n <= 100_000 => Ok(n),
-                _ => Err(ConfigError::Invalid {
-                    name,
-                    reason: format!("{v:?} is not a positive integer up to 100000"),
-                }),
-            },
+        let positive = |name: &'static str, default: usize| match positive(&get, name, default)? {
+            n if n <= 100_000 => Ok(n),
+            n => Err(ConfigError::Invalid {
+                name,
+                reason: format!("{n} is more than 100000"),
+            }),
         };
         let minutes = |n: usize| Duration::minutes(n as i64);
         Ok(SchedulerConfig {
-            providers_table: required(PROVIDERS_TABLE)?,
-            state_machine_arn: required(STATE_MACHINE_ARN)?,
+            providers_table: required(&get, PROVIDERS_TABLE)?,
+            state_machine_arn: required(&get, STATE_MACHINE_ARN)?,
             schedule_period: minutes(positive(
                 SCHEDULE_PERIOD_MINUTES,
                 DEFAULT_SCHEDULE_PERIOD_MINUTES,
@@ -87,15 +80,8 @@ impl SchedulerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| map.get(k).cloned()
-    }
+    use telemetry_lake::env::lookup_from as lookup;
 
     #[test]
     fn defaults_apply() {
