@@ -99,8 +99,7 @@ pub fn schema_from(get: &impl Fn(&str) -> Option<String>) -> Result<Schema, Conf
     Schema::parse(&text).map_err(|source| ConfigError::Schema { name, source })
 }
 
-/// A positive integer variable, `default` when unset.
-pub fn positive(
+fn positive(
     get: &impl Fn(&str) -> Option<String>,
     name: &'static str,
     default: usize,

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use telemetry_lake::change_flag::FlagLocation;
 use telemetry_lake::config::{
-    positive, schema_from, ConfigError, DEFAULT_MAX_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES, SCHEMA,
+    schema_from, ConfigError, DEFAULT_MAX_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES, SCHEMA,
 };
+use telemetry_lake::env::{number, positive, required};
 use telemetry_lake::reference::MetricSpec;
 use telemetry_lake::schema::{FieldType, Schema};
 use telemetry_lake::windows::WindowSpec;
@@ -53,9 +54,9 @@ pub const DEFAULT_EVENT_TIME_FIELD: &str = "eventtime";
 pub const DEFAULT_METRICS: &str = "o2stats:o2_stats_min:o2_stats_max,\
 pressurecontrol:pressure_control_min:pressure_control_max,\
 minutevolume:minute_volume_min:minute_volume_max";
-pub const DEFAULT_WINDOW_SIZE_SECONDS: usize = 600;
-pub const DEFAULT_WINDOW_SLIDE_SECONDS: usize = 300;
-pub const DEFAULT_RETENTION_DAYS: usize = 7;
+pub const DEFAULT_WINDOW_SIZE_SECONDS: i64 = 600;
+pub const DEFAULT_WINDOW_SLIDE_SECONDS: i64 = 300;
+pub const DEFAULT_RETENTION_DAYS: u64 = 7;
 pub const DEFAULT_WRITE_CONCURRENCY: usize = 8;
 
 /// Configuration of `device-status`.
@@ -101,33 +102,34 @@ impl DeviceStatusConfig {
 
     /// Reads the configuration through `get`, which returns a variable's value.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let set = |name: &str| get(name).filter(|v| !v.trim().is_empty());
-        let required = |name: &'static str| set(name).ok_or(ConfigError::Missing(name));
-        let or = |name: &str, default: &str| set(name).unwrap_or_else(|| default.to_string());
-        let size = positive(&get, WINDOW_SIZE_SECONDS, DEFAULT_WINDOW_SIZE_SECONDS)?;
-        let slide = positive(&get, WINDOW_SLIDE_SECONDS, DEFAULT_WINDOW_SLIDE_SECONDS)?;
-        let windows =
-            WindowSpec::new(size as i64, slide as i64).map_err(|e| ConfigError::Invalid {
-                name: WINDOW_SIZE_SECONDS,
-                reason: e.to_string(),
-            })?;
-        let check = match set(CHANGE_FLAG_CHECK_SECONDS) {
-            None => DEFAULT_CHANGE_FLAG_CHECK_SECONDS,
-            Some(v) => v.trim().parse::<u64>().map_err(|_| ConfigError::Invalid {
-                name: CHANGE_FLAG_CHECK_SECONDS,
-                reason: format!("{v:?} is not a whole number of seconds"),
-            })?,
+        let or = |name: &str, default: &str| {
+            get(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default.to_string())
         };
+        let size: i64 = positive(&get, WINDOW_SIZE_SECONDS, DEFAULT_WINDOW_SIZE_SECONDS)?;
+        let slide: i64 = positive(&get, WINDOW_SLIDE_SECONDS, DEFAULT_WINDOW_SLIDE_SECONDS)?;
+        let windows = WindowSpec::new(size, slide).map_err(|e| ConfigError::Invalid {
+            name: WINDOW_SIZE_SECONDS,
+            reason: e.to_string(),
+        })?;
+        let check: u64 = number(
+            &get,
+            CHANGE_FLAG_CHECK_SECONDS,
+            DEFAULT_CHANGE_FLAG_CHECK_SECONDS,
+        )?;
+        let retention_days: u64 = positive(&get, RETENTION_DAYS, DEFAULT_RETENTION_DAYS)?;
         let config = DeviceStatusConfig {
-            reference_table: required(REFERENCE_TABLE)?,
+            reference_table: required(&get, REFERENCE_TABLE)?,
             reference_key_attribute: or(REFERENCE_KEY_ATTRIBUTE, DEFAULT_REFERENCE_KEY_ATTRIBUTE),
-            windows_table: required(WINDOWS_TABLE)?,
+            windows_table: required(&get, WINDOWS_TABLE)?,
             change_flag: FlagLocation {
-                bucket: required(CHANGE_FLAG_BUCKET)?,
+                bucket: required(&get, CHANGE_FLAG_BUCKET)?,
                 key: or(CHANGE_FLAG_KEY, DEFAULT_CHANGE_FLAG_KEY),
             },
             change_flag_check: Duration::from_secs(check),
-            dead_letter_bucket: required(DEAD_LETTER_BUCKET)?,
+            dead_letter_bucket: required(&get, DEAD_LETTER_BUCKET)?,
             dead_letter_prefix: or(DEAD_LETTER_PREFIX, DEFAULT_DEAD_LETTER_PREFIX),
             schema: schema_from(&get)?,
             max_payload_bytes: positive(&get, MAX_PAYLOAD_BYTES, DEFAULT_MAX_PAYLOAD_BYTES)?,
@@ -135,9 +137,7 @@ impl DeviceStatusConfig {
             event_time_field: or(EVENT_TIME_FIELD, DEFAULT_EVENT_TIME_FIELD),
             metrics: parse_metrics(&or(METRICS, DEFAULT_METRICS))?,
             windows,
-            retention: Duration::from_secs(
-                positive(&get, RETENTION_DAYS, DEFAULT_RETENTION_DAYS)? as u64 * 86_400,
-            ),
+            retention: Duration::from_secs(retention_days.saturating_mul(86_400)),
             write_concurrency: positive(&get, WRITE_CONCURRENCY, DEFAULT_WRITE_CONCURRENCY)?,
         };
         config.fields()?;
