@@ -23,7 +23,7 @@ use integration_tests::{moto, s3_client, sdk_config, unique, Fault, FaultProxy, 
 use lake_tools::kinesis_event::{event_json, sequence_number, stream_arn, StreamRecord};
 use reference_change_flag::ReferenceChangeFlag;
 use serde_json::{json, Value};
-use telemetry_lake::change_flag::{ChangeFlag, ChangeFlagStore, FlagLocation};
+use telemetry_lake::change_flag::{ChangeFlag, ChangeFlagStore, FlagLocation, Probe};
 use telemetry_lake::config::SCHEMA;
 use telemetry_lake::dead_letter::DeadLetter;
 use telemetry_lake::lake_writer::S3Sink;
@@ -871,6 +871,15 @@ async fn a_reference_change_reaches_two_consumer_instances() {
         (1, vec!["1".to_string(), "2".to_string()])
     );
 
+    // The probe is a conditional GET that moto answers 304 while the flag
+    // has not moved.
+    let store = setup.flag_store(setup.s3.clone());
+    let (etag_v1, _) = store.read().await.expect("read").expect("flag");
+    assert_eq!(
+        store.probe(Some(&etag_v1)).await.expect("probe"),
+        Probe::Unchanged
+    );
+
     let consumers = [setup.consumer().await, setup.consumer().await];
     let reading = r(1, "10:01:00", 95, 15, 6);
     let mut statuses = Vec::new();
@@ -907,6 +916,11 @@ async fn a_reference_change_reaches_two_consumer_instances() {
     assert_eq!(
         (flag.version, flag.changed_keys),
         (2, vec!["1".to_string()])
+    );
+    let moved = store.probe(Some(&etag_v1)).await.expect("probe");
+    assert!(
+        matches!(&moved, Probe::Changed(Some(etag)) if *etag != etag_v1),
+        "{moved:?}"
     );
 
     for (i, c) in consumers.iter().enumerate() {
