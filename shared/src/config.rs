@@ -83,7 +83,8 @@ impl StreamConfig {
     }
 }
 
-fn schema_from(get: &impl Fn(&str) -> Option<String>) -> Result<Schema, ConfigError> {
+/// The declared schema from [`SCHEMA`], or the file named by [`SCHEMA_FILE`].
+pub fn schema_from(get: &impl Fn(&str) -> Option<String>) -> Result<Schema, ConfigError> {
     let (name, text) = match get(SCHEMA).filter(|v| !v.trim().is_empty()) {
         Some(text) => (SCHEMA, text),
         None => {

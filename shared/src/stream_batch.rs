@@ -37,7 +37,7 @@ use crate::columns::Columns;
 use crate::dead_letter::{DeadLetter, Scope};
 use crate::decode::{decompress, DecodeError};
 use crate::partition::{stream_name, IngestHour};
-use crate::record::{parse_document, RecordError};
+use crate::record::{parse_document, RecordError, Value};
 use crate::schema::Schema;
 
 /// The shard id of a record whose event carries none.
@@ -130,51 +130,93 @@ pub fn split_into_runs(
                     bytes,
                 ));
             };
-        let bytes = match decompress(&k.data, max_payload_bytes) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                let reason = match e {
-                    DecodeError::TooLarge { .. } => "payload_too_large",
-                    DecodeError::Corrupt { .. } => "decompression_failed",
-                };
-                reject(0, reason, e.to_string(), Scope::Payload, &k.data);
-                continue;
-            }
-        };
-        let text = match std::str::from_utf8(&bytes) {
-            Ok(text) if text.trim().is_empty() => {
-                let e = RecordError::Empty;
-                reject(0, e.kind(), e.to_string(), Scope::Payload, &k.data);
-                continue;
-            }
-            Ok(text) => text,
-            Err(e) => {
-                let e = RecordError::InvalidUtf8 {
-                    offset: e.valid_up_to(),
-                };
-                reject(0, e.kind(), e.to_string(), Scope::Payload, &k.data);
-                continue;
-            }
-        };
-        for_each_document(text, |index, doc| match parse_document(schema, doc) {
-            Ok(values) => good.push(&values),
-            Err(e) => reject(
-                index,
-                e.kind(),
-                e.to_string(),
-                Scope::Document,
-                doc.as_bytes(),
-            ),
-        });
+        decode_payload(
+            &k.data,
+            schema,
+            max_payload_bytes,
+            |outcome| match outcome {
+                Ok(values) => good.push(&values),
+                Err(r) => reject(r.index, r.reason, r.detail, r.scope, r.bytes),
+            },
+        );
     }
     counts.good = runs.iter().map(|r| r.good.len()).sum();
     counts.bad = runs.iter().map(|r| r.dead_letters.len()).sum();
     (runs, counts)
 }
 
+/// Why one document (or the whole payload) of a record is a bad record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection<'b> {
+    /// The document's position in the payload (0 for the whole payload).
+    pub index: usize,
+    /// The machine-readable reason (`invalid_json`, `payload_too_large`, ...).
+    pub reason: &'static str,
+    /// The reason in words.
+    pub detail: String,
+    /// Whether `bytes` is the whole payload or one document.
+    pub scope: Scope,
+    /// The rejected bytes.
+    pub bytes: &'b [u8],
+}
+
+/// Decompresses a record's payload, splits it into documents and parses each
+/// against the schema, calling `on_document` once per document with its
+/// values or the reason it is bad (once, for the payload, when the payload
+/// as a whole cannot be read). Every stream consumer validates through here,
+/// so a record is good or bad for the same reason everywhere.
+pub fn decode_payload<F>(data: &[u8], schema: &Schema, max_payload_bytes: usize, mut on_document: F)
+where
+    F: for<'b> FnMut(Result<Vec<Value<'b>>, Rejection<'b>>),
+{
+    let payload = |reason: &'static str, detail: String| Rejection {
+        index: 0,
+        reason,
+        detail,
+        scope: Scope::Payload,
+        bytes: data,
+    };
+    let bytes = match decompress(data, max_payload_bytes) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let reason = match e {
+                DecodeError::TooLarge { .. } => "payload_too_large",
+                DecodeError::Corrupt { .. } => "decompression_failed",
+            };
+            on_document(Err(payload(reason, e.to_string())));
+            return;
+        }
+    };
+    let text = match std::str::from_utf8(&bytes) {
+        Ok(text) if text.trim().is_empty() => {
+            let e = RecordError::Empty;
+            on_document(Err(payload(e.kind(), e.to_string())));
+            return;
+        }
+        Ok(text) => text,
+        Err(e) => {
+            let e = RecordError::InvalidUtf8 {
+                offset: e.valid_up_to(),
+            };
+            on_document(Err(payload(e.kind(), e.to_string())));
+            return;
+        }
+    };
+    for_each_document(text, |index, doc| match parse_document(schema, doc) {
+        Ok(values) => on_document(Ok(values)),
+        Err(e) => on_document(Err(Rejection {
+            index,
+            reason: e.kind(),
+            detail: e.to_string(),
+            scope: Scope::Document,
+            bytes: doc.as_bytes(),
+        })),
+    });
+}
+
 /// The shard of a record: the part of `eventID` before the colon
 /// (`shardId-000000000000:4954...`).
-fn shard_id(rec: &KinesisEventRecord) -> &str {
+pub fn shard_id(rec: &KinesisEventRecord) -> &str {
     rec.event_id
         .as_deref()
         .and_then(|id| id.split(':').next())
