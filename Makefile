@@ -31,8 +31,9 @@ check: ## Formatting and clippy, warnings as errors (never rewrites files)
 fmt: ## Format the code
 	cargo fmt --all
 
-bench: ## Throughput and peak memory of kinesis-to-parquet on a 10,000-record event
+bench: ## Throughput of kinesis-to-parquet and device-status on a 10,000-record event
 	cargo bench -p lake-tools --bench stream_to_lake
+	cargo bench -p lake-tools --bench device_status
 
 clean: ## Remove build outputs and the virtualenv
 	cargo clean

@@ -1,1 +1,1167 @@
-//! Integration tests of device_status on moto (skeleton).
+//! `device-status` and `reference-change-flag` against DynamoDB, DynamoDB
+//! Streams and S3 on moto: statuses, sliding windows, exactly-once counting
+//! under Lambda retries, the change flag reaching two consumers, dead
+//! letters and throttling.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use aws_lambda_events::event::streams::KinesisEventResponse;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType, StreamSpecification, StreamViewType,
+};
+use aws_sdk_dynamodbstreams::types::ShardIteratorType;
+use chrono::{NaiveDateTime, TimeZone, Utc};
+use device_status::config::{
+    DeviceStatusConfig, CHANGE_FLAG_BUCKET, CHANGE_FLAG_CHECK_SECONDS, DEAD_LETTER_BUCKET,
+    REFERENCE_TABLE, WINDOWS_TABLE, WRITE_CONCURRENCY,
+};
+use device_status::DeviceStatus;
+use integration_tests::{moto, s3_client, sdk_config, unique, Fault, FaultProxy, REGION};
+use lake_tools::kinesis_event::{event_json, sequence_number, stream_arn, StreamRecord};
+use reference_change_flag::ReferenceChangeFlag;
+use serde_json::{json, Value};
+use telemetry_lake::change_flag::{ChangeFlag, ChangeFlagStore, FlagLocation, Probe};
+use telemetry_lake::config::SCHEMA;
+use telemetry_lake::dead_letter::DeadLetter;
+use telemetry_lake::lake_writer::S3Sink;
+use telemetry_lake::reference::{ReferenceCache, ReferenceTable};
+
+const SCHEMA_JSON: &str = include_str!("../config/ventilator.schema.json");
+const FLAG_KEY: &str = "reference/change-flag.json";
+const DAY: i64 = 86_400;
+
+// ------------------------------------------------------------------ setup --
+
+/// A reference table (with a KEYS_ONLY stream), a windows table and a bucket
+/// for the change flag and the dead letters, all new.
+struct Setup {
+    dynamodb: aws_sdk_dynamodb::Client,
+    s3: aws_sdk_s3::Client,
+    reference_table: String,
+    windows_table: String,
+    bucket: String,
+    /// More configuration (the record format, for example).
+    env: Vec<(&'static str, String)>,
+}
+
+/// Normal ranges (o2stats, pressurecontrol, minutevolume), inclusive.
+type Ranges = [(f64, f64); 3];
+
+const RANGES: Ranges = [(90.0, 100.0), (10.0, 20.0), (5.0, 8.0)];
+
+impl Setup {
+    async fn new() -> Self {
+        let sdk = sdk_config(moto(), REGION).await;
+        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        let s3 = s3_client(&sdk);
+        let (reference_table, windows_table, bucket) = (
+            unique("reference"),
+            unique("windows"),
+            unique("device-status"),
+        );
+        s3.create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .expect("bucket");
+        let attr = |name: &str, t: ScalarAttributeType| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(t)
+                .build()
+                .expect("attribute")
+        };
+        let key = |name: &str, t: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(t)
+                .build()
+                .expect("key")
+        };
+        dynamodb
+            .create_table()
+            .table_name(&reference_table)
+            .attribute_definitions(attr("ventilatorid", ScalarAttributeType::N))
+            .key_schema(key("ventilatorid", KeyType::Hash))
+            .billing_mode(BillingMode::PayPerRequest)
+            .stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::KeysOnly)
+                    .build()
+                    .expect("stream"),
+            )
+            .send()
+            .await
+            .expect("reference table");
+        dynamodb
+            .create_table()
+            .table_name(&windows_table)
+            .attribute_definitions(attr("pk", ScalarAttributeType::S))
+            .attribute_definitions(attr("sk", ScalarAttributeType::S))
+            .key_schema(key("pk", KeyType::Hash))
+            .key_schema(key("sk", KeyType::Range))
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .expect("windows table");
+        Setup {
+            dynamodb,
+            s3,
+            reference_table,
+            windows_table,
+            bucket,
+            env: Vec::new(),
+        }
+    }
+
+    async fn put_ranges(&self, device: i64, r: Ranges) {
+        let n = |v: f64| AttributeValue::N(v.to_string());
+        self.dynamodb
+            .put_item()
+            .table_name(&self.reference_table)
+            .item("ventilatorid", AttributeValue::N(device.to_string()))
+            .item("o2_stats_min", n(r[0].0))
+            .item("o2_stats_max", n(r[0].1))
+            .item("pressure_control_min", n(r[1].0))
+            .item("pressure_control_max", n(r[1].1))
+            .item("minute_volume_min", n(r[2].0))
+            .item("minute_volume_max", n(r[2].1))
+            .send()
+            .await
+            .expect("put reference row");
+    }
+
+    fn config(&self) -> DeviceStatusConfig {
+        let mut vars = HashMap::from([
+            (REFERENCE_TABLE, self.reference_table.clone()),
+            (WINDOWS_TABLE, self.windows_table.clone()),
+            (CHANGE_FLAG_BUCKET, self.bucket.clone()),
+            (DEAD_LETTER_BUCKET, self.bucket.clone()),
+            (CHANGE_FLAG_CHECK_SECONDS, "0".to_string()),
+            // One write at a time, in window order: which write a fault hits is known.
+            (WRITE_CONCURRENCY, "1".to_string()),
+            (SCHEMA, SCHEMA_JSON.to_string()),
+        ]);
+        vars.extend(self.env.iter().cloned());
+        DeviceStatusConfig::from_lookup(|k| vars.get(k).cloned()).expect("config")
+    }
+
+    fn flag_store(&self, s3: aws_sdk_s3::Client) -> ChangeFlagStore {
+        ChangeFlagStore::new(
+            s3,
+            FlagLocation {
+                bucket: self.bucket.clone(),
+                key: FLAG_KEY.to_string(),
+            },
+        )
+    }
+
+    /// A consumer instance with its own cache, its DynamoDB calls going to
+    /// `endpoint` (moto or a fault proxy) with `max_attempts` SDK attempts.
+    async fn consumer_via(&self, endpoint: &str, max_attempts: u32) -> DeviceStatus<S3Sink> {
+        self.consumer_with(endpoint, max_attempts, self.s3.clone())
+            .await
+    }
+
+    /// A consumer instance as [`Setup::consumer_via`], reading the change
+    /// flag with `flag_s3`.
+    async fn consumer_with(
+        &self,
+        endpoint: &str,
+        max_attempts: u32,
+        flag_s3: aws_sdk_s3::Client,
+    ) -> DeviceStatus<S3Sink> {
+        let config = self.config();
+        let sdk = sdk_config(endpoint, REGION).await;
+        let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&sdk)
+                .retry_config(
+                    aws_sdk_dynamodb::config::retry::RetryConfig::standard()
+                        .with_max_attempts(max_attempts),
+                )
+                .build(),
+        );
+        let table = ReferenceTable {
+            client: dynamodb.clone(),
+            table: config.reference_table.clone(),
+            key_attribute: config.reference_key_attribute.clone(),
+            metrics: config.metrics.clone(),
+        };
+        let cache = ReferenceCache::new(table, self.flag_store(flag_s3), config.change_flag_check);
+        let sink = S3Sink::new(self.s3.clone(), &self.bucket);
+        DeviceStatus::new(&config, cache, dynamodb, sink).expect("function")
+    }
+
+    async fn consumer(&self) -> DeviceStatus<S3Sink> {
+        self.consumer_via(moto(), 3).await
+    }
+
+    /// Every window item, keyed by (pk, window start).
+    async fn windows(&self) -> BTreeMap<(String, String), Window> {
+        let out = self
+            .dynamodb
+            .scan()
+            .table_name(&self.windows_table)
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("scan windows");
+        out.items()
+            .iter()
+            .map(|i| {
+                let s = |a: &str| i[a].as_s().expect(a).clone();
+                let n = |a: &str| i[a].as_n().expect(a).parse::<f64>().expect(a);
+                let w = Window {
+                    device: s("device"),
+                    status: s("status"),
+                    window_end: s("window_end"),
+                    count: n("count") as u64,
+                    avgs: [
+                        n("avg_o2stats"),
+                        n("avg_pressurecontrol"),
+                        n("avg_minutevolume"),
+                    ],
+                    sums: [
+                        n("sum_o2stats"),
+                        n("sum_pressurecontrol"),
+                        n("sum_minutevolume"),
+                    ],
+                    expires_at: n("expires_at") as i64,
+                    watermarks: i
+                        .iter()
+                        .filter(|(k, _)| k.starts_with("wm_"))
+                        .map(|(k, v)| (k.clone(), v.as_s().expect("wm").clone()))
+                        .collect(),
+                };
+                ((s("pk"), s("window_start")), w)
+            })
+            .collect()
+    }
+
+    async fn dead_letters(&self) -> Vec<DeadLetter> {
+        let list = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix("dead-letters/device-status/")
+            .send()
+            .await
+            .expect("list dead letters");
+        let mut letters = Vec::new();
+        for o in list.contents() {
+            let body = self
+                .s3
+                .get_object()
+                .bucket(&self.bucket)
+                .key(o.key().expect("key"))
+                .send()
+                .await
+                .expect("get dead letters")
+                .body
+                .collect()
+                .await
+                .expect("body")
+                .into_bytes();
+            for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                letters.push(serde_json::from_slice(line).expect("dead letter"));
+            }
+        }
+        letters
+    }
+
+    async fn flag(&self) -> ChangeFlag {
+        self.flag_store(self.s3.clone())
+            .read()
+            .await
+            .expect("read flag")
+            .expect("flag exists")
+            .1
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Window {
+    device: String,
+    status: String,
+    window_end: String,
+    count: u64,
+    avgs: [f64; 3],
+    sums: [f64; 3],
+    expires_at: i64,
+    watermarks: BTreeMap<String, String>,
+}
+
+// ---------------------------------------------------------------- records --
+
+/// One reading: device, event time (`HH:MM:SS` on 2026-11-23), o2stats,
+/// pressurecontrol, minutevolume.
+#[derive(Debug, Clone, Copy)]
+struct Reading {
+    device: i64,
+    time: &'static str,
+    o2: i64,
+    pressure: i64,
+    volume: i64,
+}
+
+fn r(device: i64, time: &'static str, o2: i64, pressure: i64, volume: i64) -> Reading {
+    Reading {
+        device,
+        time,
+        o2,
+        pressure,
+        volume,
+    }
+}
+
+impl Reading {
+    fn doc(&self) -> Value {
+        json!({
+            "ventilatorid": self.device,
+            "eventtime": format!("2026-11-23 {}", self.time),
+            "serialnumber": format!("SN-{}", self.device),
+            "pressurecontrol": self.pressure,
+            "o2stats": self.o2,
+            "minutevolume": self.volume,
+            "manufacturer": "Acme",
+        })
+    }
+
+    fn epoch(&self) -> i64 {
+        NaiveDateTime::parse_from_str(&format!("2026-11-23 {}", self.time), "%Y-%m-%d %H:%M:%S")
+            .expect("time")
+            .and_utc()
+            .timestamp()
+    }
+
+    fn values(&self) -> [f64; 3] {
+        [self.o2 as f64, self.pressure as f64, self.volume as f64]
+    }
+}
+
+/// A Kinesis event of payloads on `shard`, with sequence numbers from `first`.
+fn event(shard: u32, first: u64, payloads: &[Vec<u8>]) -> KinesisEvent {
+    let arrival = Utc.with_ymd_and_hms(2026, 11, 23, 10, 30, 0).unwrap();
+    let records: Vec<StreamRecord> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, data)| StreamRecord {
+            data: data.clone(),
+            partition_key: "pk".into(),
+            arrival,
+            sequence_number: sequence_number(shard, first + i as u64),
+        })
+        .collect();
+    let json = event_json(
+        &stream_arn(REGION, "telemetry"),
+        &format!("shardId-{shard:012}"),
+        &records,
+    );
+    serde_json::from_value(json).expect("kinesis event")
+}
+
+fn readings_event(shard: u32, first: u64, readings: &[Reading]) -> KinesisEvent {
+    let payloads: Vec<Vec<u8>> = readings
+        .iter()
+        .map(|r| r.doc().to_string().into_bytes())
+        .collect();
+    event(shard, first, &payloads)
+}
+
+fn failures(response: &KinesisEventResponse) -> Vec<String> {
+    response
+        .batch_item_failures
+        .iter()
+        .filter_map(|f| f.item_identifier.clone())
+        .collect()
+}
+
+// -------------------------------------------------------------- expected --
+
+/// What the windows table must hold, computed here from the readings and the
+/// statuses the test states: every 10-minute window starting at a multiple of
+/// 5 minutes that contains the reading.
+fn expected(readings: &[(Reading, &str)]) -> BTreeMap<(String, String), (u64, [f64; 3])> {
+    let mut out: BTreeMap<(String, String), (u64, [f64; 3])> = BTreeMap::new();
+    for (reading, status) in readings {
+        let t = reading.epoch();
+        for start in (t - 900..=t).filter(|s| s % 300 == 0 && *s <= t && t < s + 600) {
+            let key = (
+                format!("{}#{status}", reading.device),
+                Utc.timestamp_opt(start, 0)
+                    .unwrap()
+                    .format("%Y-%m-%dT%H:%M:%SZ")
+                    .to_string(),
+            );
+            let e = out.entry(key).or_insert((0, [0.0; 3]));
+            e.0 += 1;
+            for (s, v) in e.1.iter_mut().zip(reading.values()) {
+                *s += v;
+            }
+        }
+    }
+    out
+}
+
+/// Asserts the windows table holds exactly `expected` (counts, sums and
+/// averages), with ends and TTLs derived from each start.
+async fn assert_windows(setup: &Setup, readings: &[(Reading, &str)]) {
+    let expected = expected(readings);
+    let actual = setup.windows().await;
+    assert_eq!(
+        actual.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "window items"
+    );
+    for (key, (count, sums)) in &expected {
+        let w = &actual[key];
+        assert_eq!(w.count, *count, "count of {key:?}");
+        let (device, status) = key.0.split_once('#').unwrap();
+        assert_eq!((w.device.as_str(), w.status.as_str()), (device, status));
+        assert_eq!(&w.sums, sums, "sums of {key:?}");
+        for (m, (actual, sum)) in w.avgs.iter().zip(sums).enumerate() {
+            let avg = sum / *count as f64;
+            assert!(
+                (actual - avg).abs() < 1e-9,
+                "avg {m} of {key:?}: {actual} != {avg}"
+            );
+        }
+        let start = chrono::DateTime::parse_from_rfc3339(&key.1)
+            .unwrap()
+            .timestamp();
+        let end = Utc.timestamp_opt(start + 600, 0).unwrap();
+        assert_eq!(w.window_end, end.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        assert_eq!(w.expires_at, start + 600 + 7 * DAY, "TTL of {key:?}");
+    }
+}
+
+// ------------------------------------------------------------------ tests --
+
+#[tokio::test]
+async fn statuses_counts_and_averages_per_window() {
+    let setup = Setup::new().await;
+    setup.put_ranges(1, RANGES).await;
+    setup
+        .put_ranges(2, [(80.0, 85.0), (1.0, 2.0), (1.0, 1.0)])
+        .await;
+    let function = setup.consumer().await;
+
+    let readings = [
+        (r(1, "10:01:00", 95, 15, 6), "GREEN"),
+        (r(1, "10:03:10", 90, 20, 8), "GREEN"), // every bound is inclusive
+        (r(1, "10:04:59", 100, 10, 5), "GREEN"),
+        (r(1, "10:06:00", 101, 15, 6), "ORANGE"), // one out
+        (r(1, "10:06:30", 101, 21, 6), "ORANGE"), // two out
+        (r(1, "10:07:30", 80, 30, 2), "RED"),     // all out
+        (r(1, "10:12:00", 89, 9, 9), "RED"),
+        (r(2, "10:05:00", 82, 2, 1), "GREEN"), // on a window boundary
+        (r(2, "10:09:59", 82, 3, 1), "ORANGE"),
+        (r(3, "10:02:00", 95, 15, 6), "UNKNOWN"), // no reference row
+        (r(3, "10:08:00", 1, 1, 1), "UNKNOWN"),
+    ];
+    let plain: Vec<Reading> = readings.iter().map(|(r, _)| *r).collect();
+    let (summary, response) = function
+        .process(&readings_event(0, 1, &plain))
+        .await
+        .expect("process");
+    assert!(failures(&response).is_empty());
+    assert_eq!((summary.records, summary.good, summary.bad), (11, 11, 0));
+    assert_eq!(summary.unknown_devices, 1);
+    assert_windows(&setup, &readings).await;
+
+    // The RED reading at 10:07:30 is in both windows that contain it.
+    let w = setup.windows().await;
+    let red_1000 = &w[&("1#RED".to_string(), "2026-11-23T10:00:00Z".to_string())];
+    let red_1005 = &w[&("1#RED".to_string(), "2026-11-23T10:05:00Z".to_string())];
+    assert_eq!((red_1000.count, red_1000.avgs), (1, [80.0, 30.0, 2.0]));
+    assert_eq!(red_1005.count, 2);
+    assert_eq!(red_1005.avgs, [84.5, 19.5, 5.5]);
+    // The window item records how far shard 0 has been applied.
+    assert_eq!(
+        red_1005.watermarks,
+        BTreeMap::from([("wm_shardId-000000000000".to_string(), sequence_number(0, 7))])
+    );
+}
+
+#[tokio::test]
+async fn the_same_batch_twice_counts_once() {
+    let setup = Setup::new().await;
+    setup.put_ranges(1, RANGES).await;
+    let function = setup.consumer().await;
+    let readings = [
+        (r(1, "10:01:00", 95, 15, 6), "GREEN"),
+        (r(1, "10:06:00", 101, 15, 6), "ORANGE"),
+        (r(1, "10:07:00", 96, 16, 7), "GREEN"),
+    ];
+    let plain: Vec<Reading> = readings.iter().map(|(r, _)| *r).collect();
+    let batch = readings_event(0, 1, &plain);
+    let (first, _) = function.process(&batch).await.expect("first");
+    assert_eq!(first.windows.written, 5);
+    let (second, response) = function.process(&batch).await.expect("retry");
+    assert!(failures(&response).is_empty());
+    assert_eq!(
+        (second.windows.written, second.windows.already_applied),
+        (0, 5)
+    );
+    assert_windows(&setup, &readings).await;
+}
+
+#[tokio::test]
+async fn a_retry_from_the_reported_checkpoint_with_more_records_counts_each_once() {
+    let setup = Setup::new().await;
+    setup.put_ranges(1, RANGES).await;
+    setup.put_ranges(2, RANGES).await;
+    let proxy = FaultProxy::start(moto()).await;
+    // One SDK attempt: the single injected throttle fails exactly one write.
+    let function = setup.consumer_via(&proxy.endpoint, 1).await;
+
+    let first = [
+        (r(2, "10:01:00", 95, 15, 6), "GREEN"),
+        (r(2, "10:02:00", 50, 50, 50), "RED"),
+        (r(1, "10:03:00", 95, 15, 6), "GREEN"), // the only record of 1#GREEN 09:55
+        (r(2, "10:04:00", 96, 16, 7), "GREEN"),
+        (r(1, "10:08:00", 97, 17, 7), "GREEN"),
+        (r(2, "10:09:00", 101, 15, 6), "ORANGE"),
+    ];
+    let plain: Vec<Reading> = first.iter().map(|(r, _)| *r).collect();
+    // Windows are written in key order; 1#GREEN 09:55 comes first and fails.
+    proxy.inject(
+        Fault::aws_json(
+            "DynamoDB_20120810.UpdateItem",
+            400,
+            "ProvisionedThroughputExceededException",
+        )
+        .times(1),
+    );
+    let (summary, response) = function
+        .process(&readings_event(0, 1, &plain))
+        .await
+        .expect("process");
+    assert_eq!(proxy.injected(), 1);
+    assert_eq!(summary.windows.failed.len(), 1);
+    assert_eq!(summary.windows.failed[0].0.device, "1");
+    // Lambda retries from the failed window's first record, the third.
+    assert_eq!(failures(&response), [sequence_number(0, 3)]);
+    let partial = setup.windows().await;
+    assert!(!partial.contains_key(&("1#GREEN".to_string(), "2026-11-23T09:55:00Z".to_string())));
+    let g = &partial[&("1#GREEN".to_string(), "2026-11-23T10:00:00Z".to_string())];
+    assert_eq!(
+        g.count, 2,
+        "the window that did not fail holds both readings"
+    );
+
+    // Lambda redelivers from the checkpoint, with records that arrived since.
+    let retry = [
+        first[2],
+        first[3],
+        first[4],
+        first[5],
+        (r(1, "10:04:00", 91, 11, 5), "GREEN"),
+        (r(2, "10:11:00", 40, 40, 40), "RED"),
+    ];
+    let plain: Vec<Reading> = retry.iter().map(|(r, _)| *r).collect();
+    let (summary, response) = function
+        .process(&readings_event(0, 3, &plain))
+        .await
+        .expect("retry");
+    assert!(
+        failures(&response).is_empty(),
+        "{:?}",
+        summary.windows.failed
+    );
+    let mut all = first.to_vec();
+    all.extend_from_slice(&retry[4..]);
+    assert_windows(&setup, &all).await;
+}
+
+#[tokio::test]
+async fn batches_from_two_shards_add_up() {
+    let setup = Setup::new().await;
+    setup.put_ranges(1, RANGES).await;
+    let a = [
+        (r(1, "10:01:00", 95, 15, 6), "GREEN"),
+        (r(1, "10:02:00", 93, 12, 5), "GREEN"),
+    ];
+    let b = [
+        (r(1, "10:03:00", 99, 19, 8), "GREEN"),
+        (r(1, "10:06:00", 101, 15, 6), "ORANGE"),
+    ];
+    let (fa, fb) = (setup.consumer().await, setup.consumer().await);
+    let plain = |x: &[(Reading, &str)]| x.iter().map(|(r, _)| *r).collect::<Vec<_>>();
+    // The same sequence numbers on both shards: watermarks are per shard.
+    fa.process(&readings_event(0, 1, &plain(&a)))
+        .await
+        .expect("shard 0");
+    fb.process(&readings_event(1, 1, &plain(&b)))
+        .await
+        .expect("shard 1");
+    let all: Vec<(Reading, &str)> = a.iter().chain(&b).copied().collect();
+    assert_windows(&setup, &all).await;
+    let w = setup.windows().await;
+    let g = &w[&("1#GREEN".to_string(), "2026-11-23T10:00:00Z".to_string())];
+    assert_eq!(g.count, 3);
+    assert_eq!(
+        g.watermarks,
+        BTreeMap::from([
+            ("wm_shardId-000000000000".to_string(), sequence_number(0, 2)),
+            ("wm_shardId-000000000001".to_string(), sequence_number(1, 1)),
+        ])
+    );
+}
+
+#[tokio::test]
+async fn a_window_written_since_it_was_read_is_read_again() {
+    let setup = Setup::new().await;
+    setup.put_ranges(1, RANGES).await;
+    let a = [(r(1, "10:01:00", 95, 15, 6), "GREEN")];
+    let b = [(r(1, "10:02:00", 91, 11, 6), "GREEN")];
+    let plain = |x: &[(Reading, &str)]| x.iter().map(|(r, _)| *r).collect::<Vec<_>>();
+    setup
+        .consumer()
+        .await
+        .process(&readings_event(0, 1, &plain(&a)))
+        .await
+        .expect("shard 0");
+
+    // Shard 1's consumer reads the two windows before shard 0 wrote them: a
+    // stale BatchGetItem answer saying they do not exist. Its conditional
+    // writes fail, it reads each item again and adds to what is there.
+    let proxy = FaultProxy::start(moto()).await;
+    proxy.inject(
+        Fault {
+            method: "POST",
+            path_contains: "/".into(),
+            target: Some("DynamoDB_20120810.BatchGetItem".into()),
+            status: 200,
+            content_type: "application/x-amz-json-1.0",
+            body: json!({"Responses": {setup.windows_table.clone(): []}, "UnprocessedKeys": {}})
+                .to_string(),
+            times: None,
+        }
+        .times(1),
+    );
+    let function = setup.consumer_via(&proxy.endpoint, 1).await;
+    let (summary, response) = function
+        .process(&readings_event(1, 1, &plain(&b)))
+        .await
+        .expect("shard 1");
+    assert_eq!(proxy.injected(), 1);
+    assert!(failures(&response).is_empty());
+    assert_eq!(summary.windows.written, 2);
+    let all: Vec<(Reading, &str)> = a.iter().chain(&b).copied().collect();
+    assert_windows(&setup, &all).await;
+}
+
+/// A reading as a CSV line in the schema's column order.
+fn csv_line(r: &Reading) -> String {
+    format!(
+        "{},2026-11-23 {},SN-{},{},{},{},Acme",
+        r.device, r.time, r.device, r.pressure, r.o2, r.volume
+    )
+}
+
+/// A KPL aggregated record (magic, protobuf, MD5) of `payloads`.
+fn kpl_record(payloads: &[Vec<u8>]) -> Vec<u8> {
+    use md5::Digest;
+    use prost::Message;
+    use telemetry_lake::kpl::{AggregatedRecord, UserRecord};
+    let body = AggregatedRecord {
+        partition_key_table: vec!["pk".into()],
+        explicit_hash_key_table: Vec::new(),
+        records: payloads
+            .iter()
+            .map(|p| UserRecord {
+                partition_key_index: 0,
+                explicit_hash_key_index: None,
+                data: p.clone(),
+                tags: Vec::new(),
+            })
+            .collect(),
+    }
+    .encode_to_vec();
+    let mut out = vec![0xF3, 0x89, 0x9A, 0xC2];
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&md5::Md5::digest(&body));
+    out
+}
+
+#[tokio::test]
+async fn csv_records_in_kpl_aggregates_go_through_the_shared_decode_path() {
+    let mut setup = Setup::new().await;
+    setup.env.push(("FORMAT", "csv".to_string()));
+    setup.put_ranges(1, RANGES).await;
+    let function = setup.consumer().await;
+    let good = [
+        (r(1, "10:01:00", 95, 15, 6), "GREEN"),
+        (r(1, "10:02:00", 50, 15, 6), "ORANGE"),
+        (r(1, "10:03:00", 95, 15, 6), "GREEN"),
+    ];
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, csv_line(&good[1].0).as_bytes()).unwrap();
+    let mut bad_md5 = kpl_record(&[csv_line(&good[0].0).into_bytes()]);
+    let last = bad_md5.len() - 1;
+    bad_md5[last] ^= 1;
+    let payloads = vec![
+        kpl_record(&[
+            csv_line(&good[0].0).into_bytes(),
+            b"1,2026-11-23 10:01:30,SN-1,high,95,6,Acme".to_vec(),
+            gz.finish().unwrap(),
+        ]),
+        bad_md5,
+        csv_line(&good[2].0).into_bytes(),
+    ];
+    let (summary, response) = function
+        .process(&event(0, 1, &payloads))
+        .await
+        .expect("process");
+    assert!(failures(&response).is_empty());
+    assert_eq!((summary.records, summary.good, summary.bad), (3, 3, 2));
+    assert_windows(&setup, &good).await;
+    let letters: Vec<(String, Option<u64>, String)> = setup
+        .dead_letters()
+        .await
+        .iter()
+        .map(|l| {
+            (
+                l.sequence_number.clone(),
+                l.sub_sequence_number,
+                l.reason.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        letters,
+        [
+            (sequence_number(0, 1), Some(1), "wrong_type".to_string()),
+            (sequence_number(0, 2), None, "kpl_bad_md5".to_string()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn bad_records_are_dead_lettered_and_the_good_ones_count() {
+    let setup = Setup::new().await;
+    setup.put_ranges(1, RANGES).await;
+    let function = setup.consumer().await;
+    let good = [
+        (r(1, "10:01:00", 95, 15, 6), "GREEN"),
+        (r(1, "10:02:00", 50, 15, 6), "ORANGE"),
+    ];
+    let mut missing = good[0].0.doc();
+    missing.as_object_mut().unwrap().remove("o2stats");
+    let mut wrong = good[0].0.doc();
+    wrong["pressurecontrol"] = json!("high");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, good[1].0.doc().to_string().as_bytes()).unwrap();
+    let payloads = vec![
+        good[0].0.doc().to_string().into_bytes(),
+        b"{\"ventilatorid\": 1, ".to_vec(),
+        missing.to_string().into_bytes(),
+        gz.finish().unwrap(),
+        wrong.to_string().into_bytes(),
+        Vec::new(),
+    ];
+    let (summary, response) = function
+        .process(&event(0, 1, &payloads))
+        .await
+        .expect("process");
+    assert!(failures(&response).is_empty());
+    assert_eq!((summary.records, summary.good, summary.bad), (6, 2, 4));
+    assert_eq!(summary.dead_letter_objects, 1);
+    assert_windows(&setup, &good).await;
+
+    let letters = setup.dead_letters().await;
+    let reasons: Vec<(String, &str)> = letters
+        .iter()
+        .map(|l| (l.sequence_number.clone(), l.reason.as_str()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (sequence_number(0, 2), "invalid_json"),
+            (sequence_number(0, 3), "missing_field"),
+            (sequence_number(0, 5), "wrong_type"),
+            (sequence_number(0, 6), "empty_payload"),
+        ]
+    );
+    assert!(
+        letters[1].detail.contains("o2stats"),
+        "{}",
+        letters[1].detail
+    );
+    assert_eq!(
+        letters[1].bytes().unwrap(),
+        missing.to_string().into_bytes()
+    );
+}
+
+#[tokio::test]
+async fn a_throttled_table_yields_batch_item_failures_and_the_retry_counts_once() {
+    let setup = Setup::new().await;
+    setup.put_ranges(1, RANGES).await;
+    let proxy = FaultProxy::start(moto()).await;
+    let function = setup.consumer_via(&proxy.endpoint, 2).await;
+    let readings = [
+        (r(1, "10:01:00", 95, 15, 6), "GREEN"),
+        (r(1, "10:06:00", 101, 15, 6), "ORANGE"),
+    ];
+    let plain: Vec<Reading> = readings.iter().map(|(r, _)| *r).collect();
+    let batch = readings_event(0, 1, &plain);
+    proxy.inject(Fault::aws_json(
+        "DynamoDB_20120810.UpdateItem",
+        400,
+        "ProvisionedThroughputExceededException",
+    ));
+    let (summary, response) = function.process(&batch).await.expect("process");
+    assert_eq!(summary.windows.failed.len(), 4);
+    assert!(summary.windows.failed[0]
+        .1
+        .contains("ProvisionedThroughputExceeded"));
+    // Each of the 4 writes tried twice (the SDK retries throttling).
+    assert_eq!(proxy.injected(), 8);
+    assert_eq!(failures(&response), [sequence_number(0, 1)]);
+    assert!(setup.windows().await.is_empty());
+
+    proxy.heal();
+    let (_, response) = function.process(&batch).await.expect("retry");
+    assert!(failures(&response).is_empty());
+    let (_, response) = function.process(&batch).await.expect("retried again");
+    assert!(failures(&response).is_empty());
+    assert_windows(&setup, &readings).await;
+}
+
+// ------------------------------------------------------- reference changes --
+
+/// Reads the reference table's stream on moto's DynamoDB Streams API,
+/// remembering where it stopped, and hands out Lambda events.
+struct StreamReader {
+    client: aws_sdk_dynamodbstreams::Client,
+    stream_arn: String,
+    iterator: Option<String>,
+}
+
+impl StreamReader {
+    async fn open(table: &str) -> Self {
+        let sdk = sdk_config(moto(), REGION).await;
+        let client = aws_sdk_dynamodbstreams::Client::new(&sdk);
+        let streams = client
+            .list_streams()
+            .table_name(table)
+            .send()
+            .await
+            .expect("list streams");
+        let stream_arn = streams.streams()[0].stream_arn().expect("arn").to_string();
+        StreamReader {
+            client,
+            stream_arn,
+            iterator: None,
+        }
+    }
+
+    /// The records written since the last call, as the Lambda event.
+    async fn next_event(&mut self) -> DynamoDbEvent {
+        let iterator = match self.iterator.take() {
+            Some(it) => it,
+            None => {
+                let described = self
+                    .client
+                    .describe_stream()
+                    .stream_arn(&self.stream_arn)
+                    .send()
+                    .await
+                    .expect("describe stream");
+                let shard = described
+                    .stream_description()
+                    .expect("description")
+                    .shards()[0]
+                    .shard_id()
+                    .expect("shard")
+                    .to_string();
+                self.client
+                    .get_shard_iterator()
+                    .stream_arn(&self.stream_arn)
+                    .shard_id(shard)
+                    .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                    .send()
+                    .await
+                    .expect("shard iterator")
+                    .shard_iterator
+                    .expect("iterator")
+            }
+        };
+        let out = self
+            .client
+            .get_records()
+            .shard_iterator(iterator)
+            .send()
+            .await
+            .expect("get records");
+        self.iterator = out.next_shard_iterator.clone();
+        let records: Vec<Value> = out
+            .records()
+            .iter()
+            .map(|rec| {
+                let d = rec.dynamodb().expect("stream record");
+                let keys: serde_json::Map<String, Value> = d
+                    .keys()
+                    .expect("keys")
+                    .iter()
+                    .map(|(k, v)| {
+                        let v = match v {
+                            aws_sdk_dynamodbstreams::types::AttributeValue::N(n) => json!({"N": n}),
+                            aws_sdk_dynamodbstreams::types::AttributeValue::S(s) => json!({"S": s}),
+                            other => panic!("unexpected key type {other:?}"),
+                        };
+                        (k.clone(), v)
+                    })
+                    .collect();
+                json!({
+                    "eventID": rec.event_id(),
+                    "eventName": rec.event_name().expect("name").as_str(),
+                    "eventVersion": rec.event_version(),
+                    "eventSource": rec.event_source(),
+                    "awsRegion": rec.aws_region(),
+                    "eventSourceARN": self.stream_arn,
+                    "dynamodb": {
+                        "Keys": keys,
+                        "SequenceNumber": d.sequence_number(),
+                        "SizeBytes": d.size_bytes(),
+                        "StreamViewType": d.stream_view_type().expect("view").as_str(),
+                    },
+                })
+            })
+            .collect();
+        serde_json::from_value(json!({ "Records": records })).expect("dynamodb event")
+    }
+}
+
+#[tokio::test]
+async fn a_reference_change_reaches_two_consumer_instances() {
+    let setup = Setup::new().await;
+    setup.put_ranges(1, RANGES).await;
+    setup.put_ranges(2, RANGES).await;
+    let mut stream = StreamReader::open(&setup.reference_table).await;
+    let flagger = ReferenceChangeFlag::new(setup.flag_store(setup.s3.clone()));
+
+    // The initial inserts go through the flag function too.
+    let inserts = stream.next_event().await;
+    assert_eq!(inserts.records.len(), 2);
+    assert_eq!(inserts.records[0].event_name, "INSERT");
+    let flag = flagger
+        .process(&inserts)
+        .await
+        .expect("flag")
+        .expect("published");
+    assert_eq!(
+        (flag.version, flag.changed_keys.clone()),
+        (1, vec!["1".to_string(), "2".to_string()])
+    );
+
+    // The probe is a conditional GET that moto answers 304 while the flag
+    // has not moved.
+    let store = setup.flag_store(setup.s3.clone());
+    let (etag_v1, _) = store.read().await.expect("read").expect("flag");
+    assert_eq!(
+        store.probe(Some(&etag_v1)).await.expect("probe"),
+        Probe::Unchanged
+    );
+
+    let consumers = [setup.consumer().await, setup.consumer().await];
+    let reading = r(1, "10:01:00", 95, 15, 6);
+    let mut statuses = Vec::new();
+    for (i, c) in consumers.iter().enumerate() {
+        let (s, _) = c
+            .process(&readings_event(i as u32, 1, &[reading]))
+            .await
+            .expect("before the change");
+        statuses.push(s.by_status.keys().map(|s| s.as_str()).collect::<Vec<_>>());
+        // A second batch probes the flag (304 Not Modified) and keeps the cache.
+        c.process(&readings_event(i as u32, 2, &[]))
+            .await
+            .expect("empty");
+        assert_eq!(c.cache().loads().await, 1);
+    }
+    assert_eq!(statuses, [["GREEN"], ["GREEN"]]);
+
+    // The operator narrows device 1's o2stats range: 95 is now out of range.
+    setup
+        .dynamodb
+        .update_item()
+        .table_name(&setup.reference_table)
+        .key("ventilatorid", AttributeValue::N("1".into()))
+        .update_expression("SET o2_stats_max = :m")
+        .expression_attribute_values(":m", AttributeValue::N("94".into()))
+        .send()
+        .await
+        .expect("update reference row");
+    let change = stream.next_event().await;
+    assert_eq!(change.records.len(), 1);
+    assert_eq!(change.records[0].event_name, "MODIFY");
+    flagger.process(&change).await.expect("flag");
+    let flag = setup.flag().await;
+    assert_eq!(
+        (flag.version, flag.changed_keys),
+        (2, vec!["1".to_string()])
+    );
+    let moved = store.probe(Some(&etag_v1)).await.expect("probe");
+    assert!(
+        matches!(&moved, Probe::Changed(Some(etag)) if *etag != etag_v1),
+        "{moved:?}"
+    );
+
+    for (i, c) in consumers.iter().enumerate() {
+        let (s, _) = c
+            .process(&readings_event(i as u32, 3, &[reading]))
+            .await
+            .expect("after the change");
+        assert_eq!(
+            s.by_status.keys().map(|s| s.as_str()).collect::<Vec<_>>(),
+            ["ORANGE"]
+        );
+        assert_eq!(c.cache().loads().await, 2, "consumer {i} reloaded once");
+    }
+    let w = setup.windows().await;
+    assert_eq!(
+        w[&("1#GREEN".to_string(), "2026-11-23T10:00:00Z".to_string())].count,
+        2
+    );
+    assert_eq!(
+        w[&("1#ORANGE".to_string(), "2026-11-23T10:00:00Z".to_string())].count,
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_flag_writer_that_loses_a_race_retries_with_the_next_version() {
+    let setup = Setup::new().await;
+    let proxy = FaultProxy::start(moto()).await;
+    let sdk = sdk_config(&proxy.endpoint, REGION).await;
+    let flagger = ReferenceChangeFlag::new(setup.flag_store(s3_client(&sdk)));
+    let event = |key: &str| -> DynamoDbEvent {
+        serde_json::from_value(json!({"Records": [{
+            "eventID": "1", "eventName": "MODIFY", "awsRegion": REGION,
+            "dynamodb": {"Keys": {"ventilatorid": {"N": key}}, "SizeBytes": 1}
+        }]}))
+        .unwrap()
+    };
+    flagger.process(&event("1")).await.expect("first");
+    // Another writer moved the flag between our read and our write: S3
+    // answers 412 to the conditional PUT, and the writer reads again.
+    proxy.inject(
+        Fault::s3_put(
+            FLAG_KEY,
+            412,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>PreconditionFailed</Code>\
+             <Message>At least one of the pre-conditions you specified did not hold</Message></Error>",
+        )
+        .times(1),
+    );
+    let flag = flagger
+        .process(&event("7"))
+        .await
+        .expect("second")
+        .expect("flag");
+    assert_eq!(proxy.injected(), 1);
+    assert_eq!(flag.version, 2);
+    assert_eq!(setup.flag().await.changed_keys, ["7"]);
+    // An empty batch publishes nothing.
+    let empty: DynamoDbEvent = serde_json::from_value(json!({"Records": []})).unwrap();
+    assert_eq!(flagger.process(&empty).await.expect("empty"), None);
+    assert_eq!(setup.flag().await.version, 2);
+}
+
+#[tokio::test]
+async fn an_unreadable_change_flag_keeps_the_loaded_reference_data() {
+    let setup = Setup::new().await;
+    setup.put_ranges(1, RANGES).await;
+    let proxy = FaultProxy::start(moto()).await;
+    let flag_s3 = s3_client(&sdk_config(&proxy.endpoint, REGION).await);
+    let function = setup.consumer_with(moto(), 3, flag_s3).await;
+    let reading = r(1, "10:01:00", 95, 15, 6);
+    let status = |s: &device_status::BatchSummary| {
+        s.by_status
+            .keys()
+            .map(|s| s.as_str().to_string())
+            .collect::<Vec<_>>()
+    };
+    let (s, _) = function
+        .process(&readings_event(0, 1, &[reading]))
+        .await
+        .expect("first batch");
+    assert_eq!(status(&s), ["GREEN"]);
+
+    // The range changes and the flag says so, but S3 fails every GET of it.
+    setup
+        .put_ranges(1, [(90.0, 94.0), (10.0, 20.0), (5.0, 8.0)])
+        .await;
+    let flagger = ReferenceChangeFlag::new(setup.flag_store(setup.s3.clone()));
+    let change: DynamoDbEvent = serde_json::from_value(json!({"Records": [{
+        "eventID": "1", "eventName": "MODIFY", "awsRegion": REGION,
+        "dynamodb": {"Keys": {"ventilatorid": {"N": "1"}}, "SizeBytes": 1}
+    }]}))
+    .unwrap();
+    flagger.process(&change).await.expect("flag");
+    proxy.inject(Fault {
+        method: "GET",
+        path_contains: FLAG_KEY.to_string(),
+        target: None,
+        status: 500,
+        content_type: "application/xml",
+        body: "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InternalError</Code>\
+               <Message>We encountered an internal error.</Message></Error>"
+            .to_string(),
+        times: None,
+    });
+    let (s, response) = function
+        .process(&readings_event(0, 2, &[reading]))
+        .await
+        .expect("the batch goes on with the loaded data");
+    assert!(proxy.injected() > 0);
+    assert!(failures(&response).is_empty());
+    assert_eq!(status(&s), ["GREEN"]);
+    assert_eq!(function.cache().loads().await, 1);
+
+    // Once the flag can be read, the next batch reloads.
+    proxy.heal();
+    let (s, _) = function
+        .process(&readings_event(0, 3, &[reading]))
+        .await
+        .expect("after healing");
+    assert_eq!(status(&s), ["ORANGE"]);
+    assert_eq!(function.cache().loads().await, 2);
+}
+
+#[tokio::test]
+async fn an_unreadable_reference_table_fails_the_batch_for_lambda_to_retry() {
+    let setup = Setup::new().await;
+    setup.put_ranges(1, RANGES).await;
+    let proxy = FaultProxy::start(moto()).await;
+    let function = setup.consumer_via(&proxy.endpoint, 1).await;
+    let readings = [(r(1, "10:01:00", 95, 15, 6), "GREEN")];
+    let batch = readings_event(0, 1, &[readings[0].0]);
+    proxy.inject(Fault::aws_json(
+        "DynamoDB_20120810.Scan",
+        400,
+        "ProvisionedThroughputExceededException",
+    ));
+    let err = function
+        .process(&batch)
+        .await
+        .expect_err("no reference data");
+    let message = err.to_string();
+    assert!(
+        message.contains(&setup.reference_table)
+            && message.contains("ProvisionedThroughputExceeded"),
+        "{message}"
+    );
+    assert!(setup.windows().await.is_empty());
+
+    proxy.heal();
+    let (_, response) = function.process(&batch).await.expect("retried batch");
+    assert!(failures(&response).is_empty());
+    assert_windows(&setup, &readings).await;
+}

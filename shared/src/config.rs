@@ -234,7 +234,8 @@ pub fn format_from(get: &impl Fn(&str) -> Option<String>) -> Result<Format, Conf
     })
 }
 
-fn schema_from(get: &impl Fn(&str) -> Option<String>) -> Result<Schema, ConfigError> {
+/// The declared schema from [`SCHEMA`], or the file named by [`SCHEMA_FILE`].
+pub fn schema_from(get: &impl Fn(&str) -> Option<String>) -> Result<Schema, ConfigError> {
     let (name, text) = match get(SCHEMA).filter(|v| !v.trim().is_empty()) {
         Some(text) => (SCHEMA, text),
         None => {

@@ -23,6 +23,7 @@ pub mod kpl;
 // Reference data, status and windows (device-status, reference-change-flag).
 pub mod change_flag;
 pub mod reference;
+pub mod sequence;
 pub mod status;
 pub mod windows;
 

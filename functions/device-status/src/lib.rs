@@ -1,1 +1,352 @@
-//! Handler of `device-status` (skeleton; filled in by its issue).
+//! The device-status function: a second consumer of the telemetry stream.
+//! It decodes and validates each record exactly as `kinesis-to-parquet` does
+//! (bad records become dead letters, never a failed batch), joins it with the
+//! device's normal ranges, derives its status, aggregates the batch per
+//! (device, status, sliding window) and applies the aggregates to the
+//! windows table once per record, even under Lambda retries (see
+//! [`window_store`]).
+
+pub mod config;
+pub mod window_store;
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
+use aws_lambda_events::event::streams::KinesisEventResponse;
+use chrono::{DateTime, Utc};
+use lambda_runtime::LambdaEvent;
+use telemetry_lake::dead_letter::{to_json_lines, DeadLetter};
+use telemetry_lake::format::PayloadDecoder;
+use telemetry_lake::lake_writer::{ObjectSink, DEAD_LETTER_EXTENSION};
+use telemetry_lake::partition::{object_key, stream_name, IngestHour, StreamPosition};
+use telemetry_lake::record::Value;
+use telemetry_lake::reference::{ReferenceCache, ReferenceData, ReferenceError};
+use telemetry_lake::schema::Schema;
+use telemetry_lake::sequence;
+use telemetry_lake::status::{status_of, Status};
+use telemetry_lake::stream_batch::{decode_payload, shard_id};
+use telemetry_lake::windows::{BatchWindows, WindowSpec};
+
+use crate::config::{DeviceStatusConfig, RecordFields};
+use crate::window_store::{ApplyReport, WindowStore};
+
+/// How a batch is read: the schema, where the fields are, the windows.
+#[derive(Debug, Clone)]
+pub struct BatchPlan {
+    pub schema: Schema,
+    pub fields: RecordFields,
+    pub windows: WindowSpec,
+    pub max_payload_bytes: usize,
+    /// The format-aware decoder every stream consumer shares.
+    pub decoder: PayloadDecoder,
+}
+
+impl BatchPlan {
+    /// The plan of a configuration (whose fields were checked at load).
+    pub fn of(config: &DeviceStatusConfig) -> Result<Self, telemetry_lake::config::ConfigError> {
+        Ok(BatchPlan {
+            schema: config.schema.clone(),
+            fields: config.fields()?,
+            windows: config.windows,
+            max_payload_bytes: config.max_payload_bytes,
+            decoder: PayloadDecoder::new(
+                config.format.clone(),
+                config.schema.clone(),
+                config.max_payload_bytes,
+            ),
+        })
+    }
+}
+
+/// A batch decoded, joined and grouped by window, before any write.
+#[derive(Debug)]
+pub struct Aggregated {
+    pub windows: BatchWindows,
+    pub dead_letters: Vec<DeadLetter>,
+    /// Stream records in the batch.
+    pub records: usize,
+    /// Good documents.
+    pub good: usize,
+    /// Good documents per status.
+    pub by_status: BTreeMap<Status, usize>,
+    /// Devices without reference ranges.
+    pub unknown_devices: BTreeSet<String>,
+}
+
+/// Decodes, validates, joins and aggregates a batch: everything but the writes.
+pub fn aggregate(
+    records: &[KinesisEventRecord],
+    plan: &BatchPlan,
+    reference: &ReferenceData,
+) -> Aggregated {
+    let fields = &plan.fields;
+    let mut out = Aggregated {
+        windows: BatchWindows::new(fields.metrics.len()),
+        dead_letters: Vec::new(),
+        records: records.len(),
+        good: 0,
+        by_status: BTreeMap::new(),
+        unknown_devices: BTreeSet::new(),
+    };
+    let mut readings = vec![0.0; fields.metrics.len()];
+    let mut device = String::new();
+    for rec in records {
+        let k = &rec.kinesis;
+        let arrival: DateTime<Utc> = *k.approximate_arrival_timestamp;
+        let shard = shard_id(rec);
+        let stream = stream_name(rec.event_source_arn.as_deref().unwrap_or("unknown-stream"));
+        decode_payload(&k.data, &plan.decoder, |outcome| {
+            let values = match outcome {
+                Ok(values) => values,
+                Err(r) => {
+                    let mut letter = DeadLetter::new(
+                        stream,
+                        shard,
+                        &k.sequence_number,
+                        r.index,
+                        arrival,
+                        r.reason,
+                        r.detail,
+                        r.scope,
+                        r.bytes,
+                    );
+                    letter.sub_sequence_number = r.sub_sequence_number;
+                    out.dead_letters.push(letter);
+                    return;
+                }
+            };
+            // The configuration checked these fields are required and typed,
+            // so a parsed record always has them.
+            device.clear();
+            match &values[fields.device] {
+                Value::Int64(i) => {
+                    use std::fmt::Write;
+                    let _ = write!(device, "{i}");
+                }
+                Value::String(s) => device.push_str(s),
+                _ => return,
+            }
+            let Value::Timestamp(t) = values[fields.event_time] else {
+                return;
+            };
+            for (r, &i) in readings.iter_mut().zip(&fields.metrics) {
+                *r = match values[i] {
+                    Value::Int64(v) => v as f64,
+                    Value::Float64(v) => v,
+                    _ => return,
+                };
+            }
+            let ranges = reference.get(&device);
+            let status = status_of(&readings, ranges);
+            if status == Status::Unknown && !out.unknown_devices.contains(&device) {
+                out.unknown_devices.insert(device.clone());
+            }
+            *out.by_status.entry(status).or_default() += 1;
+            out.good += 1;
+            out.windows.add(
+                shard,
+                &k.sequence_number,
+                &device,
+                status,
+                plan.windows.starts(t),
+                &readings,
+            );
+        });
+    }
+    out
+}
+
+/// The function's state, built once per container.
+pub struct DeviceStatus<S> {
+    plan: BatchPlan,
+    cache: ReferenceCache,
+    store: WindowStore,
+    dead_letter_sink: S,
+    dead_letter_prefix: String,
+}
+
+/// What one invocation did, also logged as one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchSummary {
+    pub records: usize,
+    pub good: usize,
+    pub bad: usize,
+    pub by_status: BTreeMap<Status, usize>,
+    pub unknown_devices: usize,
+    pub windows: ApplyReport,
+    pub dead_letter_objects: usize,
+    pub retry_from: Option<String>,
+}
+
+/// The batch cannot be processed at all; Lambda retries it whole.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceStatusError {
+    #[error("reference data unavailable: {0}")]
+    Reference(#[from] ReferenceError),
+}
+
+impl<S: ObjectSink> DeviceStatus<S> {
+    /// Prepares the function.
+    pub fn new(
+        config: &DeviceStatusConfig,
+        cache: ReferenceCache,
+        dynamodb: aws_sdk_dynamodb::Client,
+        dead_letter_sink: S,
+    ) -> Result<Self, telemetry_lake::config::ConfigError> {
+        let store = WindowStore {
+            client: dynamodb,
+            table: config.windows_table.clone(),
+            metrics: config.metrics.iter().map(|m| m.field.clone()).collect(),
+            window_secs: config.windows.size_secs(),
+            retention_secs: config.retention.as_secs() as i64,
+            concurrency: config.write_concurrency,
+        };
+        Ok(DeviceStatus {
+            plan: BatchPlan::of(config)?,
+            cache,
+            store,
+            dead_letter_sink,
+            dead_letter_prefix: config.dead_letter_prefix.clone(),
+        })
+    }
+
+    /// The reference cache (to observe reloads).
+    pub fn cache(&self) -> &ReferenceCache {
+        &self.cache
+    }
+
+    /// Handles one Kinesis batch.
+    pub async fn handle(
+        &self,
+        event: LambdaEvent<KinesisEvent>,
+    ) -> Result<KinesisEventResponse, lambda_runtime::Error> {
+        let (_, response) = self.process(&event.payload).await?;
+        Ok(response)
+    }
+
+    /// Processes a batch, returning what was done and the Lambda response.
+    /// Lambda delivers one shard per invocation, so the one reported
+    /// failure (a sequence number) is where that shard resumes.
+    pub async fn process(
+        &self,
+        event: &KinesisEvent,
+    ) -> Result<(BatchSummary, KinesisEventResponse), DeviceStatusError> {
+        let started = Instant::now();
+        let reference = self.cache.current().await?;
+        let agg = aggregate(&event.records, &self.plan, &reference);
+        if !agg.unknown_devices.is_empty() {
+            let sample: Vec<&str> = agg
+                .unknown_devices
+                .iter()
+                .take(10)
+                .map(String::as_str)
+                .collect();
+            tracing::warn!(
+                devices = agg.unknown_devices.len(),
+                records = agg.by_status.get(&Status::Unknown).copied().unwrap_or(0),
+                sample = %sample.join(","),
+                "devices without reference ranges; kept under UNKNOWN"
+            );
+        }
+        let report = self.store.apply(&agg.windows).await;
+        for (key, error) in &report.failed {
+            tracing::error!(device = %key.device, status = %key.status, window_start = key.start, error = %error, "window not written; the batch will be retried");
+        }
+        let mut retry_from = report.retry_from.clone();
+        let bad = agg.dead_letters.len();
+        let dead_letter_objects = self
+            .write_dead_letters(agg.dead_letters, &mut retry_from)
+            .await;
+        let summary = BatchSummary {
+            records: agg.records,
+            good: agg.good,
+            bad,
+            by_status: agg.by_status,
+            unknown_devices: agg.unknown_devices.len(),
+            windows: report,
+            dead_letter_objects,
+            retry_from: retry_from.clone(),
+        };
+        tracing::info!(
+            records = summary.records,
+            good = summary.good,
+            bad = summary.bad,
+            unknown = summary
+                .by_status
+                .get(&Status::Unknown)
+                .copied()
+                .unwrap_or(0),
+            windows_written = summary.windows.written,
+            windows_already_applied = summary.windows.already_applied,
+            windows_failed = summary.windows.failed.len(),
+            retry_from = summary.retry_from.as_deref().unwrap_or(""),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "batch processed"
+        );
+        let mut response = KinesisEventResponse::default();
+        if let Some(seq) = retry_from {
+            response.add_failure(seq);
+        }
+        Ok((summary, response))
+    }
+
+    /// Writes the dead letters of the records Lambda will not deliver again
+    /// (those before `retry_from`), one object per shard keyed by its first
+    /// dead letter: a retry from the same checkpoint rewrites the same key.
+    /// A failed write moves `retry_from` back to that first dead letter.
+    async fn write_dead_letters(
+        &self,
+        letters: Vec<DeadLetter>,
+        retry_from: &mut Option<String>,
+    ) -> usize {
+        let limit = retry_from.clone();
+        let mut by_shard: BTreeMap<(String, String), Vec<DeadLetter>> = BTreeMap::new();
+        for l in letters {
+            let keep = limit
+                .as_deref()
+                .is_none_or(|r| sequence::compare(&l.sequence_number, r) == Ordering::Less);
+            if keep {
+                by_shard
+                    .entry((l.stream.clone(), l.shard.clone()))
+                    .or_default()
+                    .push(l);
+            }
+        }
+        let mut written = 0;
+        for ((stream, shard), letters) in by_shard {
+            let first = &letters[0];
+            let arrival = DateTime::parse_from_rfc3339(&first.arrival_time)
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or_default();
+            let key = object_key(
+                &self.dead_letter_prefix,
+                IngestHour::of(arrival),
+                &StreamPosition {
+                    stream: &stream,
+                    shard: &shard,
+                    sequence_number: &first.sequence_number,
+                },
+                DEAD_LETTER_EXTENSION,
+            );
+            match self
+                .dead_letter_sink
+                .put(key, to_json_lines(&letters), "application/x-ndjson")
+                .await
+            {
+                Ok(()) => written += 1,
+                Err(e) => {
+                    tracing::error!(error = %e, "dead letters not written; the batch will be retried from the first");
+                    let earlier = retry_from.as_deref().is_none_or(|r| {
+                        sequence::compare(&first.sequence_number, r) == Ordering::Less
+                    });
+                    if earlier {
+                        *retry_from = Some(first.sequence_number.clone());
+                    }
+                }
+            }
+        }
+        written
+    }
+}
