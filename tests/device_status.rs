@@ -742,6 +742,70 @@ async fn csv_records_in_kpl_aggregates_go_through_the_shared_decode_path() {
     );
 }
 
+/// A Lambda Kafka event (MSK) of `payloads` on partition 0 of `topic`, from offset 100.
+fn kafka_event(topic: &str, payloads: &[Vec<u8>]) -> Value {
+    use base64::Engine;
+    let records: Vec<Value> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            json!({
+                "topic": topic, "partition": 0, "offset": 100 + i,
+                "timestamp": 1_795_860_000_000_i64, "timestampType": "CREATE_TIME",
+                "key": null, "headers": [],
+                "value": base64::engine::general_purpose::STANDARD.encode(p),
+            })
+        })
+        .collect();
+    json!({
+        "eventSource": "aws:kafka",
+        "eventSourceArn": "arn:aws:kafka:us-east-1:123456789012:cluster/telemetry/abc-1",
+        "records": { format!("{topic}-0"): records },
+    })
+}
+
+#[tokio::test]
+async fn a_kafka_event_is_counted_once_even_when_delivered_twice() {
+    let setup = Setup::new().await;
+    setup.put_ranges(1, RANGES).await;
+    let function = setup.consumer().await;
+    let good = [
+        (r(1, "10:01:00", 95, 15, 6), "GREEN"),
+        (r(1, "10:02:00", 50, 15, 6), "ORANGE"),
+    ];
+    let event = kafka_event(
+        "telemetry",
+        &[
+            good[0].0.doc().to_string().into_bytes(),
+            b"{\"ventilatorid\": 1".to_vec(),
+            good[1].0.doc().to_string().into_bytes(),
+        ],
+    );
+    for _ in 0..2 {
+        let out = function
+            .handle_any(lambda_runtime::LambdaEvent::new(
+                event.clone(),
+                lambda_runtime::Context::default(),
+            ))
+            .await
+            .expect("processed");
+        assert_eq!(out, json!({}));
+    }
+    assert_windows(&setup, &good).await;
+    let got: Vec<String> = setup
+        .dead_letters()
+        .await
+        .iter()
+        .map(|l| {
+            format!(
+                "{}/{}/{:?}/{:?}/{}",
+                l.stream, l.shard, l.partition, l.offset, l.reason
+            )
+        })
+        .collect();
+    assert_eq!(got, ["telemetry/0/Some(0)/Some(101)/invalid_json"]);
+}
+
 #[tokio::test]
 async fn bad_records_are_dead_lettered_and_the_good_ones_count() {
     let setup = Setup::new().await;
