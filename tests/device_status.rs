@@ -43,6 +43,8 @@ struct Setup {
     reference_table: String,
     windows_table: String,
     bucket: String,
+    /// More configuration (the record format, for example).
+    env: Vec<(&'static str, String)>,
 }
 
 /// Normal ranges (o2stats, pressurecontrol, minutevolume), inclusive.
@@ -112,6 +114,7 @@ impl Setup {
             reference_table,
             windows_table,
             bucket,
+            env: Vec::new(),
         }
     }
 
@@ -133,7 +136,7 @@ impl Setup {
     }
 
     fn config(&self) -> DeviceStatusConfig {
-        let vars = HashMap::from([
+        let mut vars = HashMap::from([
             (REFERENCE_TABLE, self.reference_table.clone()),
             (WINDOWS_TABLE, self.windows_table.clone()),
             (CHANGE_FLAG_BUCKET, self.bucket.clone()),
@@ -143,6 +146,7 @@ impl Setup {
             (WRITE_CONCURRENCY, "1".to_string()),
             (SCHEMA, SCHEMA_JSON.to_string()),
         ]);
+        vars.extend(self.env.iter().cloned());
         DeviceStatusConfig::from_lookup(|k| vars.get(k).cloned()).expect("config")
     }
 
@@ -650,6 +654,156 @@ async fn a_window_written_since_it_was_read_is_read_again() {
     assert_eq!(summary.windows.written, 2);
     let all: Vec<(Reading, &str)> = a.iter().chain(&b).copied().collect();
     assert_windows(&setup, &all).await;
+}
+
+/// A reading as a CSV line in the schema's column order.
+fn csv_line(r: &Reading) -> String {
+    format!(
+        "{},2026-11-23 {},SN-{},{},{},{},Acme",
+        r.device, r.time, r.device, r.pressure, r.o2, r.volume
+    )
+}
+
+/// A KPL aggregated record (magic, protobuf, MD5) of `payloads`.
+fn kpl_record(payloads: &[Vec<u8>]) -> Vec<u8> {
+    use md5::Digest;
+    use prost::Message;
+    use telemetry_lake::kpl::{AggregatedRecord, UserRecord};
+    let body = AggregatedRecord {
+        partition_key_table: vec!["pk".into()],
+        explicit_hash_key_table: Vec::new(),
+        records: payloads
+            .iter()
+            .map(|p| UserRecord {
+                partition_key_index: 0,
+                explicit_hash_key_index: None,
+                data: p.clone(),
+                tags: Vec::new(),
+            })
+            .collect(),
+    }
+    .encode_to_vec();
+    let mut out = vec![0xF3, 0x89, 0x9A, 0xC2];
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&md5::Md5::digest(&body));
+    out
+}
+
+#[tokio::test]
+async fn csv_records_in_kpl_aggregates_go_through_the_shared_decode_path() {
+    let mut setup = Setup::new().await;
+    setup.env.push(("FORMAT", "csv".to_string()));
+    setup.put_ranges(1, RANGES).await;
+    let function = setup.consumer().await;
+    let good = [
+        (r(1, "10:01:00", 95, 15, 6), "GREEN"),
+        (r(1, "10:02:00", 50, 15, 6), "ORANGE"),
+        (r(1, "10:03:00", 95, 15, 6), "GREEN"),
+    ];
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, csv_line(&good[1].0).as_bytes()).unwrap();
+    let mut bad_md5 = kpl_record(&[csv_line(&good[0].0).into_bytes()]);
+    let last = bad_md5.len() - 1;
+    bad_md5[last] ^= 1;
+    let payloads = vec![
+        kpl_record(&[
+            csv_line(&good[0].0).into_bytes(),
+            b"1,2026-11-23 10:01:30,SN-1,high,95,6,Acme".to_vec(),
+            gz.finish().unwrap(),
+        ]),
+        bad_md5,
+        csv_line(&good[2].0).into_bytes(),
+    ];
+    let (summary, response) = function
+        .process(&event(0, 1, &payloads))
+        .await
+        .expect("process");
+    assert!(failures(&response).is_empty());
+    assert_eq!((summary.records, summary.good, summary.bad), (3, 3, 2));
+    assert_windows(&setup, &good).await;
+    let letters: Vec<(String, Option<u64>, String)> = setup
+        .dead_letters()
+        .await
+        .iter()
+        .map(|l| {
+            (
+                l.sequence_number.clone(),
+                l.sub_sequence_number,
+                l.reason.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        letters,
+        [
+            (sequence_number(0, 1), Some(1), "wrong_type".to_string()),
+            (sequence_number(0, 2), None, "kpl_bad_md5".to_string()),
+        ]
+    );
+}
+
+/// A Lambda Kafka event (MSK) of `payloads` on partition 0 of `topic`, from offset 100.
+fn kafka_event(topic: &str, payloads: &[Vec<u8>]) -> Value {
+    use base64::Engine;
+    let records: Vec<Value> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            json!({
+                "topic": topic, "partition": 0, "offset": 100 + i,
+                "timestamp": 1_795_860_000_000_i64, "timestampType": "CREATE_TIME",
+                "key": null, "headers": [],
+                "value": base64::engine::general_purpose::STANDARD.encode(p),
+            })
+        })
+        .collect();
+    json!({
+        "eventSource": "aws:kafka",
+        "eventSourceArn": "arn:aws:kafka:us-east-1:123456789012:cluster/telemetry/abc-1",
+        "records": { format!("{topic}-0"): records },
+    })
+}
+
+#[tokio::test]
+async fn a_kafka_event_is_counted_once_even_when_delivered_twice() {
+    let setup = Setup::new().await;
+    setup.put_ranges(1, RANGES).await;
+    let function = setup.consumer().await;
+    let good = [
+        (r(1, "10:01:00", 95, 15, 6), "GREEN"),
+        (r(1, "10:02:00", 50, 15, 6), "ORANGE"),
+    ];
+    let event = kafka_event(
+        "telemetry",
+        &[
+            good[0].0.doc().to_string().into_bytes(),
+            b"{\"ventilatorid\": 1".to_vec(),
+            good[1].0.doc().to_string().into_bytes(),
+        ],
+    );
+    for _ in 0..2 {
+        let out = function
+            .handle_any(lambda_runtime::LambdaEvent::new(
+                event.clone(),
+                lambda_runtime::Context::default(),
+            ))
+            .await
+            .expect("processed");
+        assert_eq!(out, json!({}));
+    }
+    assert_windows(&setup, &good).await;
+    let got: Vec<String> = setup
+        .dead_letters()
+        .await
+        .iter()
+        .map(|l| {
+            format!(
+                "{}/{}/{:?}/{:?}/{}",
+                l.stream, l.shard, l.partition, l.offset, l.reason
+            )
+        })
+        .collect();
+    assert_eq!(got, ["telemetry/0/Some(0)/Some(101)/invalid_json"]);
 }
 
 #[tokio::test]

@@ -745,6 +745,7 @@ async fn write_lake(s3: &aws_sdk_s3::Client, bucket: &str, readings: &[Reading])
         schema: Schema::parse(include_str!("../config/ventilator.schema.json")).expect("schema"),
         max_payload_bytes: 1 << 20,
         write_concurrency: 4,
+        format: telemetry_lake::format::Format::Json,
     };
     let f = KinesisToParquet::new(config, S3Sink::new(s3.clone(), bucket));
     let (summary, response) = f.process(&event).await;

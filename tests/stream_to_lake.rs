@@ -38,6 +38,7 @@ fn config(bucket: &str, max_payload_bytes: usize) -> StreamConfig {
         schema: Schema::parse(SCHEMA_JSON).expect("shipped schema"),
         max_payload_bytes,
         write_concurrency: 4,
+        format: telemetry_lake::format::Format::Json,
     }
 }
 

@@ -63,3 +63,32 @@ fn every_function_points_at_a_crate_with_its_binary() {
         );
     }
 }
+
+#[test]
+fn every_record_format_the_template_offers_is_one_the_function_reads() {
+    let t = template();
+    let allowed = value_after(&t, "\n  RecordFormat:\n", "AllowedValues:");
+    let formats: Vec<&str> = allowed
+        .trim_matches(|c| c == '[' || c == ']')
+        .split(',')
+        .map(str::trim)
+        .collect();
+    assert_eq!(formats, ["json", "csv", "avro", "avro-ocf", "grok"]);
+    for format in formats {
+        let get = |name: &str| -> Option<String> {
+            match name {
+                "FORMAT" => Some(format.to_string()),
+                "AVRO_SCHEMA" => Some(
+                    r#"{"type":"record","name":"r","fields":[{"name":"a","type":"long"}]}"#.into(),
+                ),
+                "GROK_PATTERN" => Some("%{INT:a}".into()),
+                _ => None,
+            }
+        };
+        let read = telemetry_lake::config::format_from(&get).expect(format);
+        assert_eq!(read.name(), format);
+    }
+    assert!(
+        t.contains("SCHEMA_SOURCE: !If [UseGlueSchema, !Sub \"glue:${SchemaGlueTable}\", config]")
+    );
+}

@@ -6,6 +6,9 @@
 
 use std::env;
 
+use std::sync::Arc;
+
+use crate::format::{AvroWriterSchema, CsvOptions, Format, GrokPattern};
 use crate::schema::{Schema, SchemaError};
 
 /// Bucket of the lake and its dead letters.
@@ -23,6 +26,26 @@ pub const MAX_PAYLOAD_BYTES: &str = "MAX_PAYLOAD_BYTES";
 /// How many objects a batch writes at once.
 pub const WRITE_CONCURRENCY: &str = "WRITE_CONCURRENCY";
 
+/// The record format: `json` (default), `csv`, `avro`, `avro-ocf` or `grok`.
+pub const FORMAT: &str = "FORMAT";
+/// CSV: `true` when each payload starts with a header line (default `false`).
+pub const CSV_HEADER: &str = "CSV_HEADER";
+/// CSV: the column separator, one ASCII character or `tab` (default `,`).
+pub const CSV_DELIMITER: &str = "CSV_DELIMITER";
+/// CSV: the quote character, one ASCII character (default `"`).
+pub const CSV_QUOTE: &str = "CSV_QUOTE";
+/// Avro datum: the writer schema (JSON).
+pub const AVRO_SCHEMA: &str = "AVRO_SCHEMA";
+/// Avro datum: a file holding the writer schema, read when `AVRO_SCHEMA` is unset.
+pub const AVRO_SCHEMA_FILE: &str = "AVRO_SCHEMA_FILE";
+/// Grok: the pattern matched against each line (Glue's `grokPattern`).
+pub const GROK_PATTERN: &str = "GROK_PATTERN";
+/// Grok: custom patterns, one `NAME regex` per line (Glue's `grokCustomPatterns`).
+pub const GROK_CUSTOM_PATTERNS: &str = "GROK_CUSTOM_PATTERNS";
+/// Where the declared schema comes from: `config` (default: [`SCHEMA`] or
+/// [`SCHEMA_FILE`]) or `glue:DATABASE.TABLE` (a Glue Data Catalog table).
+pub const SCHEMA_SOURCE: &str = "SCHEMA_SOURCE";
+
 /// Default for [`MAX_PAYLOAD_BYTES`]: Kinesis' own 1 MiB record limit.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
 /// Default for [`WRITE_CONCURRENCY`].
@@ -35,6 +58,12 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("environment variable {name} is invalid: {reason}")]
     Invalid { name: &'static str, reason: String },
+    #[error("the schema of Glue table {database}.{table} cannot be used: {reason}")]
+    GlueSchema {
+        database: String,
+        table: String,
+        reason: String,
+    },
     #[error("the schema in {name} is invalid: {source}")]
     Schema {
         name: &'static str,
@@ -57,6 +86,43 @@ pub struct StreamConfig {
     pub max_payload_bytes: usize,
     /// Objects written at once ([`WRITE_CONCURRENCY`]).
     pub write_concurrency: usize,
+    /// The record format ([`FORMAT`] and its options).
+    pub format: Format,
+}
+
+/// Where the declared schema comes from ([`SCHEMA_SOURCE`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaSource {
+    /// [`SCHEMA`] or [`SCHEMA_FILE`].
+    Config,
+    /// The columns of a Glue Data Catalog table.
+    GlueTable { database: String, table: String },
+}
+
+impl SchemaSource {
+    /// Reads [`SCHEMA_SOURCE`] through `get`.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let Some(v) = get(SCHEMA_SOURCE).filter(|v| !v.trim().is_empty()) else {
+            return Ok(SchemaSource::Config);
+        };
+        let v = v.trim();
+        if v.eq_ignore_ascii_case("config") {
+            return Ok(SchemaSource::Config);
+        }
+        let table = v.strip_prefix("glue:").and_then(|t| t.split_once('.'));
+        match table {
+            Some((db, t)) if !db.is_empty() && !t.is_empty() && !t.contains('.') => {
+                Ok(SchemaSource::GlueTable {
+                    database: db.to_string(),
+                    table: t.to_string(),
+                })
+            }
+            _ => Err(ConfigError::Invalid {
+                name: SCHEMA_SOURCE,
+                reason: format!("{v:?} is neither `config` nor `glue:DATABASE.TABLE`"),
+            }),
+        }
+    }
 }
 
 impl StreamConfig {
@@ -67,6 +133,16 @@ impl StreamConfig {
 
     /// Reads the configuration through `get`, which returns a variable's value.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let schema = schema_from(&get)?;
+        Self::with_schema(get, schema)
+    }
+
+    /// Reads everything but the schema through `get`, taking the schema
+    /// given (read from a Glue table, see [`crate::glue_schema`]).
+    pub fn with_schema(
+        get: impl Fn(&str) -> Option<String>,
+        schema: Schema,
+    ) -> Result<Self, ConfigError> {
         let required = |name: &'static str| {
             get(name)
                 .filter(|v| !v.trim().is_empty())
@@ -76,11 +152,86 @@ impl StreamConfig {
             lake_bucket: required(LAKE_BUCKET)?,
             lake_prefix: required(LAKE_PREFIX)?,
             dead_letter_prefix: required(DEAD_LETTER_PREFIX)?,
-            schema: schema_from(&get)?,
+            schema,
             max_payload_bytes: positive(&get, MAX_PAYLOAD_BYTES, DEFAULT_MAX_PAYLOAD_BYTES)?,
             write_concurrency: positive(&get, WRITE_CONCURRENCY, DEFAULT_WRITE_CONCURRENCY)?,
+            format: format_from(&get)?,
         })
     }
+}
+
+/// Reads [`FORMAT`] and the options of the chosen format, compiling what
+/// must be compiled (Avro schema, grok pattern) so a bad one fails the cold
+/// start.
+pub fn format_from(get: &impl Fn(&str) -> Option<String>) -> Result<Format, ConfigError> {
+    let set = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+    let invalid = |name: &'static str, reason: String| ConfigError::Invalid { name, reason };
+    let name = set(FORMAT).unwrap_or_else(|| "json".to_string());
+    Ok(match name.trim().to_ascii_lowercase().as_str() {
+        "json" => Format::Json,
+        "csv" => {
+            let header = match set(CSV_HEADER).map(|v| v.trim().to_ascii_lowercase()) {
+                None => false,
+                Some(v) if v == "true" => true,
+                Some(v) if v == "false" => false,
+                Some(v) => return Err(invalid(CSV_HEADER, format!("{v:?} is not true or false"))),
+            };
+            let byte = |name: &'static str, default: u8| -> Result<u8, ConfigError> {
+                match get(name).filter(|v| !v.is_empty()) {
+                    None => Ok(default),
+                    Some(v) if v.eq_ignore_ascii_case("tab") || v == "\\t" => Ok(b'\t'),
+                    Some(v) if v.len() == 1 && v.is_ascii() && v != "\n" && v != "\r" => {
+                        Ok(v.as_bytes()[0])
+                    }
+                    Some(v) => Err(invalid(name, format!("{v:?} is not one ASCII character"))),
+                }
+            };
+            let options = CsvOptions {
+                header,
+                delimiter: byte(CSV_DELIMITER, b',')?,
+                quote: byte(CSV_QUOTE, b'"')?,
+            };
+            if options.delimiter == options.quote {
+                return Err(invalid(CSV_QUOTE, "the quote is also the delimiter".into()));
+            }
+            Format::Csv(options)
+        }
+        "avro" | "avro-datum" => {
+            let (name, text) = match set(AVRO_SCHEMA) {
+                Some(text) => (AVRO_SCHEMA, text),
+                None => {
+                    let path = set(AVRO_SCHEMA_FILE).ok_or(ConfigError::Missing(AVRO_SCHEMA))?;
+                    let text = std::fs::read_to_string(&path).map_err(|e| {
+                        invalid(AVRO_SCHEMA_FILE, format!("cannot read {path}: {e}"))
+                    })?;
+                    (AVRO_SCHEMA_FILE, text)
+                }
+            };
+            Format::AvroDatum(Arc::new(
+                AvroWriterSchema::parse(&text).map_err(|e| invalid(name, e))?,
+            ))
+        }
+        "avro-ocf" | "avro-file" => Format::AvroFile,
+        "grok" => {
+            let pattern = set(GROK_PATTERN).ok_or(ConfigError::Missing(GROK_PATTERN))?;
+            let custom = get(GROK_CUSTOM_PATTERNS).unwrap_or_default();
+            let compiled = GrokPattern::compile(&pattern, &custom).map_err(|e| {
+                let name = if e.contains("custom pattern") {
+                    GROK_CUSTOM_PATTERNS
+                } else {
+                    GROK_PATTERN
+                };
+                invalid(name, e)
+            })?;
+            Format::Grok(Arc::new(compiled))
+        }
+        other => {
+            return Err(invalid(
+                FORMAT,
+                format!("{other:?} is not one of json, csv, avro, avro-ocf, grok"),
+            ))
+        }
+    })
 }
 
 /// The declared schema from [`SCHEMA`], or the file named by [`SCHEMA_FILE`].
@@ -164,6 +315,91 @@ mod tests {
             err.to_string().contains("SCHEMA") && err.to_string().contains("blob"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn each_format_is_read_with_its_options_and_errors_name_the_variable() {
+        let with = |extra: &[(&str, &str)]| {
+            let mut pairs = BASE.to_vec();
+            pairs.extend_from_slice(extra);
+            StreamConfig::from_lookup(lookup(&pairs))
+        };
+        assert_eq!(with(&[]).unwrap().format.name(), "json");
+        let c = with(&[
+            (FORMAT, "csv"),
+            (CSV_HEADER, "true"),
+            (CSV_DELIMITER, "tab"),
+        ])
+        .unwrap();
+        match c.format {
+            Format::Csv(o) => assert_eq!((o.header, o.delimiter, o.quote), (true, b'\t', b'"')),
+            other => panic!("{other:?}"),
+        }
+        let avro = r#"{"type":"record","name":"r","fields":[{"name":"a","type":"long"}]}"#;
+        assert_eq!(
+            with(&[(FORMAT, "avro"), (AVRO_SCHEMA, avro)])
+                .unwrap()
+                .format
+                .name(),
+            "avro"
+        );
+        assert_eq!(
+            with(&[(FORMAT, "avro-ocf")]).unwrap().format.name(),
+            "avro-ocf"
+        );
+        assert_eq!(
+            with(&[(FORMAT, "grok"), (GROK_PATTERN, "%{INT:a}")])
+                .unwrap()
+                .format
+                .name(),
+            "grok"
+        );
+        for (extra, variable) in [
+            (&[(FORMAT, "xml")][..], FORMAT),
+            (&[(FORMAT, "csv"), (CSV_HEADER, "yes")][..], CSV_HEADER),
+            (&[(FORMAT, "csv"), (CSV_DELIMITER, ";;")][..], CSV_DELIMITER),
+            (&[(FORMAT, "avro")][..], AVRO_SCHEMA),
+            (&[(FORMAT, "avro"), (AVRO_SCHEMA, "{")][..], AVRO_SCHEMA),
+            (&[(FORMAT, "grok")][..], GROK_PATTERN),
+            (
+                &[(FORMAT, "grok"), (GROK_PATTERN, "%{NOPE:a}")][..],
+                GROK_PATTERN,
+            ),
+            (
+                &[
+                    (FORMAT, "grok"),
+                    (GROK_PATTERN, "%{INT:a}"),
+                    (GROK_CUSTOM_PATTERNS, "X"),
+                ][..],
+                GROK_CUSTOM_PATTERNS,
+            ),
+        ] {
+            let err = with(extra).unwrap_err().to_string();
+            assert!(err.contains(variable), "{extra:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_schema_source_is_config_or_a_glue_table() {
+        let src = |v: &str| SchemaSource::from_lookup(lookup(&[(SCHEMA_SOURCE, v)]));
+        assert_eq!(
+            SchemaSource::from_lookup(lookup(&[])).unwrap(),
+            SchemaSource::Config
+        );
+        assert_eq!(src("config").unwrap(), SchemaSource::Config);
+        assert_eq!(
+            src("glue:lake.metrics").unwrap(),
+            SchemaSource::GlueTable {
+                database: "lake".into(),
+                table: "metrics".into()
+            }
+        );
+        for bad in ["glue:lake", "glue:.t", "dynamo:x.y", "glue:a.b.c"] {
+            assert!(
+                src(bad).unwrap_err().to_string().contains(SCHEMA_SOURCE),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

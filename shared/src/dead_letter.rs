@@ -29,6 +29,17 @@ pub struct DeadLetter {
     pub shard: String,
     /// The Kinesis sequence number, as a decimal string.
     pub sequence_number: String,
+    /// The user record's position in a KPL aggregated record (its
+    /// sub-sequence number), absent for a record that was not aggregated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_sequence_number: Option<u64>,
+    /// The Kafka partition, for a record read from Kafka (`stream` is then
+    /// the topic and `sequence_number` the offset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<i64>,
+    /// The Kafka offset, for a record read from Kafka.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
     /// The document's position in a multi-document payload (0 for the first).
     pub document_index: usize,
     /// The record's arrival time on the stream, RFC 3339 UTC.
@@ -61,6 +72,9 @@ impl DeadLetter {
             stream: stream.to_string(),
             shard: shard.to_string(),
             sequence_number: sequence_number.to_string(),
+            sub_sequence_number: None,
+            partition: None,
+            offset: None,
             document_index,
             arrival_time: arrival.to_rfc3339_opts(SecondsFormat::Millis, true),
             reason: reason.to_string(),

@@ -15,6 +15,11 @@ pub mod record;
 pub mod schema;
 pub mod stream_batch;
 
+// Input formats, schema sources and producers (issue 11).
+pub mod format;
+pub mod glue_schema;
+pub mod kpl;
+
 // Reference data, status and windows (device-status, reference-change-flag).
 pub mod change_flag;
 pub mod reference;

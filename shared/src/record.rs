@@ -55,6 +55,20 @@ pub enum RecordError {
     },
     #[error("payload holds no JSON document")]
     Empty,
+    #[error("invalid CSV at line {line}: {message}")]
+    InvalidCsv { line: u64, message: String },
+    #[error("CSV line {line} has {found} columns, expected {expected}")]
+    WrongColumnCount {
+        line: u64,
+        expected: usize,
+        found: usize,
+    },
+    #[error("the CSV header has no column `{field}`, which the schema requires")]
+    MissingColumn { field: String },
+    #[error("invalid Avro data: {message}")]
+    InvalidAvro { message: String },
+    #[error("the line does not match the grok pattern {pattern:?}")]
+    GrokNoMatch { pattern: String },
 }
 
 impl RecordError {
@@ -69,6 +83,11 @@ impl RecordError {
             RecordError::OutOfRange { .. } => "out_of_range",
             RecordError::InvalidTimestamp { .. } => "invalid_timestamp",
             RecordError::Empty => "empty_payload",
+            RecordError::InvalidCsv { .. } => "invalid_csv",
+            RecordError::WrongColumnCount { .. } => "wrong_column_count",
+            RecordError::MissingColumn { .. } => "missing_column",
+            RecordError::InvalidAvro { .. } => "invalid_avro",
+            RecordError::GrokNoMatch { .. } => "grok_no_match",
         }
     }
 }
@@ -180,7 +199,62 @@ fn convert<'a>(field: &Field, raw: Raw<'a>) -> Result<Value<'a>, RecordError> {
     })
 }
 
-fn parse_timestamp(field: &Field, s: &str) -> Result<i64, RecordError> {
+/// Converts one textual value (a CSV column, a grok capture) to the field's
+/// type. An absent or empty value is null: a bad record when the field is
+/// required.
+pub fn convert_text<'a>(
+    field: &Field,
+    text: Option<Cow<'a, str>>,
+) -> Result<Value<'a>, RecordError> {
+    let text = match text {
+        Some(t) if !t.is_empty() => t,
+        _ if field.required => {
+            return Err(RecordError::MissingField {
+                field: field.name.clone(),
+            })
+        }
+        _ => return Ok(Value::Null),
+    };
+    let wrong = |t: &str| RecordError::WrongType {
+        field: field.name.clone(),
+        expected: field.field_type.name(),
+        found: Raw::Str(Cow::Borrowed(t)).describe(),
+    };
+    Ok(match field.field_type {
+        FieldType::String => Value::String(text),
+        FieldType::Timestamp => Value::Timestamp(parse_timestamp(field, &text)?),
+        FieldType::Int64 => {
+            let t = text.trim();
+            match t.parse::<i64>() {
+                Ok(i) => Value::Int64(i),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow
+                    ) =>
+                {
+                    return Err(RecordError::OutOfRange {
+                        field: field.name.clone(),
+                        value: t.to_string(),
+                    })
+                }
+                Err(_) => return Err(wrong(&text)),
+            }
+        }
+        FieldType::Float64 => match text.trim().parse::<f64>() {
+            Ok(f) if f.is_finite() => Value::Float64(f),
+            _ => return Err(wrong(&text)),
+        },
+        FieldType::Boolean => match text.trim() {
+            t if t.eq_ignore_ascii_case("true") => Value::Boolean(true),
+            t if t.eq_ignore_ascii_case("false") => Value::Boolean(false),
+            _ => return Err(wrong(&text)),
+        },
+    })
+}
+
+/// Parses a timestamp string with the field's format, in microseconds.
+pub(crate) fn parse_timestamp(field: &Field, s: &str) -> Result<i64, RecordError> {
     let format = field.timestamp_format();
     let parsed = if format.eq_ignore_ascii_case("rfc3339") {
         DateTime::parse_from_rfc3339(s).ok().map(|t| t.naive_utc())
@@ -484,6 +558,34 @@ mod tests {
             }
             assert_eq!(fast.or(slow), slow, "{s}");
         }
+    }
+
+    #[test]
+    fn text_values_convert_to_every_type_and_name_what_is_wrong() {
+        let s = schema();
+        let c = |i: usize, t: &'static str| convert_text(&s.fields[i], Some(Cow::Borrowed(t)));
+        assert_eq!(c(0, " 42 ").unwrap(), Value::Int64(42));
+        assert_eq!(
+            c(1, "2020-06-12 14:05:59").unwrap(),
+            Value::Timestamp(1_591_970_759_000_000)
+        );
+        assert_eq!(c(2, "x, y").unwrap(), Value::String("x, y".into()));
+        assert_eq!(c(3, "3.5").unwrap(), Value::Float64(3.5));
+        assert_eq!(c(4, "TRUE").unwrap(), Value::Boolean(true));
+        assert_eq!(c(3, "").unwrap(), Value::Null);
+        assert_eq!(convert_text(&s.fields[4], None).unwrap(), Value::Null);
+        assert_eq!(c(0, "").unwrap_err().kind(), "missing_field");
+        assert_eq!(
+            c(0, "seven").unwrap_err().to_string(),
+            "field `id`: expected int64, found string \"seven\""
+        );
+        assert_eq!(
+            c(0, "99999999999999999999").unwrap_err().kind(),
+            "out_of_range"
+        );
+        assert_eq!(c(3, "NaN").unwrap_err().kind(), "wrong_type");
+        assert_eq!(c(4, "yes").unwrap_err().kind(), "wrong_type");
+        assert_eq!(c(1, "noon").unwrap_err().kind(), "invalid_timestamp");
     }
 
     #[test]

@@ -27,18 +27,22 @@
 //!   rewrites the first key with the first half only and removes the
 //!   duplicate; `tests/stream_to_lake.rs` covers this path.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow_schema::Schema as ArrowSchema;
+use aws_lambda_events::event::kafka::KafkaEvent;
 use aws_lambda_events::event::kinesis::KinesisEventRecord;
+use base64::Engine;
 use chrono::{DateTime, Utc};
 
 use crate::columns::Columns;
 use crate::dead_letter::{DeadLetter, Scope};
-use crate::decode::{decompress, DecodeError};
+use crate::format::PayloadDecoder;
+pub use crate::format::Rejection;
+use crate::kpl;
 use crate::partition::{stream_name, IngestHour};
-use crate::record::{parse_document, RecordError, Value};
-use crate::schema::Schema;
+use crate::record::Value;
 
 /// The shard id of a record whose event carries none.
 const UNKNOWN_SHARD: &str = "unknown-shard";
@@ -48,14 +52,15 @@ const UNKNOWN_SHARD: &str = "unknown-shard";
 pub struct Run {
     /// The arrival hour of every record of the run.
     pub hour: IngestHour,
-    /// The stream name.
+    /// The stream name (the topic, for Kafka).
     pub stream: String,
-    /// The shard id.
+    /// The shard id (the partition number, for Kafka).
     pub shard: String,
-    /// The sequence number of the run's first record: the object keys' stem,
-    /// and what is reported when the run cannot be written.
+    /// The sequence number (offset, for Kafka) of the run's first record:
+    /// the object keys' stem, and what is reported when the run cannot be
+    /// written.
     pub first_sequence: String,
-    /// The sequence number of the run's last record.
+    /// The sequence number (offset) of the run's last record.
     pub last_sequence: String,
     /// How many stream records the run holds.
     pub records: usize,
@@ -76,142 +81,194 @@ pub struct BatchCounts {
     pub bad: usize,
 }
 
-/// Splits a batch into runs, parsing and validating every payload.
+/// One record of a batch, whatever its source (Kinesis or Kafka).
+#[derive(Debug, Clone)]
+pub struct SourceRecord<'e> {
+    /// The stream name, or the Kafka topic.
+    pub stream: Cow<'e, str>,
+    /// The shard id, or the Kafka partition number.
+    pub shard: Cow<'e, str>,
+    /// The sequence number, or the Kafka offset, as a decimal string.
+    pub position: Cow<'e, str>,
+    /// When the record reached the stream.
+    pub arrival: DateTime<Utc>,
+    /// The payload, or why the event's encoding of it cannot be read (with
+    /// the encoded text as it came).
+    pub data: Result<Cow<'e, [u8]>, (String, &'e [u8])>,
+    /// The Kafka partition and offset, for a Kafka record.
+    pub kafka: Option<(i64, i64)>,
+}
+
+/// The records of a Kinesis batch.
+pub fn kinesis_records(records: &[KinesisEventRecord]) -> impl Iterator<Item = SourceRecord<'_>> {
+    records.iter().map(|rec| {
+        let k = &rec.kinesis;
+        SourceRecord {
+            stream: Cow::Borrowed(stream_name(
+                rec.event_source_arn.as_deref().unwrap_or("unknown-stream"),
+            )),
+            shard: Cow::Borrowed(shard_id(rec)),
+            position: Cow::Borrowed(k.sequence_number.as_str()),
+            arrival: *k.approximate_arrival_timestamp,
+            data: Ok(Cow::Borrowed(&k.data[..])),
+            kafka: None,
+        }
+    })
+}
+
+/// The records of a Kafka batch (MSK or self-managed), ordered by topic,
+/// partition and offset. A record's arrival time is its Kafka timestamp.
+pub fn kafka_records(event: &KafkaEvent) -> Vec<SourceRecord<'_>> {
+    let mut records: Vec<SourceRecord<'_>> = event
+        .records
+        .values()
+        .flatten()
+        .map(|r| SourceRecord {
+            stream: Cow::Borrowed(r.topic.as_deref().unwrap_or("unknown-topic")),
+            shard: Cow::Owned(r.partition.to_string()),
+            position: Cow::Owned(r.offset.to_string()),
+            arrival: *r.timestamp,
+            data: match r.value.as_deref() {
+                None => Ok(Cow::Borrowed(&[][..])),
+                Some(v) => base64::engine::general_purpose::STANDARD
+                    .decode(v)
+                    .map(Cow::Owned)
+                    .map_err(|e| {
+                        let detail = format!("Kafka record value is not valid base64: {e}");
+                        (detail, v.as_bytes())
+                    }),
+            },
+            kafka: Some((r.partition, r.offset)),
+        })
+        .collect();
+    records.sort_by(|a, b| (&a.stream, a.kafka).cmp(&(&b.stream, b.kafka)));
+    records
+}
+
+/// Splits a Kinesis batch into runs, parsing and validating every payload.
 pub fn split_into_runs(
     records: &[KinesisEventRecord],
-    schema: &Schema,
+    decoder: &PayloadDecoder,
     arrow_schema: &Arc<ArrowSchema>,
-    max_payload_bytes: usize,
+) -> (Vec<Run>, BatchCounts) {
+    split_records(kinesis_records(records), decoder, arrow_schema)
+}
+
+/// Splits records of any source into runs, de-aggregating KPL records and
+/// parsing and validating every payload.
+pub fn split_records<'e>(
+    records: impl IntoIterator<Item = SourceRecord<'e>>,
+    decoder: &PayloadDecoder,
+    arrow_schema: &Arc<ArrowSchema>,
 ) -> (Vec<Run>, BatchCounts) {
     let mut runs: Vec<Run> = Vec::new();
-    let mut counts = BatchCounts {
-        records: records.len(),
-        ..Default::default()
-    };
+    let mut counts = BatchCounts::default();
     for rec in records {
-        let k = &rec.kinesis;
-        let arrival: DateTime<Utc> = *k.approximate_arrival_timestamp;
-        let hour = IngestHour::of(arrival);
-        let shard = shard_id(rec);
-        let stream = stream_name(rec.event_source_arn.as_deref().unwrap_or("unknown-stream"));
+        counts.records += 1;
+        let hour = IngestHour::of(rec.arrival);
         let same_run = runs
             .last()
-            .is_some_and(|r| r.hour == hour && r.shard == shard && r.stream == stream);
+            .is_some_and(|r| r.hour == hour && r.shard == rec.shard && r.stream == rec.stream);
         if !same_run {
             runs.push(Run {
                 hour,
-                stream: stream.to_string(),
-                shard: shard.to_string(),
-                first_sequence: k.sequence_number.clone(),
-                last_sequence: k.sequence_number.clone(),
+                stream: rec.stream.to_string(),
+                shard: rec.shard.to_string(),
+                first_sequence: rec.position.to_string(),
+                last_sequence: rec.position.to_string(),
                 records: 0,
-                good: Columns::new(schema, Arc::clone(arrow_schema)),
+                good: Columns::new(decoder.schema(), Arc::clone(arrow_schema)),
                 dead_letters: Vec::new(),
             });
         }
         let Some(run) = runs.last_mut() else { continue };
         run.records += 1;
-        run.last_sequence.clone_from(&k.sequence_number);
-
-        let Run {
-            good, dead_letters, ..
-        } = run;
-        let mut reject =
-            |index: usize, reason: &str, detail: String, scope: Scope, bytes: &[u8]| {
-                dead_letters.push(DeadLetter::new(
-                    stream,
-                    shard,
-                    &k.sequence_number,
-                    index,
-                    arrival,
-                    reason,
-                    detail,
-                    scope,
-                    bytes,
-                ));
-            };
-        decode_payload(
-            &k.data,
-            schema,
-            max_payload_bytes,
-            |outcome| match outcome {
-                Ok(values) => good.push(&values),
-                Err(r) => reject(r.index, r.reason, r.detail, r.scope, r.bytes),
-            },
-        );
+        run.last_sequence.clear();
+        run.last_sequence.push_str(&rec.position);
+        decode_record(&rec, decoder, &mut run.good, &mut run.dead_letters);
     }
     counts.good = runs.iter().map(|r| r.good.len()).sum();
     counts.bad = runs.iter().map(|r| r.dead_letters.len()).sum();
     (runs, counts)
 }
 
-/// Why one document (or the whole payload) of a record is a bad record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection<'b> {
-    /// The document's position in the payload (0 for the whole payload).
-    pub index: usize,
-    /// The machine-readable reason (`invalid_json`, `payload_too_large`, ...).
-    pub reason: &'static str,
-    /// The reason in words.
-    pub detail: String,
-    /// Whether `bytes` is the whole payload or one document.
-    pub scope: Scope,
-    /// The rejected bytes.
-    pub bytes: &'b [u8],
+/// Decodes one stream record into good rows and dead letters.
+fn decode_record(
+    rec: &SourceRecord<'_>,
+    decoder: &PayloadDecoder,
+    good: &mut Columns,
+    dead_letters: &mut Vec<DeadLetter>,
+) {
+    let mut reject = |r: Rejection<'_>| {
+        let mut letter = DeadLetter::new(
+            &rec.stream,
+            &rec.shard,
+            &rec.position,
+            r.index,
+            rec.arrival,
+            r.reason,
+            r.detail,
+            r.scope,
+            r.bytes,
+        );
+        letter.sub_sequence_number = r.sub_sequence_number;
+        if let Some((partition, offset)) = rec.kafka {
+            letter.partition = Some(partition);
+            letter.offset = Some(offset);
+        }
+        dead_letters.push(letter);
+    };
+    match &rec.data {
+        Ok(data) => decode_payload(data, decoder, |outcome| match outcome {
+            Ok(values) => good.push(&values),
+            Err(r) => reject(r),
+        }),
+        Err((detail, raw)) => reject(Rejection {
+            index: 0,
+            reason: "invalid_base64",
+            detail: detail.clone(),
+            scope: Scope::Payload,
+            bytes: raw,
+            sub_sequence_number: None,
+        }),
+    }
 }
 
-/// Decompresses a record's payload, splits it into documents and parses each
-/// against the schema, calling `on_document` once per document with its
-/// values or the reason it is bad (once, for the payload, when the payload
-/// as a whole cannot be read). Every stream consumer validates through here,
-/// so a record is good or bad for the same reason everywhere.
-pub fn decode_payload<F>(data: &[u8], schema: &Schema, max_payload_bytes: usize, mut on_document: F)
+/// Decodes a record's payload through the stream's format, calling
+/// `on_document` once per document with its values or the reason it is bad.
+/// A KPL aggregated record is split into its user records first, each
+/// decoded on its own (their rejections carry their sub-sequence number); an
+/// aggregate that fails its MD5 check or cannot be read is one rejection of
+/// the whole payload. Every stream consumer decodes through here, so a
+/// record is good or bad for the same reason everywhere.
+pub fn decode_payload<F>(data: &[u8], decoder: &PayloadDecoder, mut on_document: F)
 where
     F: for<'b> FnMut(Result<Vec<Value<'b>>, Rejection<'b>>),
 {
-    let payload = |reason: &'static str, detail: String| Rejection {
-        index: 0,
-        reason,
-        detail,
-        scope: Scope::Payload,
-        bytes: data,
-    };
-    let bytes = match decompress(data, max_payload_bytes) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            let reason = match e {
-                DecodeError::TooLarge { .. } => "payload_too_large",
-                DecodeError::Corrupt { .. } => "decompression_failed",
-            };
-            on_document(Err(payload(reason, e.to_string())));
-            return;
-        }
-    };
-    let text = match std::str::from_utf8(&bytes) {
-        Ok(text) if text.trim().is_empty() => {
-            let e = RecordError::Empty;
-            on_document(Err(payload(e.kind(), e.to_string())));
-            return;
-        }
-        Ok(text) => text,
-        Err(e) => {
-            let e = RecordError::InvalidUtf8 {
-                offset: e.valid_up_to(),
-            };
-            on_document(Err(payload(e.kind(), e.to_string())));
-            return;
-        }
-    };
-    for_each_document(text, |index, doc| match parse_document(schema, doc) {
-        Ok(values) => on_document(Ok(values)),
+    if !kpl::is_aggregated(data) {
+        decoder.decode(data, on_document);
+        return;
+    }
+    match kpl::deaggregate(data) {
         Err(e) => on_document(Err(Rejection {
-            index,
+            index: 0,
             reason: e.kind(),
             detail: e.to_string(),
-            scope: Scope::Document,
-            bytes: doc.as_bytes(),
+            scope: Scope::Payload,
+            bytes: data,
+            sub_sequence_number: None,
         })),
-    });
+        Ok(aggregate) => {
+            for (sub, user) in (0u64..).zip(&aggregate.records) {
+                decoder.decode(&user.data, |outcome| {
+                    on_document(outcome.map_err(|r| Rejection {
+                        sub_sequence_number: Some(sub),
+                        ..r
+                    }))
+                });
+            }
+        }
+    }
 }
 
 /// The shard of a record: the part of `eventID` before the colon
@@ -224,43 +281,49 @@ pub fn shard_id(rec: &KinesisEventRecord) -> &str {
         .unwrap_or(UNKNOWN_SHARD)
 }
 
-/// Calls `f` for each JSON document of a payload: the whole payload when it
-/// is one document (even pretty-printed over several lines), otherwise each
-/// non-blank line (newline-delimited JSON).
-fn for_each_document<'a>(text: &'a str, mut f: impl FnMut(usize, &'a str)) {
-    let trimmed = text.trim();
-    if !trimmed.contains('\n') || is_single_document(trimmed) {
-        f(0, trimmed);
-        return;
-    }
-    let lines = trimmed.split('\n').map(str::trim).filter(|l| !l.is_empty());
-    for (i, line) in lines.enumerate() {
-        f(i, line);
-    }
-}
-
-/// True when the whole text is exactly one JSON value.
-fn is_single_document(text: &str) -> bool {
-    serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::Format;
+    use crate::schema::Schema;
+    use serde_json::json;
 
     #[test]
-    fn documents_are_split_on_newlines_unless_the_payload_is_one_document() {
-        let mut seen = Vec::new();
-        for_each_document("{\"a\":1}\n\n {\"a\":2}\r\n", |i, d| {
-            seen.push((i, d.to_string()))
-        });
+    fn kafka_records_are_ordered_and_carry_partition_and_offset() {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let event: KafkaEvent = serde_json::from_value(json!({
+            "eventSource": "aws:kafka",
+            "records": {
+                "t-1": [
+                    {"topic": "t", "partition": 1, "offset": 8, "timestamp": 1591970759000_i64,
+                     "timestampType": "CREATE_TIME", "value": b64("{\"a\":2}"), "headers": []},
+                    {"topic": "t", "partition": 1, "offset": 7, "timestamp": 1591970759000_i64,
+                     "timestampType": "CREATE_TIME", "value": "%%%", "headers": []}
+                ],
+                "t-0": [
+                    {"topic": "t", "partition": 0, "offset": 3, "timestamp": 1591970759000_i64,
+                     "timestampType": "CREATE_TIME", "value": b64("{\"a\":1}"), "headers": []}
+                ]
+            }
+        }))
+        .unwrap();
+        let records = kafka_records(&event);
+        let at: Vec<(i64, i64)> = records.iter().filter_map(|r| r.kafka).collect();
+        assert_eq!(at, vec![(0, 3), (1, 7), (1, 8)]);
+        let decoder = PayloadDecoder::new(Format::Json, Schema::parse("a:int64").unwrap(), 1024);
+        let arrow = decoder.schema().arrow_schema();
+        let (runs, counts) = split_records(records, &decoder, &arrow);
+        assert_eq!((counts.records, counts.good, counts.bad), (3, 2, 1));
+        assert_eq!(runs.len(), 2);
         assert_eq!(
-            seen,
-            vec![(0, "{\"a\":1}".to_string()), (1, "{\"a\":2}".to_string())]
+            (runs[1].shard.as_str(), runs[1].first_sequence.as_str()),
+            ("1", "7")
         );
-
-        let mut seen = Vec::new();
-        for_each_document("{\n  \"a\": 1\n}\n", |i, d| seen.push((i, d.to_string())));
-        assert_eq!(seen.len(), 1);
+        let letter = &runs[1].dead_letters[0];
+        assert_eq!(
+            (letter.reason.as_str(), letter.partition, letter.offset),
+            ("invalid_base64", Some(1), Some(7))
+        );
+        assert_eq!(letter.bytes().unwrap(), b"%%%");
     }
 }

@@ -8,4 +8,5 @@ pub mod lake_reader;
 pub mod lambda_endpoint;
 pub mod moto;
 pub mod proxy;
+pub mod schema_inference;
 pub mod telemetry;

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use telemetry_lake::change_flag::FlagLocation;
 use telemetry_lake::config::{
-    schema_from, ConfigError, DEFAULT_MAX_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES, SCHEMA,
+    format_from, schema_from, ConfigError, DEFAULT_MAX_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES, SCHEMA,
 };
 use telemetry_lake::env::{number, positive, required};
+use telemetry_lake::format::Format;
 use telemetry_lake::reference::MetricSpec;
 use telemetry_lake::schema::{FieldType, Schema};
 use telemetry_lake::windows::WindowSpec;
@@ -80,6 +81,8 @@ pub struct DeviceStatusConfig {
     pub schema: Schema,
     /// Largest decoded payload accepted (`MAX_PAYLOAD_BYTES`).
     pub max_payload_bytes: usize,
+    /// The record format (`FORMAT` and its options), as for `kinesis-to-parquet`.
+    pub format: Format,
     /// The record field naming the device ([`DEVICE_ID_FIELD`], default `ventilatorid`).
     pub device_id_field: String,
     /// The record field holding the event time ([`EVENT_TIME_FIELD`], default `eventtime`).
@@ -133,6 +136,7 @@ impl DeviceStatusConfig {
             dead_letter_prefix: or(DEAD_LETTER_PREFIX, DEFAULT_DEAD_LETTER_PREFIX),
             schema: schema_from(&get)?,
             max_payload_bytes: positive(&get, MAX_PAYLOAD_BYTES, DEFAULT_MAX_PAYLOAD_BYTES)?,
+            format: format_from(&get)?,
             device_id_field: or(DEVICE_ID_FIELD, DEFAULT_DEVICE_ID_FIELD),
             event_time_field: or(EVENT_TIME_FIELD, DEFAULT_EVENT_TIME_FIELD),
             metrics: parse_metrics(&or(METRICS, DEFAULT_METRICS))?,

@@ -13,19 +13,24 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
+use aws_lambda_events::event::kafka::KafkaEvent;
 use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
+use telemetry_lake::dead_letter::Scope;
 use telemetry_lake::dead_letter::{to_json_lines, DeadLetter};
+use telemetry_lake::format::PayloadDecoder;
 use telemetry_lake::lake_writer::{ObjectSink, DEAD_LETTER_EXTENSION};
-use telemetry_lake::partition::{object_key, stream_name, IngestHour, StreamPosition};
+use telemetry_lake::partition::{object_key, IngestHour, StreamPosition};
 use telemetry_lake::record::Value;
 use telemetry_lake::reference::{ReferenceCache, ReferenceData, ReferenceError};
 use telemetry_lake::schema::Schema;
 use telemetry_lake::sequence;
 use telemetry_lake::status::{status_of, Status};
-use telemetry_lake::stream_batch::{decode_payload, shard_id};
+use telemetry_lake::stream_batch::{
+    decode_payload, kafka_records, kinesis_records, Rejection, SourceRecord,
+};
 use telemetry_lake::windows::{BatchWindows, WindowSpec};
 
 use crate::config::{DeviceStatusConfig, RecordFields};
@@ -38,6 +43,8 @@ pub struct BatchPlan {
     pub fields: RecordFields,
     pub windows: WindowSpec,
     pub max_payload_bytes: usize,
+    /// The format-aware decoder every stream consumer shares.
+    pub decoder: PayloadDecoder,
 }
 
 impl BatchPlan {
@@ -48,6 +55,11 @@ impl BatchPlan {
             fields: config.fields()?,
             windows: config.windows,
             max_payload_bytes: config.max_payload_bytes,
+            decoder: PayloadDecoder::new(
+                config.format.clone(),
+                config.schema.clone(),
+                config.max_payload_bytes,
+            ),
         })
     }
 }
@@ -67,9 +79,21 @@ pub struct Aggregated {
     pub unknown_devices: BTreeSet<String>,
 }
 
-/// Decodes, validates, joins and aggregates a batch: everything but the writes.
+/// Decodes, validates, joins and aggregates a Kinesis batch: everything but
+/// the writes.
 pub fn aggregate(
     records: &[KinesisEventRecord],
+    plan: &BatchPlan,
+    reference: &ReferenceData,
+) -> Aggregated {
+    aggregate_records(kinesis_records(records), plan, reference)
+}
+
+/// Decodes, validates, joins and aggregates records of any source (Kinesis,
+/// or Kafka where the window watermarks are kept per topic and partition
+/// and offsets play the sequence numbers).
+pub fn aggregate_records<'e>(
+    records: impl IntoIterator<Item = SourceRecord<'e>>,
     plan: &BatchPlan,
     reference: &ReferenceData,
 ) -> Aggregated {
@@ -77,7 +101,7 @@ pub fn aggregate(
     let mut out = Aggregated {
         windows: BatchWindows::new(fields.metrics.len()),
         dead_letters: Vec::new(),
-        records: records.len(),
+        records: 0,
         good: 0,
         by_status: BTreeMap::new(),
         unknown_devices: BTreeSet::new(),
@@ -85,25 +109,43 @@ pub fn aggregate(
     let mut readings = vec![0.0; fields.metrics.len()];
     let mut device = String::new();
     for rec in records {
-        let k = &rec.kinesis;
-        let arrival: DateTime<Utc> = *k.approximate_arrival_timestamp;
-        let shard = shard_id(rec);
-        let stream = stream_name(rec.event_source_arn.as_deref().unwrap_or("unknown-stream"));
-        decode_payload(&k.data, &plan.schema, plan.max_payload_bytes, |outcome| {
+        out.records += 1;
+        let arrival = rec.arrival;
+        let (stream, shard, position) = (&*rec.stream, &*rec.shard, &*rec.position);
+        let window_shard = match rec.kafka {
+            Some(_) => format!("{stream}.{shard}"),
+            None => shard.to_string(),
+        };
+        let letter = |r: Rejection<'_>| {
+            let mut letter = DeadLetter::new(
+                stream, shard, position, r.index, arrival, r.reason, r.detail, r.scope, r.bytes,
+            );
+            letter.sub_sequence_number = r.sub_sequence_number;
+            if let Some((partition, offset)) = rec.kafka {
+                letter.partition = Some(partition);
+                letter.offset = Some(offset);
+            }
+            letter
+        };
+        let data: &[u8] = match &rec.data {
+            Ok(data) => data,
+            Err((detail, raw)) => {
+                out.dead_letters.push(letter(Rejection {
+                    index: 0,
+                    reason: "invalid_base64",
+                    detail: detail.clone(),
+                    scope: Scope::Payload,
+                    bytes: raw,
+                    sub_sequence_number: None,
+                }));
+                continue;
+            }
+        };
+        decode_payload(data, &plan.decoder, |outcome| {
             let values = match outcome {
                 Ok(values) => values,
                 Err(r) => {
-                    out.dead_letters.push(DeadLetter::new(
-                        stream,
-                        shard,
-                        &k.sequence_number,
-                        r.index,
-                        arrival,
-                        r.reason,
-                        r.detail,
-                        r.scope,
-                        r.bytes,
-                    ));
+                    out.dead_letters.push(letter(r));
                     return;
                 }
             };
@@ -136,8 +178,8 @@ pub fn aggregate(
             *out.by_status.entry(status).or_default() += 1;
             out.good += 1;
             out.windows.add(
-                shard,
-                &k.sequence_number,
+                &window_shard,
+                position,
                 &device,
                 status,
                 plan.windows.starts(t),
@@ -175,6 +217,10 @@ pub struct BatchSummary {
 pub enum DeviceStatusError {
     #[error("reference data unavailable: {0}")]
     Reference(#[from] ReferenceError),
+    #[error(
+        "the Kafka batch was not applied in full (from offset {offset}); Lambda retries the batch"
+    )]
+    KafkaBatch { offset: String },
 }
 
 impl<S: ObjectSink> DeviceStatus<S> {
@@ -223,9 +269,64 @@ impl<S: ObjectSink> DeviceStatus<S> {
         &self,
         event: &KinesisEvent,
     ) -> Result<(BatchSummary, KinesisEventResponse), DeviceStatusError> {
+        let summary = self
+            .process_records(kinesis_records(&event.records))
+            .await?;
+        let mut response = KinesisEventResponse::default();
+        if let Some(seq) = &summary.retry_from {
+            response.add_failure(seq.clone());
+        }
+        Ok((summary, response))
+    }
+
+    /// Handles an event of either source, as `main` receives it: a Kinesis
+    /// event, or an MSK / self-managed Kafka event.
+    pub async fn handle_any(
+        &self,
+        event: LambdaEvent<serde_json::Value>,
+    ) -> Result<serde_json::Value, lambda_runtime::Error> {
+        let payload = event.payload;
+        let source = payload
+            .get("eventSource")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if source == "aws:kafka" || source == "SelfManagedKafka" {
+            let event: KafkaEvent = serde_json::from_value(payload)
+                .map_err(|e| format!("not a valid Kafka event: {e}"))?;
+            self.process_kafka(&event).await?;
+            return Ok(serde_json::json!({}));
+        }
+        let event: KinesisEvent = serde_json::from_value(payload).map_err(|e| {
+            format!("neither a Kinesis event nor a Kafka event (eventSource {source:?}): {e}")
+        })?;
+        let (_, response) = self.process(&event).await?;
+        Ok(serde_json::to_value(response)?)
+    }
+
+    /// Processes a Kafka batch. Anything not applied fails the invocation:
+    /// Lambda retries the batch from the same offsets and the per-partition
+    /// watermarks keep every record counted once.
+    pub async fn process_kafka(
+        &self,
+        event: &KafkaEvent,
+    ) -> Result<BatchSummary, DeviceStatusError> {
+        let summary = self.process_records(kafka_records(event)).await?;
+        match &summary.retry_from {
+            None => Ok(summary),
+            Some(offset) => Err(DeviceStatusError::KafkaBatch {
+                offset: offset.clone(),
+            }),
+        }
+    }
+
+    async fn process_records<'e>(
+        &self,
+        records: impl IntoIterator<Item = SourceRecord<'e>>,
+    ) -> Result<BatchSummary, DeviceStatusError> {
         let started = Instant::now();
         let reference = self.cache.current().await?;
-        let agg = aggregate(&event.records, &self.plan, &reference);
+        let agg = aggregate_records(records, &self.plan, &reference);
         if !agg.unknown_devices.is_empty() {
             let sample: Vec<&str> = agg
                 .unknown_devices
@@ -275,11 +376,7 @@ impl<S: ObjectSink> DeviceStatus<S> {
             duration_ms = started.elapsed().as_millis() as u64,
             "batch processed"
         );
-        let mut response = KinesisEventResponse::default();
-        if let Some(seq) = retry_from {
-            response.add_failure(seq);
-        }
-        Ok((summary, response))
+        Ok(summary)
     }
 
     /// Writes the dead letters of the records Lambda will not deliver again

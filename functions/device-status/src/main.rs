@@ -24,5 +24,8 @@ async fn main() -> Result<(), Error> {
     let cache = ReferenceCache::new(table, flag, config.change_flag_check);
     let sink = S3Sink::new(s3, &config.dead_letter_bucket);
     let function = DeviceStatus::new(&config, cache, dynamodb, sink)?;
-    lambda_runtime::run(service_fn(|event: LambdaEvent<_>| function.handle(event))).await
+    lambda_runtime::run(service_fn(|event: LambdaEvent<_>| {
+        function.handle_any(event)
+    }))
+    .await
 }

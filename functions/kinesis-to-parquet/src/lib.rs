@@ -6,22 +6,35 @@
 //! that could not be written as the batch item failure (Kinesis
 //! `ReportBatchItemFailures`), so Lambda retries from there and the retried
 //! objects overwrite, never duplicate (see `telemetry_lake::stream_batch`).
+//!
+//! The same function takes Lambda's MSK / self-managed Kafka event: records
+//! go through the same decode path, runs are per topic and partition, and
+//! objects are keyed `{topic}.{partition}.{first offset}`. A Kafka batch with
+//! a run that could not be written fails the invocation: Lambda's Kafka
+//! partial batch response exists only for provisioned-mode pollers, while a
+//! function error retries the batch in every mode, and the retried batch
+//! starts at the same committed offset, so it rewrites the same keys.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use aws_lambda_events::event::kafka::KafkaEvent;
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use lambda_runtime::LambdaEvent;
 use telemetry_lake::columns::ArrowSchema;
 use telemetry_lake::config::StreamConfig;
+use telemetry_lake::format::PayloadDecoder;
 use telemetry_lake::lake_writer::{write_runs, LakeLayout, ObjectSink};
 use telemetry_lake::parquet_writer::ParquetEncoder;
-use telemetry_lake::stream_batch::split_into_runs;
+use telemetry_lake::stream_batch::{
+    kafka_records, split_into_runs, split_records, BatchCounts, Run,
+};
 
 /// The function's state, built once per container.
 pub struct KinesisToParquet<S> {
     config: StreamConfig,
+    decoder: PayloadDecoder,
     arrow_schema: Arc<ArrowSchema>,
     encoder: ParquetEncoder,
     layout: LakeLayout,
@@ -48,8 +61,14 @@ impl<S: ObjectSink> KinesisToParquet<S> {
             dead_letter_prefix: config.dead_letter_prefix.clone(),
         };
         let encoder = ParquetEncoder::for_schema(&arrow_schema);
+        let decoder = PayloadDecoder::new(
+            config.format.clone(),
+            config.schema.clone(),
+            config.max_payload_bytes,
+        );
         KinesisToParquet {
             config,
+            decoder,
             arrow_schema,
             encoder,
             layout,
@@ -66,15 +85,57 @@ impl<S: ObjectSink> KinesisToParquet<S> {
         Ok(response)
     }
 
+    /// Handles an event of either source, as `main` receives it: a Kinesis
+    /// event (`Records`) or an MSK / self-managed Kafka event (`records` by
+    /// topic-partition).
+    pub async fn handle_any(
+        &self,
+        event: LambdaEvent<serde_json::Value>,
+    ) -> Result<serde_json::Value, lambda_runtime::Error> {
+        let payload = event.payload;
+        let source = payload
+            .get("eventSource")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if source == "aws:kafka" || source == "SelfManagedKafka" {
+            let event: KafkaEvent = serde_json::from_value(payload)
+                .map_err(|e| format!("not a valid Kafka event: {e}"))?;
+            self.process_kafka(&event).await?;
+            return Ok(serde_json::json!({}));
+        }
+        let event: KinesisEvent = serde_json::from_value(payload).map_err(|e| {
+            format!("neither a Kinesis event nor a Kafka event (eventSource {source:?}): {e}")
+        })?;
+        let (_, response) = self.process(&event).await;
+        Ok(serde_json::to_value(response)?)
+    }
+
+    /// Processes a Kafka batch. Runs that could not be written fail the whole
+    /// batch so Lambda retries it; every rewritten object keeps its key.
+    pub async fn process_kafka(&self, event: &KafkaEvent) -> Result<BatchSummary, KafkaBatchError> {
+        let records = kafka_records(event);
+        let (runs, counts) = split_records(records, &self.decoder, &self.arrow_schema);
+        let summary = self.write(runs, counts).await;
+        match &summary.retry_from {
+            None => Ok(summary),
+            Some(_) => Err(KafkaBatchError { summary }),
+        }
+    }
+
     /// Processes a batch, returning what was done and the Lambda response.
     pub async fn process(&self, event: &KinesisEvent) -> (BatchSummary, KinesisEventResponse) {
+        let (runs, counts) = split_into_runs(&event.records, &self.decoder, &self.arrow_schema);
+        let summary = self.write(runs, counts).await;
+        let mut response = KinesisEventResponse::default();
+        if let Some(seq) = &summary.retry_from {
+            response.add_failure(seq.clone());
+        }
+        (summary, response)
+    }
+
+    async fn write(&self, runs: Vec<Run>, counts: BatchCounts) -> BatchSummary {
         let started = Instant::now();
-        let (runs, counts) = split_into_runs(
-            &event.records,
-            &self.config.schema,
-            &self.arrow_schema,
-            self.config.max_payload_bytes,
-        );
         let report = write_runs(
             runs,
             &self.sink,
@@ -95,6 +156,7 @@ impl<S: ObjectSink> KinesisToParquet<S> {
             retry_from: report.retry_from.clone(),
         };
         tracing::info!(
+            format = self.decoder.format().name(),
             records = summary.records,
             good = summary.good,
             bad = summary.bad,
@@ -105,10 +167,15 @@ impl<S: ObjectSink> KinesisToParquet<S> {
             duration_ms = started.elapsed().as_millis() as u64,
             "batch processed"
         );
-        let mut response = KinesisEventResponse::default();
-        if let Some(seq) = report.retry_from {
-            response.add_failure(seq);
-        }
-        (summary, response)
+        summary
     }
+}
+
+/// A Kafka batch some of whose runs could not be written: the invocation
+/// fails so Lambda retries the batch.
+#[derive(Debug, thiserror::Error)]
+#[error("the Kafka batch was not written in full (first failed run starts at offset {}); Lambda retries the batch", .summary.retry_from.as_deref().unwrap_or("?"))]
+pub struct KafkaBatchError {
+    /// What the batch did before failing.
+    pub summary: BatchSummary,
 }

@@ -151,6 +151,7 @@ async fn main() -> Result<()> {
         schema: Schema::parse(&schema_text)?,
         max_payload_bytes: telemetry_lake::config::DEFAULT_MAX_PAYLOAD_BYTES,
         write_concurrency: telemetry_lake::config::DEFAULT_WRITE_CONCURRENCY,
+        format: telemetry_lake::format::Format::Json,
     };
     let function = KinesisToParquet::new(config, S3Sink::new(s3.clone(), BUCKET));
     let settings = MappingSettings {
