@@ -666,10 +666,8 @@ fn csv_line(r: &Reading) -> String {
 
 /// A KPL aggregated record (magic, protobuf, MD5) of `payloads`.
 fn kpl_record(payloads: &[Vec<u8>]) -> Vec<u8> {
-    use md5::Digest;
-    use prost::Message;
-    use telemetry_lake::kpl::{AggregatedRecord, UserRecord};
-    let body = AggregatedRecord {
+    use telemetry_lake::kpl::{frame, AggregatedRecord, UserRecord};
+    frame(&AggregatedRecord {
         partition_key_table: vec!["pk".into()],
         explicit_hash_key_table: Vec::new(),
         records: payloads
@@ -681,12 +679,7 @@ fn kpl_record(payloads: &[Vec<u8>]) -> Vec<u8> {
                 tags: Vec::new(),
             })
             .collect(),
-    }
-    .encode_to_vec();
-    let mut out = vec![0xF3, 0x89, 0x9A, 0xC2];
-    out.extend_from_slice(&body);
-    out.extend_from_slice(&md5::Md5::digest(&body));
-    out
+    })
 }
 
 #[tokio::test]

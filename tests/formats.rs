@@ -18,11 +18,9 @@ use kinesis_to_parquet::KinesisToParquet;
 use lake_tools::kinesis_event::{event_json, sequence_number, stream_arn, StreamRecord};
 use lake_tools::lake_reader;
 use lambda_runtime::{Context, LambdaEvent};
-use md5::{Digest, Md5};
-use prost::Message;
 use telemetry_lake::config::StreamConfig;
 use telemetry_lake::dead_letter::{DeadLetter, Scope};
-use telemetry_lake::kpl::{AggregatedRecord, UserRecord};
+use telemetry_lake::kpl::{self, AggregatedRecord, UserRecord};
 use telemetry_lake::lake_writer::S3Sink;
 
 const LAKE_PREFIX: &str = "raw/metrics";
@@ -530,7 +528,7 @@ async fn grok_lines_fill_fields_by_capture_name_with_custom_patterns() {
 
 /// An aggregated record as the KPL writes it: magic, protobuf, MD5.
 fn kpl_record(payloads: &[&[u8]]) -> Vec<u8> {
-    let body = AggregatedRecord {
+    kpl::frame(&AggregatedRecord {
         partition_key_table: vec!["pk-a".into(), "pk-b".into()],
         explicit_hash_key_table: Vec::new(),
         records: payloads
@@ -543,12 +541,7 @@ fn kpl_record(payloads: &[&[u8]]) -> Vec<u8> {
                 tags: Vec::new(),
             })
             .collect(),
-    }
-    .encode_to_vec();
-    let mut out = vec![0xF3, 0x89, 0x9A, 0xC2];
-    out.extend_from_slice(&body);
-    out.extend_from_slice(&Md5::digest(&body));
-    out
+    })
 }
 
 #[tokio::test]

@@ -102,6 +102,17 @@ pub fn deaggregate(data: &[u8]) -> Result<AggregatedRecord, KplError> {
     })
 }
 
+/// Encodes `record` as the KPL writes it: magic bytes, protobuf body, MD5 of
+/// the body (for producers and tests; the inverse of [`deaggregate`]).
+pub fn frame(record: &AggregatedRecord) -> Vec<u8> {
+    let body = record.encode_to_vec();
+    let mut out = Vec::with_capacity(MAGIC.len() + body.len() + DIGEST_LEN);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&body);
+    out.extend_from_slice(Md5::digest(&body).as_slice());
+    out
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -112,7 +123,7 @@ mod tests {
 
     /// Builds an aggregated record as the KPL writes it.
     fn aggregate(partition_key: &str, payloads: &[Vec<u8>]) -> Vec<u8> {
-        let body = AggregatedRecord {
+        frame(&AggregatedRecord {
             partition_key_table: vec![partition_key.to_string()],
             explicit_hash_key_table: Vec::new(),
             records: payloads
@@ -124,12 +135,7 @@ mod tests {
                     tags: Vec::new(),
                 })
                 .collect(),
-        }
-        .encode_to_vec();
-        let mut out = MAGIC.to_vec();
-        out.extend_from_slice(&body);
-        out.extend_from_slice(Md5::digest(&body).as_slice());
-        out
+        })
     }
 
     #[test]

@@ -116,6 +116,36 @@ pub fn kinesis_records(records: &[KinesisEventRecord]) -> impl Iterator<Item = S
     })
 }
 
+/// The event a stream function receives: a Kinesis batch, or an MSK /
+/// self-managed Kafka batch (`records` by topic-partition).
+#[derive(Debug)]
+pub enum StreamEvent {
+    Kinesis(aws_lambda_events::event::kinesis::KinesisEvent),
+    Kafka(KafkaEvent),
+}
+
+impl StreamEvent {
+    /// Tells the two shapes apart by `eventSource`; the error names the
+    /// source and what did not fit.
+    pub fn from_value(payload: serde_json::Value) -> Result<Self, String> {
+        let source = payload
+            .get("eventSource")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if source == "aws:kafka" || source == "SelfManagedKafka" {
+            return serde_json::from_value(payload)
+                .map(StreamEvent::Kafka)
+                .map_err(|e| format!("not a valid Kafka event: {e}"));
+        }
+        serde_json::from_value(payload)
+            .map(StreamEvent::Kinesis)
+            .map_err(|e| {
+                format!("neither a Kinesis event nor a Kafka event (eventSource {source:?}): {e}")
+            })
+    }
+}
+
 /// The records of a Kafka batch (MSK or self-managed), ordered by topic,
 /// partition and offset. A record's arrival time is its Kafka timestamp.
 pub fn kafka_records(event: &KafkaEvent) -> Vec<SourceRecord<'_>> {

@@ -29,7 +29,7 @@ use telemetry_lake::schema::Schema;
 use telemetry_lake::sequence;
 use telemetry_lake::status::{status_of, Status};
 use telemetry_lake::stream_batch::{
-    decode_payload, kafka_records, kinesis_records, Rejection, SourceRecord,
+    decode_payload, kafka_records, kinesis_records, Rejection, SourceRecord, StreamEvent,
 };
 use telemetry_lake::windows::{BatchWindows, WindowSpec};
 
@@ -285,23 +285,16 @@ impl<S: ObjectSink> DeviceStatus<S> {
         &self,
         event: LambdaEvent<serde_json::Value>,
     ) -> Result<serde_json::Value, lambda_runtime::Error> {
-        let payload = event.payload;
-        let source = payload
-            .get("eventSource")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        if source == "aws:kafka" || source == "SelfManagedKafka" {
-            let event: KafkaEvent = serde_json::from_value(payload)
-                .map_err(|e| format!("not a valid Kafka event: {e}"))?;
-            self.process_kafka(&event).await?;
-            return Ok(serde_json::json!({}));
+        match StreamEvent::from_value(event.payload)? {
+            StreamEvent::Kafka(event) => {
+                self.process_kafka(&event).await?;
+                Ok(serde_json::json!({}))
+            }
+            StreamEvent::Kinesis(event) => {
+                let (_, response) = self.process(&event).await?;
+                Ok(serde_json::to_value(response)?)
+            }
         }
-        let event: KinesisEvent = serde_json::from_value(payload).map_err(|e| {
-            format!("neither a Kinesis event nor a Kafka event (eventSource {source:?}): {e}")
-        })?;
-        let (_, response) = self.process(&event).await?;
-        Ok(serde_json::to_value(response)?)
     }
 
     /// Processes a Kafka batch. Anything not applied fails the invocation:

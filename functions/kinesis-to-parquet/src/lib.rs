@@ -28,7 +28,7 @@ use telemetry_lake::format::PayloadDecoder;
 use telemetry_lake::lake_writer::{write_runs, LakeLayout, ObjectSink};
 use telemetry_lake::parquet_writer::ParquetEncoder;
 use telemetry_lake::stream_batch::{
-    kafka_records, split_into_runs, split_records, BatchCounts, Run,
+    kafka_records, split_into_runs, split_records, BatchCounts, Run, StreamEvent,
 };
 
 /// The function's state, built once per container.
@@ -92,23 +92,16 @@ impl<S: ObjectSink> KinesisToParquet<S> {
         &self,
         event: LambdaEvent<serde_json::Value>,
     ) -> Result<serde_json::Value, lambda_runtime::Error> {
-        let payload = event.payload;
-        let source = payload
-            .get("eventSource")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        if source == "aws:kafka" || source == "SelfManagedKafka" {
-            let event: KafkaEvent = serde_json::from_value(payload)
-                .map_err(|e| format!("not a valid Kafka event: {e}"))?;
-            self.process_kafka(&event).await?;
-            return Ok(serde_json::json!({}));
+        match StreamEvent::from_value(event.payload)? {
+            StreamEvent::Kafka(event) => {
+                self.process_kafka(&event).await?;
+                Ok(serde_json::json!({}))
+            }
+            StreamEvent::Kinesis(event) => {
+                let (_, response) = self.process(&event).await;
+                Ok(serde_json::to_value(response)?)
+            }
         }
-        let event: KinesisEvent = serde_json::from_value(payload).map_err(|e| {
-            format!("neither a Kinesis event nor a Kafka event (eventSource {source:?}): {e}")
-        })?;
-        let (_, response) = self.process(&event).await;
-        Ok(serde_json::to_value(response)?)
     }
 
     /// Processes a Kafka batch. Runs that could not be written fail the whole
