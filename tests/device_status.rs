@@ -175,7 +175,18 @@ impl Setup {
         max_attempts: u32,
         flag_s3: aws_sdk_s3::Client,
     ) -> DeviceStatus<S3Sink> {
-        let config = self.config();
+        self.consumer_of(self.config(), endpoint, max_attempts, flag_s3)
+            .await
+    }
+
+    /// A consumer instance of `config`, as [`Setup::consumer_with`].
+    async fn consumer_of(
+        &self,
+        config: DeviceStatusConfig,
+        endpoint: &str,
+        max_attempts: u32,
+        flag_s3: aws_sdk_s3::Client,
+    ) -> DeviceStatus<S3Sink> {
         let sdk = sdk_config(endpoint, REGION).await;
         let dynamodb = aws_sdk_dynamodb::Client::from_conf(
             aws_sdk_dynamodb::config::Builder::from(&sdk)
@@ -1221,4 +1232,155 @@ async fn an_unreadable_reference_table_fails_the_batch_for_lambda_to_retry() {
     let (_, response) = function.process(&batch).await.expect("retried batch");
     assert!(failures(&response).is_empty());
     assert_windows(&setup, &readings).await;
+}
+
+// ------------------------------------------------------------- Glue table --
+
+#[tokio::test]
+async fn the_schema_is_read_from_a_glue_table_and_the_fields_read_are_required() {
+    use aws_sdk_glue::types::{Column, DatabaseInput, StorageDescriptor, TableInput};
+    let setup = Setup::new().await;
+    setup.put_ranges(1, RANGES).await;
+    let glue = aws_sdk_glue::Client::new(&sdk_config(moto(), REGION).await);
+    let database = unique("db").replace('-', "_");
+    glue.create_database()
+        .database_input(DatabaseInput::builder().name(&database).build().unwrap())
+        .send()
+        .await
+        .expect("create database");
+    let column = |name: &str, ty: &str| Column::builder().name(name).r#type(ty).build().unwrap();
+    // The ventilator table as a catalog holds it (every column nullable),
+    // with an ingest partition key that is not part of the records.
+    let mut columns = StorageDescriptor::builder();
+    for (name, ty) in [
+        ("ventilatorid", "bigint"),
+        ("eventtime", "timestamp"),
+        ("serialnumber", "string"),
+        ("pressurecontrol", "int"),
+        ("o2stats", "bigint"),
+        ("minutevolume", "bigint"),
+        ("manufacturer", "varchar(64)"),
+    ] {
+        columns = columns.columns(column(name, ty));
+    }
+    glue.create_table()
+        .database_name(&database)
+        .table_input(
+            TableInput::builder()
+                .name("ventilators")
+                .storage_descriptor(columns.build())
+                .partition_keys(column("ingest_year", "string"))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("create table");
+
+    let vars = |source: String| {
+        HashMap::from([
+            (REFERENCE_TABLE, setup.reference_table.clone()),
+            (WINDOWS_TABLE, setup.windows_table.clone()),
+            (CHANGE_FLAG_BUCKET, setup.bucket.clone()),
+            (DEAD_LETTER_BUCKET, setup.bucket.clone()),
+            (CHANGE_FLAG_CHECK_SECONDS, "0".to_string()),
+            ("SCHEMA_SOURCE", source),
+        ])
+    };
+    let glue_vars = vars(format!("glue:{database}.ventilators"));
+    let config = DeviceStatusConfig::load(|k| glue_vars.get(k).cloned(), || glue.clone())
+        .await
+        .expect("configuration with the schema from Glue");
+    let fields: Vec<(String, &str, bool)> = config
+        .schema
+        .fields
+        .iter()
+        .map(|f| (f.name.clone(), f.field_type.name(), f.required))
+        .collect();
+    let field = |n: &str, t: &'static str, req: bool| (n.to_string(), t, req);
+    assert_eq!(
+        fields,
+        [
+            field("ventilatorid", "int64", true),
+            field("eventtime", "timestamp", true),
+            field("serialnumber", "string", false),
+            field("pressurecontrol", "int64", true),
+            field("o2stats", "int64", true),
+            field("minutevolume", "int64", true),
+            field("manufacturer", "string", false),
+        ]
+    );
+
+    // The function reads records by the catalog's columns: a reading without
+    // a metric is dead-lettered, one without its optional serial number counts.
+    let function = setup.consumer_of(config, moto(), 3, setup.s3.clone()).await;
+    let good = [
+        (r(1, "10:01:00", 95, 15, 6), "GREEN"),
+        (r(1, "10:02:00", 50, 15, 6), "ORANGE"),
+    ];
+    let mut no_serial = good[1].0.doc();
+    no_serial.as_object_mut().unwrap().remove("serialnumber");
+    let mut no_metric = good[0].0.doc();
+    no_metric.as_object_mut().unwrap().remove("minutevolume");
+    let payloads = vec![
+        good[0].0.doc().to_string().into_bytes(),
+        no_metric.to_string().into_bytes(),
+        no_serial.to_string().into_bytes(),
+    ];
+    let (summary, response) = function
+        .process(&event(0, 1, &payloads))
+        .await
+        .expect("process");
+    assert!(failures(&response).is_empty());
+    assert_eq!((summary.records, summary.good, summary.bad), (3, 2, 1));
+    assert_windows(&setup, &good).await;
+    let letters = setup.dead_letters().await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        (
+            letters[0].sequence_number.as_str(),
+            letters[0].reason.as_str()
+        ),
+        (sequence_number(0, 2).as_str(), "missing_field")
+    );
+    assert!(
+        letters[0].detail.contains("minutevolume"),
+        "{}",
+        letters[0].detail
+    );
+
+    // A table that does not exist, or one whose event time is a string,
+    // fails the cold start naming what is wrong.
+    let missing = vars(format!("glue:{database}.nope"));
+    let err = DeviceStatusConfig::load(|k| missing.get(k).cloned(), || glue.clone())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&format!("{database}.nope")), "{err}");
+    glue.create_table()
+        .database_name(&database)
+        .table_input(
+            TableInput::builder()
+                .name("raw")
+                .storage_descriptor(
+                    StorageDescriptor::builder()
+                        .columns(column("ventilatorid", "bigint"))
+                        .columns(column("eventtime", "string"))
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("create table");
+    let raw = vars(format!("glue:{database}.raw"));
+    let err = DeviceStatusConfig::load(|k| raw.get(k).cloned(), || glue.clone())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`eventtime` is string, expected timestamp"),
+        "{err}"
+    );
 }

@@ -7,7 +7,7 @@
 
 use aws_smithy_types::error::display::DisplayErrorContext;
 
-use crate::config::{ConfigError, SchemaSource, StreamConfig};
+use crate::config::{schema_from, ConfigError, SchemaSource, StreamConfig};
 use crate::schema::{Field, FieldType, Schema};
 
 /// The field type of a Hive column type, `None` for types the lake does not
@@ -79,19 +79,29 @@ pub async fn fetch(
     schema_of_columns(&columns).map_err(fail)
 }
 
+/// The declared schema named by `SCHEMA_SOURCE` (read through `get`): the
+/// configuration's (`SCHEMA` or `SCHEMA_FILE`) or a Glue table's, with the
+/// source it came from.
+pub async fn load_schema(
+    get: &impl Fn(&str) -> Option<String>,
+    glue: impl FnOnce() -> aws_sdk_glue::Client,
+) -> Result<(Schema, SchemaSource), ConfigError> {
+    let source = SchemaSource::from_lookup(get)?;
+    let schema = match &source {
+        SchemaSource::Config => schema_from(get)?,
+        SchemaSource::GlueTable { database, table } => fetch(&glue(), database, table).await?,
+    };
+    Ok((schema, source))
+}
+
 /// Reads the stream configuration through `get`, taking the schema from the
 /// Glue table named in `SCHEMA_SOURCE` when there is one.
 pub async fn load_config(
     get: impl Fn(&str) -> Option<String>,
     glue: impl FnOnce() -> aws_sdk_glue::Client,
 ) -> Result<StreamConfig, ConfigError> {
-    match SchemaSource::from_lookup(&get)? {
-        SchemaSource::Config => StreamConfig::from_lookup(get),
-        SchemaSource::GlueTable { database, table } => {
-            let schema = fetch(&glue(), &database, &table).await?;
-            StreamConfig::with_schema(get, schema)
-        }
-    }
+    let (schema, _) = load_schema(&get, glue).await?;
+    StreamConfig::with_schema(get, schema)
 }
 
 #[cfg(test)]

@@ -2,15 +2,16 @@
 //! start. A missing or malformed value fails the cold start naming the
 //! variable, and the schema is checked to hold the fields the function reads.
 
-use std::env;
 use std::time::Duration;
 
 use telemetry_lake::change_flag::FlagLocation;
 use telemetry_lake::config::{
-    format_from, schema_from, ConfigError, DEFAULT_MAX_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES, SCHEMA,
+    format_from, schema_from, ConfigError, SchemaSource, DEFAULT_MAX_PAYLOAD_BYTES,
+    MAX_PAYLOAD_BYTES, SCHEMA,
 };
 use telemetry_lake::env::{number, positive, required};
 use telemetry_lake::format::Format;
+use telemetry_lake::glue_schema::load_schema;
 use telemetry_lake::reference::MetricSpec;
 use telemetry_lake::schema::{FieldType, Schema};
 use telemetry_lake::windows::WindowSpec;
@@ -77,7 +78,8 @@ pub struct DeviceStatusConfig {
     pub dead_letter_bucket: String,
     /// Prefix of the dead letters ([`DEAD_LETTER_PREFIX`], default `dead-letters/device-status`).
     pub dead_letter_prefix: String,
-    /// The declared record schema (`SCHEMA` or `SCHEMA_FILE`).
+    /// The declared record schema (`SCHEMA` or `SCHEMA_FILE`, or a Glue
+    /// table named in `SCHEMA_SOURCE`).
     pub schema: Schema,
     /// Largest decoded payload accepted (`MAX_PAYLOAD_BYTES`).
     pub max_payload_bytes: usize,
@@ -98,13 +100,55 @@ pub struct DeviceStatusConfig {
 }
 
 impl DeviceStatusConfig {
-    /// Reads the configuration from the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| env::var(name).ok())
+    /// Reads the configuration through `get`, which returns a variable's value,
+    /// the schema from `SCHEMA` or `SCHEMA_FILE`.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let schema = schema_from(&get)?;
+        let config = Self::with_schema(get, schema)?;
+        config.fields()?;
+        Ok(config)
     }
 
-    /// Reads the configuration through `get`, which returns a variable's value.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    /// Reads the configuration through `get`, taking the schema from the Glue
+    /// table named in `SCHEMA_SOURCE` when there is one (`glue:DATABASE.TABLE`),
+    /// as `kinesis-to-parquet` does.
+    ///
+    /// Catalog columns are all nullable, but a reading without its device,
+    /// event time or metrics cannot be placed in a window: the fields this
+    /// function reads are made required, so such a record is dead-lettered
+    /// as `missing_field` rather than counted.
+    pub async fn load(
+        get: impl Fn(&str) -> Option<String>,
+        glue: impl FnOnce() -> aws_sdk_glue::Client,
+    ) -> Result<Self, ConfigError> {
+        let (schema, source) = load_schema(&get, glue).await?;
+        let mut config = Self::with_schema(get, schema)?;
+        if matches!(source, SchemaSource::GlueTable { .. }) {
+            config.require_read_fields();
+        }
+        config.fields()?;
+        Ok(config)
+    }
+
+    /// Marks the fields the function reads as required in the schema.
+    fn require_read_fields(&mut self) {
+        let read: Vec<&str> = [self.device_id_field.as_str(), &self.event_time_field]
+            .into_iter()
+            .chain(self.metrics.iter().map(|m| m.field.as_str()))
+            .collect();
+        for field in &mut self.schema.fields {
+            if read.contains(&field.name.as_str()) {
+                field.required = true;
+            }
+        }
+    }
+
+    /// Reads everything but the schema through `get`, taking `schema` as
+    /// given; the caller checks it with [`DeviceStatusConfig::fields`].
+    fn with_schema(
+        get: impl Fn(&str) -> Option<String>,
+        schema: Schema,
+    ) -> Result<Self, ConfigError> {
         let or = |name: &str, default: &str| {
             get(name)
                 .map(|v| v.trim().to_string())
@@ -123,7 +167,7 @@ impl DeviceStatusConfig {
             DEFAULT_CHANGE_FLAG_CHECK_SECONDS,
         )?;
         let retention_days: u64 = positive(&get, RETENTION_DAYS, DEFAULT_RETENTION_DAYS)?;
-        let config = DeviceStatusConfig {
+        Ok(DeviceStatusConfig {
             reference_table: required(&get, REFERENCE_TABLE)?,
             reference_key_attribute: or(REFERENCE_KEY_ATTRIBUTE, DEFAULT_REFERENCE_KEY_ATTRIBUTE),
             windows_table: required(&get, WINDOWS_TABLE)?,
@@ -134,7 +178,7 @@ impl DeviceStatusConfig {
             change_flag_check: Duration::from_secs(check),
             dead_letter_bucket: required(&get, DEAD_LETTER_BUCKET)?,
             dead_letter_prefix: or(DEAD_LETTER_PREFIX, DEFAULT_DEAD_LETTER_PREFIX),
-            schema: schema_from(&get)?,
+            schema,
             max_payload_bytes: positive(&get, MAX_PAYLOAD_BYTES, DEFAULT_MAX_PAYLOAD_BYTES)?,
             format: format_from(&get)?,
             device_id_field: or(DEVICE_ID_FIELD, DEFAULT_DEVICE_ID_FIELD),
@@ -143,9 +187,7 @@ impl DeviceStatusConfig {
             windows,
             retention: Duration::from_secs(retention_days.saturating_mul(86_400)),
             write_concurrency: positive(&get, WRITE_CONCURRENCY, DEFAULT_WRITE_CONCURRENCY)?,
-        };
-        config.fields()?;
-        Ok(config)
+        })
     }
 
     /// Where the function finds its fields in a parsed record, checking the

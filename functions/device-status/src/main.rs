@@ -10,8 +10,12 @@ use telemetry_lake::reference::{ReferenceCache, ReferenceTable};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let config = DeviceStatusConfig::from_env()?;
     let aws = aws_config::load_from_env().await;
+    let config = DeviceStatusConfig::load(
+        |name| std::env::var(name).ok(),
+        || aws_sdk_glue::Client::new(&aws),
+    )
+    .await?;
     let s3 = s3_client(&aws);
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let table = ReferenceTable {
