@@ -5,13 +5,20 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help setup demo test test-rust lint-template check fmt bench clean
+ARCH ?= x86_64
+# sam validate and sam build run offline here; they still want a region.
+SAM := AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} SAM_CLI_TELEMETRY=0 .venv-deploy/bin/sam
+
+.PHONY: help setup deploy-tools demo test test-rust lint-template check fmt bench package sam-build diagrams clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-14s %s\n", $$1, $$2}'
 
 setup: ## Create .venv with the pinned Python tools (moto server, cfn-lint); idempotent
 	@scripts/bootstrap.sh
+
+deploy-tools: ## Create .venv-deploy with the pinned deploy tools (aws-sam-cli, cargo-lambda, ziglang); idempotent
+	@scripts/bootstrap.sh .venv-deploy scripts/requirements-deploy.txt
 
 demo: setup ## Run the main job locally on moto: telemetry -> Kinesis -> kinesis-to-parquet -> S3 lake
 	cargo run --quiet -p lake-tools --bin local-run -- $(ARGS)
@@ -21,8 +28,9 @@ test: setup lint-template test-rust ## Run every test (unit, integration on moto
 test-rust:
 	cargo test --workspace --no-fail-fast
 
-lint-template: setup ## Lint template.yaml with cfn-lint
+lint-template: setup deploy-tools ## Lint template.yaml: cfn-lint, then sam validate --lint (no suppressed warnings)
 	$(VENV)/bin/cfn-lint template.yaml
+	$(SAM) validate --lint --template template.yaml
 
 check: ## Formatting and clippy, warnings as errors (never rewrites files)
 	cargo fmt --all -- --check
@@ -35,6 +43,15 @@ bench: ## Throughput of kinesis-to-parquet and device-status on a 10,000-record 
 	cargo bench -p lake-tools --bench stream_to_lake
 	cargo bench -p lake-tools --bench device_status
 
-clean: ## Remove build outputs and the virtualenv
+package: ## Build every function's Lambda zip (out/lambda/*/bootstrap.zip), check glibc <= 2.34; ARCH=arm64 needs the aarch64 target
+	ARCH=$(ARCH) nice -n 10 scripts/package.sh
+
+sam-build: deploy-tools ## sam build --beta-features (.aws-sam/build), compared with make package's bootstraps
+	ARCH=$(ARCH) nice -n 10 scripts/sam-build.sh
+
+diagrams: ## Regenerate the state machine diagrams in README.md and statemachine/README.md from the ASL
+	cargo run --quiet --bin asl-mermaid -- --update README.md statemachine/README.md
+
+clean: ## Remove build outputs and the virtualenvs
 	cargo clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) .venv-deploy out .aws-sam

@@ -2,6 +2,12 @@
 # Creates (or updates) the project's virtualenv .venv/ with the pinned tools of
 # scripts/requirements.txt (moto, cfn-lint).
 #
+#   scripts/bootstrap.sh [VENV REQUIREMENTS]
+#
+# makes another virtualenv from another pinned file the same way; the deploy
+# tools (aws-sam-cli, cargo-lambda, ziglang) live in .venv-deploy/ from
+# scripts/requirements-deploy.txt, apart from moto, whose pins they would fight.
+#
 # Idempotent and quiet when nothing is to do: pip runs only when
 # requirements.txt changed since the last successful install, which the stamp
 # .venv/.requirements.sha256 records. Needs only python3 (3.9+) and, where
@@ -14,8 +20,8 @@ die() { say "error: $*"; exit 1; }
 trap 'say "error: failed at line $LINENO: $BASH_COMMAND"' ERR
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="$root/.venv"
-req="$root/scripts/requirements.txt"
+venv="$root/${1:-.venv}"
+req="$root/${2:-scripts/requirements.txt}"
 stamp="$venv/.requirements.sha256"
 
 [[ -f "$req" ]] || die "$req not found"
@@ -68,12 +74,13 @@ if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
     die "could not install pip into $venv (pip 22.3 or newer is needed for --python; on Debian: apt-get install python3-venv)"
 fi
 
-say "installing $(grep -cvE '^[[:space:]]*(#|$)' "$req") pinned packages from scripts/requirements.txt into $venv"
+say "installing $(grep -cvE '^[[:space:]]*(#|$)' "$req") pinned packages from ${req#"$root/"} into $venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip ||
   die "pip could not upgrade itself (is PyPI reachable?)"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req" ||
-  die "pip install -r scripts/requirements.txt failed (see above)"
-versions="$("$venv/bin/python" -c 'import moto, cfnlint.version; print("moto", moto.__version__ + ", cfn-lint", cfnlint.version.__version__)')" ||
-  die "the installed tools do not import"
+  die "pip install -r ${req#"$root/"} failed (see above)"
+versions="$("$venv/bin/python" -m pip list --format=freeze 2>/dev/null |
+  grep -iE "^($(grep -vE '^[[:space:]]*(#|$)' "$req" | sed -E 's/[[<=>~!; ].*//' | paste -sd'|'))==" | paste -sd' ')" ||
+  die "pip list failed in $venv"
 echo "$want" >"$stamp"
 say "ready: $versions"

@@ -92,3 +92,243 @@ fn every_record_format_the_template_offers_is_one_the_function_reads() {
         t.contains("SCHEMA_SOURCE: !If [UseGlueSchema, !Sub \"glue:${SchemaGlueTable}\", config]")
     );
 }
+
+// ------------------------------------------- parsed template (issue 7)
+
+use integration_tests::template::{load, referenced, resources};
+use lake_tools::asl;
+use serde_json::Value;
+
+fn workspace_members() -> Vec<String> {
+    let manifest = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    let start = manifest.find("members = [").expect("workspace members");
+    let end = start + manifest[start..].find(']').unwrap();
+    manifest[start..end]
+        .lines()
+        .skip(1)
+        .map(|l| l.trim().trim_end_matches(',').trim_matches('"').to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+#[test]
+fn every_function_is_built_by_cargo_lambda_from_a_workspace_crate_binary() {
+    let t = load();
+    let members = workspace_members();
+    let mut built = Vec::new();
+    for (id, f) in resources(&t, "AWS::Serverless::Function") {
+        let uri = f["Properties"]["CodeUri"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{id}: CodeUri is not a path"));
+        assert!(
+            members.iter().any(|m| m == uri),
+            "{id}: {uri} is not a workspace member"
+        );
+        assert_eq!(f["Metadata"]["BuildMethod"], "rust-cargolambda", "{id}");
+        let manifest = std::fs::read_to_string(repo().join(uri).join("Cargo.toml")).unwrap();
+        let package = manifest
+            .lines()
+            .find_map(|l| l.strip_prefix("name = "))
+            .unwrap()
+            .trim_matches('"');
+        assert_eq!(
+            f["Metadata"]["BuildProperties"]["Binary"], package,
+            "{id}: Binary is not the crate's binary"
+        );
+        assert!(
+            repo().join(uri).join("src/main.rs").exists(),
+            "{id}: {uri} has no binary"
+        );
+        built.push(uri.to_string());
+    }
+    // And every function crate is deployed.
+    for member in members.iter().filter(|m| m.starts_with("functions/")) {
+        assert!(built.contains(member), "{member} is not in template.yaml");
+    }
+    assert_eq!(built.len(), 8);
+}
+
+fn state_machines(t: &Value) -> Vec<(&str, &Value, Value)> {
+    resources(t, "AWS::Serverless::StateMachine")
+        .map(|(id, sm)| {
+            let uri = sm["Properties"]["DefinitionUri"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{id}: DefinitionUri is not a local file"));
+            let text = std::fs::read_to_string(repo().join(uri))
+                .unwrap_or_else(|e| panic!("{id}: {uri}: {e}"));
+            let asl: Value =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{id}: {uri}: {e}"));
+            (id, sm, asl)
+        })
+        .collect()
+}
+
+fn placeholders(text: &str) -> std::collections::BTreeSet<String> {
+    text.split("${")
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name.to_string()))
+        .collect()
+}
+
+#[test]
+fn every_placeholder_has_a_substitution_and_every_substitution_is_used() {
+    let t = load();
+    let machines = state_machines(&t);
+    assert_eq!(machines.len(), 2);
+    for (id, sm, asl) in machines {
+        let used = placeholders(&asl.to_string());
+        let given: std::collections::BTreeSet<String> = sm["Properties"]["DefinitionSubstitutions"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{id}: no DefinitionSubstitutions"))
+            .keys()
+            .cloned()
+            .collect();
+        assert!(!used.is_empty(), "{id}");
+        assert_eq!(
+            used, given,
+            "{id}: placeholders in the ASL vs DefinitionSubstitutions"
+        );
+        // Each function ARN substituted is one of this template's functions.
+        for (key, value) in sm["Properties"]["DefinitionSubstitutions"]
+            .as_object()
+            .unwrap()
+        {
+            let target = referenced(value).unwrap_or_else(|| panic!("{id}.{key} is a literal"));
+            assert!(
+                t["Resources"].get(target).is_some(),
+                "{id}.{key} names {target}, not a resource of the template"
+            );
+        }
+    }
+}
+
+#[test]
+fn both_state_machines_are_structurally_sound() {
+    for (id, _, definition) in state_machines(&load()) {
+        let problems = asl::problems(&definition);
+        assert!(problems.is_empty(), "{id}:\n  {}", problems.join("\n  "));
+        assert!(
+            definition["TimeoutSeconds"].as_u64().is_some(),
+            "{id}: no TimeoutSeconds (ExecutionsTimedOut would never fire)"
+        );
+    }
+}
+
+#[test]
+fn state_machines_log_and_trace_and_show_in_the_console_outputs() {
+    let t = load();
+    for (id, sm, _) in state_machines(&t) {
+        let p = &sm["Properties"];
+        assert_eq!(p["Logging"]["Level"]["Ref"], "StateMachineLogLevel", "{id}");
+        assert_eq!(p["Logging"]["IncludeExecutionData"], true, "{id}");
+        let group =
+            referenced(&p["Logging"]["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"])
+                .unwrap_or_else(|| panic!("{id}: no log group"));
+        assert_eq!(t["Resources"][group]["Type"], "AWS::Logs::LogGroup", "{id}");
+        assert_eq!(p["Tracing"]["Enabled"], true, "{id}");
+        let console = t["Outputs"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter_map(|o| o["Value"]["Fn::Sub"].as_str())
+            .any(|v| {
+                v.starts_with("https://${AWS::Region}.console.aws.amazon.com/states/home?region=${AWS::Region}#/statemachines/view/")
+                    && v.ends_with(&format!("${{{id}}}"))
+            });
+        assert!(console, "{id}: no console URL among the Outputs");
+    }
+    let levels = &t["Parameters"]["StateMachineLogLevel"]["AllowedValues"];
+    assert_eq!(levels, &serde_json::json!(["ALL", "ERROR", "FATAL", "OFF"]));
+    assert_eq!(t["Globals"]["Function"]["Tracing"], "Active");
+    assert_eq!(t["Parameters"]["Architecture"]["Default"], "x86_64");
+}
+
+/// (namespace, metric, dimension value's logical ID) of every alarm.
+fn alarms(t: &Value) -> Vec<(String, String, String)> {
+    resources(t, "AWS::CloudWatch::Alarm")
+        .map(|(id, a)| {
+            let p = &a["Properties"];
+            for actions in ["AlarmActions", "OKActions"] {
+                assert!(
+                    p[actions].as_array().is_some_and(|a| !a.is_empty()),
+                    "{id}: no {actions}"
+                );
+            }
+            let dimension = referenced(&p["Dimensions"][0]["Value"])
+                .unwrap_or_else(|| panic!("{id}: dimension is not a resource of the template"));
+            (
+                p["Namespace"].as_str().unwrap().to_string(),
+                p["MetricName"].as_str().unwrap().to_string(),
+                dimension.to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_component_has_the_alarms_an_operator_expects() {
+    let t = load();
+    let alarms = alarms(&t);
+    let has = |ns: &str, metric: &str, id: &str| {
+        alarms
+            .iter()
+            .any(|(n, m, d)| n == ns && m == metric && d == id)
+    };
+    let mut missing = Vec::new();
+    for (id, f) in resources(&t, "AWS::Serverless::Function") {
+        for metric in ["Errors", "Throttles"] {
+            if !has("AWS/Lambda", metric, id) {
+                missing.push(format!("{id} {metric}"));
+            }
+        }
+        let polls = f["Properties"]["Events"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .any(|(_, e)| ["Kinesis", "DynamoDB"].contains(&e["Type"].as_str().unwrap_or("")));
+        if polls && !has("AWS/Lambda", "IteratorAge", id) {
+            missing.push(format!("{id} IteratorAge"));
+        }
+    }
+    for (id, _) in resources(&t, "AWS::Kinesis::Stream") {
+        if !has("AWS/Kinesis", "GetRecords.IteratorAgeMilliseconds", id) {
+            missing.push(format!("{id} GetRecords.IteratorAgeMilliseconds"));
+        }
+    }
+    for (id, _) in resources(&t, "AWS::SQS::Queue") {
+        if !has("AWS/SQS", "ApproximateNumberOfMessagesVisible", id) {
+            missing.push(format!("{id} ApproximateNumberOfMessagesVisible"));
+        }
+    }
+    for (id, _) in resources(&t, "AWS::Serverless::StateMachine") {
+        for metric in ["ExecutionsFailed", "ExecutionsTimedOut"] {
+            if !has("AWS/States", metric, id) {
+                missing.push(format!("{id} {metric}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "alarms missing: {missing:?}");
+}
+
+#[test]
+fn the_diagrams_in_the_readmes_are_those_of_the_asl_files() {
+    for file in ["README.md", "statemachine/README.md"] {
+        let markdown = std::fs::read_to_string(repo().join(file)).unwrap();
+        let render = |path: &str| -> Result<String, String> {
+            let text =
+                std::fs::read_to_string(repo().join(path)).map_err(|e| format!("{path}: {e}"))?;
+            let definition = serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+            asl::mermaid(&definition)
+        };
+        let (updated, found) = asl::update_markdown(&markdown, render).unwrap();
+        assert!(
+            found.contains(&"statemachine/repartition.asl.json".to_string())
+                && found.contains(&"statemachine/provider-etl.asl.json".to_string()),
+            "{file} shows {found:?}"
+        );
+        assert!(
+            updated == markdown,
+            "{file}: a diagram is out of date with its ASL file; run `make diagrams`"
+        );
+    }
+}

@@ -1,7 +1,10 @@
 //! Support for the integration tests: one moto server per test binary,
 //! unique resource names, a proxy that injects faults between the SDK and
 //! moto, and a harness that runs state machines in moto's interpreter with
-//! the real handlers behind their Lambda tasks.
+//! the real handlers behind their Lambda tasks; `template.yaml` read as
+//! JSON for the checks over it (`template`).
+
+pub mod template;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};

@@ -1,7 +1,9 @@
 //! Tools around the suite: a telemetry generator, Lambda event building, a
+//! checker and diagram renderer of the state machines (`asl`), a
 //! moto server and a local Lambda endpoint for local runs and tests, and
 //! reading the lake back.
 
+pub mod asl;
 pub mod event_source;
 pub mod kinesis_event;
 pub mod lake_reader;
