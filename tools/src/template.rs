@@ -75,6 +75,11 @@ impl Template {
         })
     }
 
+    /// Parameter `name`'s node (`Type`, `Default`, `AllowedValues`, ...).
+    pub fn parameter(&self, name: &str) -> Option<&Value> {
+        self.root.get("Parameters")?.get(name)
+    }
+
     /// The default of parameter `name`, as text.
     pub fn parameter_default(&self, name: &str) -> Option<String> {
         scalar(self.root.get("Parameters")?.get(name)?.get("Default")?)

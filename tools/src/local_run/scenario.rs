@@ -121,7 +121,12 @@ pub async fn play(stack: &Stack, options: &Options, progress: &mut Progress) -> 
         duration: Duration::minutes(options.minutes.max(2)),
         per_device_per_minute: options.rate.max(1),
         bad_share: options.bad_share,
-        drifting_devices: (devices / 10).max(1).min(devices - 1),
+        // A tenth of the devices (at least one), never device 1, whose range changes.
+        drifting_devices: if devices > 1 {
+            (devices / 10).max(1)
+        } else {
+            0
+        },
         seed: options.seed,
         ..Default::default()
     });
