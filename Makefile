@@ -20,8 +20,8 @@ setup: ## Create .venv with the pinned Python tools (moto server, cfn-lint); ide
 deploy-tools: ## Create .venv-deploy with the pinned deploy tools (aws-sam-cli, cargo-lambda, ziglang); idempotent
 	@scripts/bootstrap.sh .venv-deploy scripts/requirements-deploy.txt
 
-demo: setup ## Run the main job locally on moto: telemetry -> Kinesis -> kinesis-to-parquet -> S3 lake
-	cargo run --quiet -p lake-tools --bin local-run -- $(ARGS)
+demo: setup ## Run the whole suite locally on moto (make demo ARGS="--devices 10 --json")
+	cargo run --quiet --bin local-run -- $(ARGS)
 
 test: setup lint-template test-rust ## Run every test (unit, integration on moto, template lint)
 

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use lake_tools::template::Template;
 use telemetry_lake::schema::Schema;
 
 fn repo() -> &'static Path {
@@ -13,39 +14,32 @@ fn template() -> String {
     std::fs::read_to_string(repo().join("template.yaml")).expect("template.yaml")
 }
 
-/// The value of `key: value` on the first line after `after` that has it.
-fn value_after<'a>(text: &'a str, after: &str, key: &str) -> &'a str {
-    let start = text
-        .find(after)
-        .unwrap_or_else(|| panic!("{after} not in template"));
-    let line = text[start..]
-        .lines()
-        .find(|l| l.trim_start().starts_with(key))
-        .unwrap_or_else(|| panic!("{key} not found after {after}"));
-    line.trim_start()[key.len()..].trim().trim_matches('"')
+fn parsed() -> Template {
+    Template::load(&repo().join("template.yaml")).expect("template.yaml parses")
 }
 
 #[test]
 fn the_templates_default_schema_is_the_shipped_schema() {
-    let t = template();
-    let compact = value_after(&t, "\n  Schema:\n", "Default:");
+    let compact = parsed()
+        .parameter_default("Schema")
+        .expect("Schema default");
     let shipped = std::fs::read_to_string(repo().join("config/ventilator.schema.json")).unwrap();
     assert_eq!(
-        Schema::parse(compact).unwrap(),
+        Schema::parse(&compact).unwrap(),
         Schema::parse(&shipped).unwrap()
     );
 }
 
 #[test]
 fn every_function_points_at_a_crate_with_its_binary() {
-    let t = template();
-    let uris: Vec<&str> = t
-        .lines()
-        .filter_map(|l| l.trim_start().strip_prefix("CodeUri:"))
-        .map(str::trim)
-        .collect();
-    assert!(!uris.is_empty());
-    for uri in uris {
+    let t = parsed();
+    let functions = t.resources_of_type("AWS::Serverless::Function");
+    assert!(!functions.is_empty());
+    for id in functions {
+        let uri = t
+            .property(&id, &["CodeUri"])
+            .and_then(|v| v.as_str())
+            .unwrap_or_else(|| panic!("{id} has no CodeUri"));
         let manifest = std::fs::read_to_string(repo().join(uri).join("Cargo.toml"))
             .unwrap_or_else(|e| panic!("{uri}/Cargo.toml: {e}"));
         let name = uri.rsplit('/').next().unwrap();
@@ -57,21 +51,27 @@ fn every_function_points_at_a_crate_with_its_binary() {
             repo().join(uri).join("src/main.rs").exists(),
             "{uri} has no binary"
         );
-        assert!(
-            t.contains(&format!("Binary: {name}")),
-            "{name} has no BuildProperties.Binary"
-        );
+        let binary = t.resource(&id).and_then(|r| {
+            r.get("Metadata")?
+                .get("BuildProperties")?
+                .get("Binary")?
+                .as_str()
+        });
+        assert_eq!(binary, Some(name), "{id}'s BuildProperties.Binary");
     }
 }
 
 #[test]
 fn every_record_format_the_template_offers_is_one_the_function_reads() {
     let t = template();
-    let allowed = value_after(&t, "\n  RecordFormat:\n", "AllowedValues:");
-    let formats: Vec<&str> = allowed
-        .trim_matches(|c| c == '[' || c == ']')
-        .split(',')
-        .map(str::trim)
+    let parameter = parsed();
+    let formats: Vec<&str> = parameter
+        .parameter("RecordFormat")
+        .and_then(|p| p.get("AllowedValues"))
+        .and_then(|v| v.as_sequence())
+        .expect("RecordFormat's AllowedValues")
+        .iter()
+        .filter_map(|v| v.as_str())
         .collect();
     assert_eq!(formats, ["json", "csv", "avro", "avro-ocf", "grok"]);
     for format in formats {

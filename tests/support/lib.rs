@@ -262,24 +262,14 @@ pub async fn create_state_machine(
     let path = lake_tools::moto::repo_root()
         .join("statemachine")
         .join(asl_file);
-    let mut definition = std::fs::read_to_string(&path)
+    let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    for (key, value) in substitutions {
-        definition = definition.replace(&format!("${{{key}}}"), value);
-    }
-    let left: Vec<&str> = definition
-        .match_indices("${")
-        .map(|(i, _)| {
-            let rest = &definition[i..];
-            &rest[..rest.find('}').map_or(rest.len(), |j| j + 1)]
-        })
+    let substitutions = substitutions
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
         .collect();
-    assert!(
-        left.is_empty(),
-        "{asl_file}: placeholders without a substitution: {left:?}"
-    );
-    serde_json::from_str::<serde_json::Value>(&definition)
-        .unwrap_or_else(|e| panic!("{asl_file} is not JSON after substitution: {e}"));
+    let definition = lake_tools::template::substitute_definition(&text, &substitutions)
+        .unwrap_or_else(|e| panic!("{asl_file}: {e:#}"));
     create_state_machine_from(sfn, name, &definition).await
 }
 
@@ -306,46 +296,18 @@ pub async fn wait_for_execution(
     sfn: &aws_sdk_sfn::Client,
     execution_arn: &str,
 ) -> aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        let out = sfn
-            .describe_execution()
-            .execution_arn(execution_arn)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("describe execution {execution_arn}: {e:?}"));
-        if out.status != aws_sdk_sfn::types::ExecutionStatus::Running {
-            return out;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "execution {execution_arn} still RUNNING after 120 s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    lake_tools::step_functions::wait_for_execution(
+        sfn,
+        execution_arn,
+        std::time::Duration::from_secs(120),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// The names of the states the execution entered, in order.
 pub async fn states_entered(sfn: &aws_sdk_sfn::Client, execution_arn: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut token = None;
-    loop {
-        let page = sfn
-            .get_execution_history()
-            .execution_arn(execution_arn)
-            .set_next_token(token)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("execution history {execution_arn}: {e:?}"));
-        names.extend(
-            page.events
-                .iter()
-                .filter_map(|e| e.state_entered_event_details.as_ref())
-                .map(|d| d.name.clone()),
-        );
-        token = page.next_token;
-        if token.is_none() {
-            return names;
-        }
-    }
+    lake_tools::step_functions::states_entered(sfn, execution_arn)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"))
 }

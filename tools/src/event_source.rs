@@ -34,6 +34,143 @@ pub struct ShardReport {
     pub records: usize,
 }
 
+/// One Kinesis shard as an event source mapping reads it for one function:
+/// its own iterator and checkpoint, kept between calls of
+/// [`ShardPoller::drain`] so that records put later are read from where the
+/// last call stopped.
+#[derive(Debug)]
+pub struct ShardPoller {
+    stream: String,
+    stream_arn: String,
+    shard: String,
+    settings: MappingSettings,
+    iterator: String,
+    pending: Vec<StreamRecord>,
+    attempts: u32,
+}
+
+impl ShardPoller {
+    /// Starts reading `shard` at `TRIM_HORIZON`.
+    pub async fn open(
+        kinesis: &aws_sdk_kinesis::Client,
+        stream: &str,
+        stream_arn: &str,
+        shard: &str,
+        settings: &MappingSettings,
+    ) -> Result<Self> {
+        let iterator = kinesis
+            .get_shard_iterator()
+            .stream_name(stream)
+            .shard_id(shard)
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .with_context(|| format!("shard iterator of {stream}/{shard}"))?
+            .shard_iterator
+            .context("no shard iterator")?;
+        Ok(ShardPoller {
+            stream: stream.to_string(),
+            stream_arn: stream_arn.to_string(),
+            shard: shard.to_string(),
+            settings: settings.clone(),
+            iterator,
+            pending: Vec::new(),
+            attempts: 0,
+        })
+    }
+
+    /// The shard's ID.
+    pub fn shard(&self) -> &str {
+        &self.shard
+    }
+
+    /// Reads the shard up to its current end, invoking `handler` per batch
+    /// (a full batch, or what is left at the end: the batching window is
+    /// not waited for, there is nothing more to wait for).
+    pub async fn drain<F, Fut>(
+        &mut self,
+        kinesis: &aws_sdk_kinesis::Client,
+        mut handler: F,
+    ) -> Result<ShardReport>
+    where
+        F: FnMut(KinesisEvent) -> Fut,
+        Fut: Future<Output = KinesisEventResponse>,
+    {
+        let batch_size = self.settings.batch_size.max(1);
+        let mut report = ShardReport::default();
+        let mut exhausted = false;
+        loop {
+            while !exhausted && (self.pending.len() as i32) < batch_size {
+                let out = kinesis
+                    .get_records()
+                    .shard_iterator(&self.iterator)
+                    .limit(batch_size - self.pending.len() as i32)
+                    .send()
+                    .await
+                    .with_context(|| format!("reading {}/{}", self.stream, self.shard))?;
+                let got = out.records();
+                report.records += got.len();
+                exhausted = got.is_empty();
+                self.pending.extend(got.iter().map(|r| {
+                    StreamRecord {
+                        data: r.data().as_ref().to_vec(),
+                        partition_key: r.partition_key().unwrap_or_default().to_string(),
+                        arrival: r
+                            .approximate_arrival_timestamp()
+                            .and_then(|t| {
+                                DateTime::<Utc>::from_timestamp_millis(t.to_millis().ok()?)
+                            })
+                            .unwrap_or_else(Utc::now),
+                        sequence_number: r.sequence_number().to_string(),
+                    }
+                }));
+                match out.next_shard_iterator {
+                    Some(next) => self.iterator = next,
+                    None => exhausted = true,
+                }
+            }
+            if self.pending.is_empty() {
+                return Ok(report);
+            }
+            let take = self.pending.len().min(batch_size as usize);
+            let event: KinesisEvent = serde_json::from_value(event_json(
+                &self.stream_arn,
+                &self.shard,
+                &self.pending[..take],
+            ))?;
+            report.invocations += 1;
+            let response = handler(event).await;
+            let failed = response
+                .batch_item_failures
+                .iter()
+                .filter_map(|f| f.item_identifier.clone())
+                .next();
+            match failed.and_then(|seq| {
+                self.pending[..take]
+                    .iter()
+                    .position(|r| r.sequence_number == seq)
+            }) {
+                None => {
+                    self.pending.drain(..take);
+                    self.attempts = 0;
+                }
+                Some(at) if self.attempts < self.settings.maximum_retry_attempts => {
+                    // Checkpoint before the failed record; retry from it.
+                    self.pending.drain(..at);
+                    self.attempts += 1;
+                    report.retries += 1;
+                }
+                Some(_) => {
+                    report
+                        .given_up
+                        .extend(self.pending.drain(..take).map(|r| r.sequence_number));
+                    self.attempts = 0;
+                }
+            }
+        }
+    }
+}
+
 /// Reads `shard` of `stream` from its start to its current end, invoking
 /// `handler` per batch.
 pub async fn drain_shard<F, Fut>(
@@ -42,88 +179,14 @@ pub async fn drain_shard<F, Fut>(
     stream_arn: &str,
     shard: &str,
     settings: &MappingSettings,
-    mut handler: F,
+    handler: F,
 ) -> Result<ShardReport>
 where
     F: FnMut(KinesisEvent) -> Fut,
     Fut: Future<Output = KinesisEventResponse>,
 {
-    let mut iterator = kinesis
-        .get_shard_iterator()
-        .stream_name(stream)
-        .shard_id(shard)
-        .shard_iterator_type(ShardIteratorType::TrimHorizon)
-        .send()
+    ShardPoller::open(kinesis, stream, stream_arn, shard, settings)
+        .await?
+        .drain(kinesis, handler)
         .await
-        .with_context(|| format!("shard iterator of {stream}/{shard}"))?
-        .shard_iterator
-        .context("no shard iterator")?;
-    let mut pending: Vec<StreamRecord> = Vec::new();
-    let mut report = ShardReport::default();
-    let mut attempts = 0u32;
-    let mut exhausted = false;
-    loop {
-        while !exhausted && (pending.len() as i32) < settings.batch_size {
-            let out = kinesis
-                .get_records()
-                .shard_iterator(&iterator)
-                .limit(settings.batch_size - pending.len() as i32)
-                .send()
-                .await
-                .with_context(|| format!("reading {stream}/{shard}"))?;
-            let got = out.records();
-            report.records += got.len();
-            exhausted = got.is_empty();
-            pending.extend(got.iter().map(|r| {
-                StreamRecord {
-                    data: r.data().as_ref().to_vec(),
-                    partition_key: r.partition_key().unwrap_or_default().to_string(),
-                    arrival: r
-                        .approximate_arrival_timestamp()
-                        .and_then(|t| DateTime::<Utc>::from_timestamp_millis(t.to_millis().ok()?))
-                        .unwrap_or_else(Utc::now),
-                    sequence_number: r.sequence_number().to_string(),
-                }
-            }));
-            match out.next_shard_iterator {
-                Some(next) => iterator = next,
-                None => exhausted = true,
-            }
-        }
-        if pending.is_empty() {
-            return Ok(report);
-        }
-        let take = pending.len().min(settings.batch_size as usize);
-        let event: KinesisEvent =
-            serde_json::from_value(event_json(stream_arn, shard, &pending[..take]))?;
-        report.invocations += 1;
-        let response = handler(event).await;
-        let failed = response
-            .batch_item_failures
-            .iter()
-            .filter_map(|f| f.item_identifier.clone())
-            .next();
-        match failed.and_then(|seq| {
-            pending[..take]
-                .iter()
-                .position(|r| r.sequence_number == seq)
-        }) {
-            None => {
-                pending.drain(..take);
-                attempts = 0;
-            }
-            Some(at) if attempts < settings.maximum_retry_attempts => {
-                // Checkpoint before the failed record; retry from it.
-                pending.drain(..at);
-                attempts += 1;
-                report.retries += 1;
-            }
-            Some(_) => {
-                report
-                    .given_up
-                    .extend(pending.drain(..take).map(|r| r.sequence_number));
-                attempts = 0;
-            }
-        }
-    }
 }

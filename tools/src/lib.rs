@@ -1,14 +1,18 @@
 //! Tools around the suite: a telemetry generator, Lambda event building, a
-//! checker and diagram renderer of the state machines (`asl`), a
-//! moto server and a local Lambda endpoint for local runs and tests, and
-//! reading the lake back.
+//! checker and diagram renderer of the state machines (`asl`), a moto
+//! server, a local Lambda endpoint and event source mappings, a reader of
+//! `template.yaml`, the local end-to-end run, and reading the lake back.
 
 pub mod asl;
+pub mod dynamodb_stream;
 pub mod event_source;
 pub mod kinesis_event;
 pub mod lake_reader;
 pub mod lambda_endpoint;
+pub mod local_run;
 pub mod moto;
 pub mod proxy;
 pub mod schema_inference;
+pub mod step_functions;
 pub mod telemetry;
+pub mod template;

@@ -116,3 +116,32 @@ pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
         .build();
     aws_sdk_s3::Client::from_conf(conf)
 }
+
+/// Sets how moto advances a model's state (`glue::crawl`,
+/// `athena::execution`, ...) through its state manager API, e.g.
+/// `{"progression": "immediate"}` or `{"progression": "manual", "times": 2}`.
+pub async fn set_transition(
+    endpoint: &str,
+    model_name: &str,
+    transition: serde_json::Value,
+) -> Result<()> {
+    use http_body_util::Full;
+    let client: hyper_util::client::legacy::Client<_, Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let body = serde_json::json!({"model_name": model_name, "transition": transition});
+    let request = hyper::Request::post(format!(
+        "{}/moto-api/state-manager/set-transition",
+        endpoint.trim_end_matches('/')
+    ))
+    .header("content-type", "application/json")
+    .body(Full::new(bytes::Bytes::from(body.to_string())))?;
+    let response = client
+        .request(request)
+        .await
+        .context("moto's state manager")?;
+    if !response.status().is_success() {
+        bail!("setting the {model_name} transition: {}", response.status());
+    }
+    Ok(())
+}

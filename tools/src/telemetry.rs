@@ -14,6 +14,14 @@ use serde_json::json;
 /// The manufacturers the seed's generator picks from.
 const MANUFACTURERS: &[&str] = &["3M", "GE", "Vyaire", "Getinge"];
 
+/// The normal range of each reading (field, min, max, both included): good
+/// readings fall inside, out-of-range ones outside every range.
+pub const NORMAL_RANGES: [(&str, i64, i64); 3] = [
+    ("pressurecontrol", 5, 30),
+    ("o2stats", 90, 100),
+    ("minutevolume", 2, 10),
+];
+
 /// Payload compression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Compression {
@@ -37,6 +45,9 @@ pub struct TelemetryOptions {
     pub bad_share: f64,
     /// Share of good records with readings out of the normal range.
     pub out_of_range_share: f64,
+    /// Devices (the last ones) whose readings drift from the middle of
+    /// their normal ranges to outside them over the run.
+    pub drifting_devices: u32,
     /// Random seed, so a run can be repeated.
     pub seed: u64,
 }
@@ -50,6 +61,7 @@ impl Default for TelemetryOptions {
             per_device_per_minute: 1,
             bad_share: 0.03,
             out_of_range_share: 0.1,
+            drifting_devices: 0,
             seed: 7,
         }
     }
@@ -80,7 +92,18 @@ pub fn generate(opts: &TelemetryOptions) -> Vec<Reading> {
             let jitter = rng.random_range(0..step_ms.max(1));
             let t = opts.start + Duration::milliseconds(step * step_ms + jitter);
             let out_of_range = rng.random_bool(opts.out_of_range_share.clamp(0.0, 1.0));
-            let (pressure, o2, volume) = if out_of_range {
+            let drifting = device > opts.devices.saturating_sub(opts.drifting_devices);
+            let (pressure, o2, volume) = if drifting {
+                // From mid-range to 10 past the range's upper (pressure,
+                // volume) or lower (o2) bound, with a little noise.
+                let p = step as f64 / steps.max(1) as f64;
+                let noise = rng.random_range(-1..=1);
+                (
+                    17 + (p * 23.0) as i64 + noise,
+                    95 - (p * 15.0) as i64 + noise,
+                    6 + (p * 14.0) as i64 + noise,
+                )
+            } else if out_of_range {
                 (
                     rng.random_range(31..=40),
                     rng.random_range(70..=89),

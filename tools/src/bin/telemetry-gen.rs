@@ -62,6 +62,7 @@ async fn main() -> Result<()> {
         bad_share: args.bad_share,
         out_of_range_share: args.out_of_range_share,
         seed: args.seed,
+        drifting_devices: 0,
     };
     let readings = generate(&opts);
     let chunks: Vec<(String, Vec<u8>)> = readings

@@ -1,0 +1,208 @@
+//! A small local run of the whole suite, its summary checked against what
+//! is really in moto afterwards: the Parquet rows, the dead letters, the
+//! status windows, the change flag, the executions and the providers.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use integration_tests::{s3_client, sdk_config};
+use lake_tools::lake_reader;
+use lake_tools::local_run::stack::ids;
+use lake_tools::local_run::{run, Options};
+use lake_tools::step_functions::states_entered;
+
+const REPARTITION_PATH: [&str; 10] = [
+    "StartCrawler",
+    "WaitForCrawler",
+    "GetCrawlerStatus",
+    "IsCrawlerDone",
+    "StartQueries",
+    "WaitForQueries",
+    "GetQueryStatus",
+    "AreQueriesDone",
+    "StartTransformedCrawler",
+    "Repartitioned",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_local_run_reports_what_is_in_moto() {
+    let options = Options {
+        devices: 6,
+        minutes: 30,
+        bad_share: 0.1,
+        providers: 3,
+        ticks: 3,
+        quiet: true,
+        ..Options::default()
+    };
+    let done = run(&options).await.expect("local run");
+    let s = &done.summary;
+    let stack = &done.stack;
+    let sdk = sdk_config(&done.moto.endpoint, &options.region).await;
+    let s3 = s3_client(&sdk);
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let sfn = aws_sdk_sfn::Client::new(&sdk);
+    let bucket = stack.name(ids::LAKE_BUCKET);
+
+    // Records: every generated reading went on the stream, good ones to
+    // Parquet, bad ones to dead letters with the reason they were made bad.
+    assert_eq!(s.records.generated, 6 * 30);
+    assert_eq!(s.records.stream_records, s.records.generated);
+    let bad: usize = s.records.generated_bad.values().sum();
+    assert!(bad > 0, "the run has bad records");
+    assert_eq!(s.records.good, s.records.generated - bad);
+    assert_eq!(s.records.bad, bad);
+
+    let lake_prefix = stack.parameter("LakePrefix");
+    let mut rows = 0;
+    let objects = lake_reader::list(&s3, &bucket, &lake_prefix)
+        .await
+        .expect("list lake");
+    for o in &objects {
+        let bytes = lake_reader::get(&s3, &bucket, &o.key).await.expect("get");
+        rows += lake_reader::parquet_batches(bytes)
+            .expect("parquet")
+            .iter()
+            .map(|b| b.num_rows())
+            .sum::<usize>();
+    }
+    assert_eq!(rows, s.records.generated - bad);
+    assert_eq!(s.lake.rows, rows);
+    assert_eq!(s.lake.objects, objects.len());
+    assert_eq!(
+        s.lake.partitions.iter().map(|p| p.rows).sum::<usize>(),
+        rows
+    );
+
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    for o in lake_reader::list(&s3, &bucket, &stack.parameter("DeadLetterPrefix"))
+        .await
+        .expect("list dead letters")
+    {
+        let bytes = lake_reader::get(&s3, &bucket, &o.key).await.expect("get");
+        for l in lake_reader::dead_letters(&bytes).expect("dead letters") {
+            *reasons.entry(l.reason).or_default() += 1;
+        }
+    }
+    assert_eq!(reasons, s.records.generated_bad);
+    assert_eq!(s.dead_letters.by_reason, reasons);
+
+    // Status windows: the table holds what the summary says, for every device.
+    let windows = ddb
+        .scan()
+        .table_name(stack.name(ids::WINDOWS_TABLE))
+        .send()
+        .await
+        .expect("scan windows");
+    let mut by_status: BTreeMap<String, u64> = BTreeMap::new();
+    let mut devices = std::collections::BTreeSet::new();
+    for item in windows.items() {
+        let s = |a: &str| item[a].as_s().expect(a).clone();
+        *by_status.entry(s("status")).or_default() += item["count"]
+            .as_n()
+            .expect("count")
+            .parse::<u64>()
+            .expect("n");
+        devices.insert(s("device"));
+    }
+    assert_eq!(devices.len(), 6);
+    assert_eq!(
+        s.device_status
+            .by_status
+            .iter()
+            .map(|r| (r.status.clone(), r.readings))
+            .collect::<BTreeMap<_, _>>(),
+        by_status
+    );
+    assert!(!by_status.contains_key("UNKNOWN"), "{by_status:?}");
+
+    // The changed device: its range is narrower in the table, the flag moved
+    // by one, device-status reloaded, and readings inside the old range but
+    // outside the new one made it ORANGE only after the change.
+    let c = &s.device_status.changed_device;
+    let row = ddb
+        .get_item()
+        .table_name(stack.name(ids::REFERENCE_TABLE))
+        .key("ventilatorid", AttributeValue::N(c.device.clone()))
+        .send()
+        .await
+        .expect("reference row")
+        .item
+        .expect("row");
+    assert_eq!(row["o2_stats_min"], AttributeValue::N("95".into()));
+    assert_eq!(c.flag_version_after, c.flag_version_before + 1);
+    assert!(c.reference_loads_after > c.reference_loads_before, "{c:?}");
+    let flag_key = stack.parameter("ChangeFlagKey");
+    let flag = lake_reader::get(&s3, &bucket, &flag_key)
+        .await
+        .expect("change flag");
+    let flag: serde_json::Value = serde_json::from_slice(&flag).expect("flag JSON");
+    assert_eq!(flag["version"], c.flag_version_after);
+    assert_eq!(flag["changed_keys"], serde_json::json!([c.device]));
+    assert!(!c.before.contains_key("ORANGE"), "{c:?}");
+    assert!(c.after.get("ORANGE").copied().unwrap_or(0) > 0, "{c:?}");
+
+    // Executions: the repartition ran its whole path; every provider-etl
+    // run the ticks started succeeded and recorded its provider.
+    let repartition: Vec<_> = s
+        .executions
+        .iter()
+        .filter(|e| e.state_machine == "Repartition")
+        .collect();
+    assert_eq!(repartition.len(), 1, "{:?}", s.executions);
+    assert_eq!(repartition[0].status, "SUCCEEDED");
+    assert_eq!(repartition[0].states, REPARTITION_PATH);
+
+    let listed = sfn
+        .list_executions()
+        .state_machine_arn(stack.attribute(ids::PROVIDER_ETL, "Arn"))
+        .send()
+        .await
+        .expect("list executions");
+    let started: usize = s.scheduler_ticks.iter().map(|t| t.started.len()).sum();
+    assert_eq!(listed.executions().len(), started);
+    // Frequencies 15, 30, 45 minutes over ticks 15 minutes apart: all three
+    // at the first tick, then the 15-minute one, then the 15- and 30-minute ones.
+    assert_eq!(
+        s.scheduler_ticks
+            .iter()
+            .map(|t| t.started.clone())
+            .collect::<Vec<_>>(),
+        [
+            vec!["acme", "globex", "initech"],
+            vec!["acme"],
+            vec!["acme", "globex"]
+        ]
+    );
+    for e in listed.executions() {
+        assert_eq!(e.status().as_str(), "SUCCEEDED", "{e:?}");
+        let path = states_entered(&sfn, e.execution_arn())
+            .await
+            .expect("history");
+        let reported = s
+            .executions
+            .iter()
+            .find(|x| x.name == e.name())
+            .expect("reported");
+        assert_eq!(reported.states, path);
+        assert_eq!(
+            path,
+            [
+                "AddProviderArgument",
+                "RunProviderJob",
+                "RecordSuccess",
+                "ProviderEtlSucceeded"
+            ]
+        );
+    }
+    let providers = ddb
+        .scan()
+        .table_name(stack.name(ids::PROVIDERS_TABLE))
+        .send()
+        .await
+        .expect("scan providers");
+    assert_eq!(providers.items().len(), 3);
+    for p in providers.items() {
+        assert_eq!(p["status"], AttributeValue::S("SUCCEEDED".into()), "{p:?}");
+    }
+}

@@ -1,0 +1,151 @@
+//! The suite's whole job on this machine, with no AWS account: moto plays
+//! AWS, this module plays the Lambda service (event source mappings over
+//! the Kinesis shards and the reference table's stream, and the Lambda
+//! tasks of the state machines), and the real handlers and state machines
+//! do the work. [`run`] returns the summary with moto still up, so callers
+//! can look at (or test) what is there.
+
+pub mod functions;
+pub mod progress;
+pub mod scenario;
+pub mod stack;
+pub mod summary;
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context as _, Result};
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+
+use crate::lambda_endpoint::LambdaEndpoint;
+use crate::moto::{repo_root, MotoOptions, MotoServer};
+use crate::telemetry::{payload, Compression, Reading};
+use crate::template::Template;
+
+pub use progress::Progress;
+pub use summary::Summary;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Devices sending telemetry.
+    pub devices: u32,
+    /// Minutes of event time.
+    pub minutes: i64,
+    /// Readings per device per minute.
+    pub rate: u32,
+    /// Share of records made bad on purpose.
+    pub bad_share: f64,
+    /// Random seed of the generator.
+    pub seed: u64,
+    /// Providers of the scheduler part (at most four).
+    pub providers: usize,
+    /// Scheduler ticks, one schedule period apart.
+    pub ticks: usize,
+    /// The stack's name (resource names derive from it).
+    pub stack_name: String,
+    pub region: String,
+    /// Template parameters that replace their defaults.
+    pub parameters: BTreeMap<String, String>,
+    /// No progress lines.
+    pub quiet: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            devices: 50,
+            minutes: 120,
+            rate: 1,
+            bad_share: 0.03,
+            seed: 7,
+            providers: 4,
+            ticks: 4,
+            stack_name: "telemetry-lake-local".to_string(),
+            region: "us-east-1".to_string(),
+            parameters: BTreeMap::new(),
+            quiet: false,
+        }
+    }
+}
+
+/// A finished run: its summary, and moto and the Lambda endpoint still
+/// serving (they stop when this is dropped).
+pub struct LocalRun {
+    pub summary: Summary,
+    pub stack: stack::Stack,
+    pub moto: MotoServer,
+    pub lambda: LambdaEndpoint,
+}
+
+/// Runs the whole job on a fresh moto server.
+pub async fn run(options: &Options) -> Result<LocalRun> {
+    let started = std::time::Instant::now();
+    let mut progress = Progress::new(scenario::STAGES, options.quiet);
+    progress.stage("starting moto and creating the stack from template.yaml");
+    let lambda = LambdaEndpoint::start()?;
+    let moto = MotoServer::start(&MotoOptions {
+        lambda_endpoint_port: Some(lambda.port()),
+        execute_state_machines: true,
+    })?;
+    lambda.set_upstream(&moto.endpoint);
+    let template = Template::load(&repo_root().join("template.yaml"))?;
+    let stack = stack::create(
+        template,
+        &options.stack_name,
+        &options.region,
+        options.parameters.clone(),
+        &moto.endpoint,
+    )
+    .await
+    .context("creating the stack on moto")?;
+    functions::serve_workflow_tasks(&lambda, &stack)?;
+    progress.done(&format!("moto at {}", moto.endpoint));
+
+    let mut summary = scenario::play(&stack, options, &mut progress).await?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(LocalRun {
+        summary,
+        stack,
+        moto,
+        lambda,
+    })
+}
+
+/// Puts `readings` on `stream`, one gzip-compressed document per record,
+/// 500 records per `PutRecords`, calling `progress` with the count put so
+/// far. Returns the number of records put.
+pub async fn put_readings(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &str,
+    readings: &[Reading],
+    mut progress: impl FnMut(usize),
+) -> Result<usize> {
+    let mut put = 0;
+    for chunk in readings.chunks(500) {
+        let entries = chunk
+            .iter()
+            .map(|r| {
+                PutRecordsRequestEntry::builder()
+                    .partition_key(r.device.to_string())
+                    .data(Blob::new(payload(&[r.json.as_str()], Compression::Gzip)))
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = kinesis
+            .put_records()
+            .stream_name(stream)
+            .set_records(Some(entries))
+            .send()
+            .await
+            .with_context(|| format!("putting records on {stream}"))?;
+        anyhow::ensure!(
+            out.failed_record_count.unwrap_or(0) == 0,
+            "{} records of a PutRecords call to {stream} failed",
+            out.failed_record_count.unwrap_or(0)
+        );
+        put += chunk.len();
+        progress(put);
+    }
+    Ok(put)
+}

@@ -1,0 +1,381 @@
+//! What a local run did, read back from moto where it can be (objects,
+//! Parquet rows, dead letters, status windows, executions), and printed as
+//! text for people or JSON for machines.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use anyhow::{Context as _, Result};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::lake_reader;
+
+/// The whole run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub records: Records,
+    pub lake: Lake,
+    pub dead_letters: DeadLetters,
+    pub device_status: DeviceStatusReport,
+    pub executions: Vec<Execution>,
+    pub scheduler_ticks: Vec<Tick>,
+    /// Where everything is: name → bucket URI, table, ARN or endpoint.
+    pub outputs: BTreeMap<String, String>,
+    pub seconds: f64,
+}
+
+/// Records generated and what the stream functions made of them.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Records {
+    pub generated: usize,
+    /// Generated bad on purpose, by kind.
+    pub generated_bad: BTreeMap<String, usize>,
+    pub stream_records: usize,
+    /// As kinesis-to-parquet reported them.
+    pub good: usize,
+    pub bad: usize,
+    pub kinesis_to_parquet_invocations: usize,
+    pub device_status_invocations: usize,
+    pub retries: usize,
+}
+
+/// The Parquet lake, read back.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Lake {
+    pub uri: String,
+    pub objects: usize,
+    pub bytes: i64,
+    /// Rows read back from every Parquet object.
+    pub rows: usize,
+    pub partitions: Vec<Partition>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Partition {
+    pub partition: String,
+    pub objects: usize,
+    pub bytes: i64,
+    pub rows: usize,
+}
+
+/// Dead letters, read back.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DeadLetters {
+    pub uri: String,
+    pub total: usize,
+    pub by_reason: BTreeMap<String, usize>,
+}
+
+/// The status windows table, read back, and the reference change.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DeviceStatusReport {
+    pub table: String,
+    pub by_status: Vec<StatusRow>,
+    pub changed_device: ChangedDevice,
+}
+
+/// One status across the windows table.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct StatusRow {
+    pub status: String,
+    pub windows: usize,
+    pub devices: usize,
+    /// Readings counted in those windows (each reading is in two windows
+    /// when windows slide by half their size).
+    pub readings: u64,
+}
+
+/// The device whose normal range was changed between the two halves.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ChangedDevice {
+    pub device: String,
+    pub change: String,
+    /// The change flag's version before and after the change.
+    pub flag_version_before: u64,
+    pub flag_version_after: u64,
+    /// Reference loads of device-status before and after.
+    pub reference_loads_before: u64,
+    pub reference_loads_after: u64,
+    /// Readings per status in the device's windows of the first half (that
+    /// end before the change) and of the second (that start after).
+    pub before: BTreeMap<String, u64>,
+    pub after: BTreeMap<String, u64>,
+}
+
+/// One state machine execution, from Step Functions.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Execution {
+    pub state_machine: String,
+    pub name: String,
+    pub status: String,
+    pub states: Vec<String>,
+    pub seconds: f64,
+}
+
+/// One scheduler tick.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Tick {
+    pub scheduled_time: DateTime<Utc>,
+    pub started: Vec<String>,
+    pub skipped: Vec<String>,
+    pub failed: Vec<String>,
+}
+
+/// Reads the lake back: objects and bytes per partition, Parquet rows.
+pub async fn read_lake(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Result<Lake> {
+    let mut partitions: BTreeMap<String, Partition> = BTreeMap::new();
+    let objects = lake_reader::list(s3, bucket, prefix).await?;
+    let mut lake = Lake {
+        uri: format!("s3://{bucket}/{prefix}/"),
+        objects: objects.len(),
+        ..Default::default()
+    };
+    for o in &objects {
+        let part = o
+            .key
+            .strip_prefix(prefix)
+            .unwrap_or(&o.key)
+            .trim_start_matches('/')
+            .rsplit_once('/')
+            .map(|(p, _)| p.to_string())
+            .unwrap_or_default();
+        let rows: usize = lake_reader::parquet_batches(lake_reader::get(s3, bucket, &o.key).await?)
+            .with_context(|| format!("reading s3://{bucket}/{}", o.key))?
+            .iter()
+            .map(|b| b.num_rows())
+            .sum();
+        let p = partitions.entry(part.clone()).or_insert_with(|| Partition {
+            partition: part,
+            ..Default::default()
+        });
+        p.objects += 1;
+        p.bytes += o.size;
+        p.rows += rows;
+        lake.bytes += o.size;
+        lake.rows += rows;
+    }
+    lake.partitions = partitions.into_values().collect();
+    Ok(lake)
+}
+
+/// Reads the dead letters back, counted by reason.
+pub async fn read_dead_letters(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<DeadLetters> {
+    let mut out = DeadLetters {
+        uri: format!("s3://{bucket}/{prefix}/"),
+        ..Default::default()
+    };
+    for o in lake_reader::list(s3, bucket, prefix).await? {
+        for l in lake_reader::dead_letters(&lake_reader::get(s3, bucket, &o.key).await?)? {
+            *out.by_reason.entry(l.reason).or_default() += 1;
+            out.total += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// One item of the status windows table.
+#[derive(Debug, Clone)]
+pub struct Window {
+    pub device: String,
+    pub status: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub count: u64,
+}
+
+/// Every item of the status windows table.
+pub async fn read_windows(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Result<Vec<Window>> {
+    let mut out = Vec::new();
+    let mut start = None;
+    loop {
+        let page = ddb
+            .scan()
+            .table_name(table)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .with_context(|| format!("scanning {table}"))?;
+        for item in page.items() {
+            let s = |a: &str| item.get(a).and_then(|v| v.as_s().ok()).cloned();
+            let t = |a: &str| {
+                s(a).and_then(|v| DateTime::parse_from_rfc3339(&v).ok())
+                    .map(|t| t.with_timezone(&Utc))
+            };
+            let (Some(device), Some(status), Some(start), Some(end)) =
+                (s("device"), s("status"), t("window_start"), t("window_end"))
+            else {
+                continue;
+            };
+            let count = item
+                .get("count")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            out.push(Window {
+                device,
+                status,
+                start,
+                end,
+                count,
+            });
+        }
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
+/// Windows, readings and devices per status.
+pub fn status_rows(windows: &[Window]) -> Vec<StatusRow> {
+    let mut rows: BTreeMap<&str, (usize, std::collections::BTreeSet<&str>, u64)> = BTreeMap::new();
+    for w in windows {
+        let r = rows.entry(&w.status).or_default();
+        r.0 += 1;
+        r.1.insert(&w.device);
+        r.2 += w.count;
+    }
+    rows.into_iter()
+        .map(|(status, (windows, devices, readings))| StatusRow {
+            status: status.to_string(),
+            windows,
+            devices: devices.len(),
+            readings,
+        })
+        .collect()
+}
+
+/// Readings per status of `device` in the windows that end by `at`
+/// (before) and that start from `at` (after).
+pub fn before_after(
+    windows: &[Window],
+    device: &str,
+    at: DateTime<Utc>,
+) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
+    let (mut before, mut after) = (BTreeMap::new(), BTreeMap::new());
+    for w in windows.iter().filter(|w| w.device == device) {
+        if w.end <= at {
+            *before.entry(w.status.clone()).or_default() += w.count;
+        } else if w.start >= at {
+            *after.entry(w.status.clone()).or_default() += w.count;
+        }
+    }
+    (before, after)
+}
+
+fn counts(m: &BTreeMap<String, u64>) -> String {
+    m.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The summary as text for a terminal.
+pub fn render(s: &Summary) -> String {
+    let mut o = String::new();
+    let r = &s.records;
+    let _ = writeln!(o, "\nStream → lake");
+    let _ = writeln!(
+        o,
+        "  records generated   {:>7}  ({} on the stream, {} bad on purpose)",
+        r.generated,
+        r.stream_records,
+        r.generated_bad.values().sum::<usize>()
+    );
+    let _ = writeln!(
+        o,
+        "  good → Parquet      {:>7}  (rows read back: {}; {} batches, {} retries)",
+        r.good, s.lake.rows, r.kinesis_to_parquet_invocations, r.retries
+    );
+    let _ = writeln!(
+        o,
+        "  bad → dead letters  {:>7}  (read back: {})",
+        r.bad, s.dead_letters.total
+    );
+    for (reason, n) in &s.dead_letters.by_reason {
+        let _ = writeln!(o, "      {reason:<24}{n:>6}");
+    }
+    let _ = writeln!(
+        o,
+        "  lake                {:>7}  objects, {} bytes under {}",
+        s.lake.objects, s.lake.bytes, s.lake.uri
+    );
+    for p in &s.lake.partitions {
+        let _ = writeln!(
+            o,
+            "      {:<40} {:>3} objects {:>8} bytes {:>6} rows",
+            p.partition, p.objects, p.bytes, p.rows
+        );
+    }
+
+    let d = &s.device_status;
+    let _ = writeln!(
+        o,
+        "\nDevice status windows ({}, {} batches)",
+        d.table, r.device_status_invocations
+    );
+    let _ = writeln!(
+        o,
+        "      {:<8} {:>8} {:>8} {:>9}",
+        "status", "windows", "devices", "readings"
+    );
+    for row in &d.by_status {
+        let _ = writeln!(
+            o,
+            "      {:<8} {:>8} {:>8} {:>9}",
+            row.status, row.windows, row.devices, row.readings
+        );
+    }
+    let c = &d.changed_device;
+    let _ = writeln!(
+        o,
+        "  reference change: device {} {}\n      change flag v{} → v{}, device-status reloaded the reference ({} → {} loads)\n      its readings before: {}\n      its readings after:  {}",
+        c.device,
+        c.change,
+        c.flag_version_before,
+        c.flag_version_after,
+        c.reference_loads_before,
+        c.reference_loads_after,
+        counts(&c.before),
+        counts(&c.after)
+    );
+
+    let _ = writeln!(o, "\nState machine executions");
+    for e in &s.executions {
+        let _ = writeln!(
+            o,
+            "  {:<12} {:<44} {:<9} {:>5.1}s\n      {}",
+            e.state_machine,
+            e.name,
+            e.status,
+            e.seconds,
+            e.states.join(" → ")
+        );
+    }
+    let _ = writeln!(o, "\nScheduler ticks");
+    for t in &s.scheduler_ticks {
+        let _ = writeln!(
+            o,
+            "  {}  started [{}]  skipped {}{}",
+            t.scheduled_time.format("%H:%M"),
+            t.started.join(", "),
+            t.skipped.len(),
+            if t.failed.is_empty() {
+                String::new()
+            } else {
+                format!("  FAILED [{}]", t.failed.join("; "))
+            }
+        );
+    }
+    let _ = writeln!(o, "\nWhere things are");
+    for (k, v) in &s.outputs {
+        let _ = writeln!(o, "  {k:<22} {v}");
+    }
+    let _ = writeln!(o, "\nDone in {:.1}s.", s.seconds);
+    o
+}
