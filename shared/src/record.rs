@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
 use crate::schema::{Field, FieldType, Schema, DEFAULT_TIMESTAMP_FORMAT};
@@ -263,7 +263,11 @@ pub(crate) fn parse_timestamp(field: &Field, s: &str) -> Result<i64, RecordError
     } else {
         NaiveDateTime::parse_from_str(s, format).ok()
     };
+    // Years 1 to 9999 only (reliability issue 10): chrono takes year 0,
+    // negative and five-digit years, which Athena's and Hive's TIMESTAMP and
+    // the lake's year partitions cannot hold; such a reading is bad data.
     parsed
+        .filter(|t| (1..=9999).contains(&t.year()))
         .map(|t| t.and_utc().timestamp_micros())
         .ok_or_else(|| RecordError::InvalidTimestamp {
             field: field.name.clone(),

@@ -9,6 +9,7 @@
 
 use std::error::Error as StdError;
 
+use aws_sdk_glue::config::http::HttpResponse;
 use aws_sdk_glue::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use lambda_runtime::Diagnostic;
 use serde_json::{Map, Value};
@@ -68,18 +69,24 @@ impl TaskError {
     /// Classifies an AWS SDK error of `operation`: throttling, service-side
     /// 5xx codes, timeouts and connection failures are retryable; a request
     /// that could not be built and other service errors are not.
-    pub fn from_sdk<E, R>(operation: &'static str, err: &SdkError<E, R>) -> Self
+    pub fn from_sdk<E>(operation: &'static str, err: &SdkError<E, HttpResponse>) -> Self
     where
         E: ProvideErrorMetadata + StdError + 'static,
-        R: std::fmt::Debug,
     {
         let message = DisplayErrorContext(err).to_string();
         let retryable = match err {
             SdkError::ConstructionFailure(_) => false,
-            SdkError::ServiceError(service) => service
-                .err()
-                .code()
-                .is_some_and(|code| TRANSIENT_CODES.contains(&code)),
+            // Any 5xx is the service's fault, whatever its code (as the SDK's
+            // own retry classifier has it): a 500 with a code missing from
+            // the list was NonRetryable and failed the workflow (found by
+            // tests/reliability.rs).
+            SdkError::ServiceError(service) => {
+                service.raw().status().is_server_error()
+                    || service
+                        .err()
+                        .code()
+                        .is_some_and(|code| TRANSIENT_CODES.contains(&code))
+            }
             _ => true,
         };
         if retryable {

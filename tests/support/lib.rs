@@ -60,7 +60,7 @@ pub async fn s3_with_bucket(prefix: &str) -> (aws_sdk_s3::Client, String) {
 /// A fault to inject: requests whose method and path match (and, for the
 /// JSON-protocol services, whose `X-Amz-Target` header contains `target`)
 /// get `status` and `body` instead of reaching moto, `times` times (forever
-/// when `None`).
+/// when `None`). A `method` of `"*"` matches every method.
 #[derive(Debug, Clone)]
 pub struct Fault {
     pub method: &'static str,
@@ -96,6 +96,29 @@ impl Fault {
         }
     }
 
+    /// An S3 error as S3 sends it (XML with `code`) for requests of `method`
+    /// (`"*"` for any) whose path contains `needle` (with path-style
+    /// addressing the path starts with the bucket).
+    pub fn s3_error(method: &'static str, needle: &str, status: u16, code: &str) -> Self {
+        Fault {
+            method,
+            path_contains: needle.to_string(),
+            target: None,
+            status,
+            content_type: "application/xml",
+            body: format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code>\
+                 <Message>injected {code}</Message><RequestId>fault</RequestId></Error>"
+            ),
+            times: None,
+        }
+    }
+
+    /// S3 throttling: 503 `SlowDown`.
+    pub fn s3_slow_down(method: &'static str, needle: &str) -> Self {
+        Self::s3_error(method, needle, 503, "SlowDown")
+    }
+
     /// An error of a JSON-protocol service (DynamoDB, Step Functions, Glue,
     /// Athena, Kinesis) for the operation whose `X-Amz-Target` contains
     /// `target`, e.g. `("DynamoDB_20120810.UpdateItem", 400,
@@ -117,11 +140,160 @@ impl Fault {
         }
     }
 
+    /// The throttling error the service of `target` (an `X-Amz-Target`
+    /// prefix such as `DynamoDB_20120810.` or `AWSGlue.StartCrawler`)
+    /// answers with: `ProvisionedThroughputExceededException` for DynamoDB,
+    /// `ThrottlingException` for Step Functions, Glue, Athena and Kinesis.
+    pub fn throttle(target: &str) -> Self {
+        let kind = if target.starts_with("DynamoDB_") {
+            "ProvisionedThroughputExceededException"
+        } else {
+            "ThrottlingException"
+        };
+        Self::aws_json(target, 400, kind)
+    }
+
+    /// A server error (500 `InternalServerError` or 503
+    /// `ServiceUnavailable`) of a JSON-protocol service.
+    pub fn server_error(target: &str, status: u16) -> Self {
+        let kind = if status == 503 {
+            "ServiceUnavailable"
+        } else {
+            "InternalServerError"
+        };
+        Self::aws_json(target, status, kind)
+    }
+
     /// Fails only the first `n` matching requests.
     pub fn times(mut self, n: usize) -> Self {
         self.times = Some(n);
         self
     }
+
+    /// Holds matching requests for `d` and then forwards them: with `d`
+    /// longer than the client's attempt timeout, the client gives up while
+    /// moto still does the work (a write that happened but whose answer was
+    /// lost).
+    pub fn delay(self, d: std::time::Duration) -> Rule {
+        Rule::from(self).action(Action::Delay(d))
+    }
+
+    /// Closes the connection of matching requests without an answer.
+    pub fn drop_connection(self) -> Rule {
+        Rule::from(self).action(Action::Drop)
+    }
+
+    /// Fails matching calls 1, k + 1, 2k + 1, ... (so a client's retry
+    /// after a failure gets through when k >= 2).
+    pub fn every(self, k: usize) -> Rule {
+        Rule::from(self).when(When::Every(k.max(1)))
+    }
+
+    /// Fails a deterministic pseudo-random `per_mille` / 1000 share of the
+    /// matching calls, drawn from `seed` and the call's index.
+    pub fn share(self, per_mille: u32, seed: u64) -> Rule {
+        Rule::from(self).when(When::Share { per_mille, seed })
+    }
+}
+
+/// What a rule does to a request it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Answers with the fault's status and body.
+    Respond,
+    /// Waits, then forwards to moto.
+    Delay(std::time::Duration),
+    /// Closes the connection without answering.
+    Drop,
+}
+
+/// Which of the matching calls a rule hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// The first n (`Fault::times`), or all of them.
+    First(Option<usize>),
+    /// Calls 1, k + 1, 2k + 1, ...
+    Every(usize),
+    /// A seeded share, in thousandths.
+    Share { per_mille: u32, seed: u64 },
+}
+
+/// A fault with what it does and which matching calls it hits.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub fault: Fault,
+    pub action: Action,
+    pub when: When,
+    /// Matching calls seen so far.
+    seen: usize,
+}
+
+impl From<Fault> for Rule {
+    fn from(fault: Fault) -> Self {
+        Rule {
+            when: When::First(fault.times),
+            fault,
+            action: Action::Respond,
+            seen: 0,
+        }
+    }
+}
+
+impl Rule {
+    /// Sets the action.
+    pub fn action(mut self, action: Action) -> Self {
+        self.action = action;
+        self
+    }
+
+    /// Sets which matching calls are hit.
+    pub fn when(mut self, when: When) -> Self {
+        self.when = when;
+        self
+    }
+
+    /// Hits only the first `n` matching calls.
+    pub fn first(self, n: usize) -> Self {
+        self.when(When::First(Some(n)))
+    }
+
+    /// Fails every k-th matching call (see [`Fault::every`]).
+    pub fn every(self, k: usize) -> Self {
+        self.when(When::Every(k.max(1)))
+    }
+
+    /// Whether the request matches the fault's method, path and target.
+    fn matches(&self, method: &str, path: &str, target: &str) -> bool {
+        let f = &self.fault;
+        (f.method == "*" || f.method == method)
+            && path.contains(&f.path_contains)
+            && f.target
+                .as_ref()
+                .is_none_or(|t| target.contains(t.as_str()))
+    }
+
+    /// Counts a matching call and tells whether this one is hit.
+    fn hit(&mut self) -> bool {
+        let i = self.seen;
+        self.seen += 1;
+        match self.when {
+            When::First(None) => true,
+            When::First(Some(n)) => i < n,
+            When::Every(k) => i % k == 0,
+            When::Share { per_mille, seed } => {
+                splitmix64(seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) % 1000
+                    < u64::from(per_mille)
+            }
+        }
+    }
+}
+
+/// SplitMix64: a tiny, stable mixer for the seeded share.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// A proxy in front of moto that can fail chosen requests.
@@ -129,7 +301,7 @@ impl Fault {
 pub struct FaultProxy {
     /// The proxy's endpoint, to give the SDK instead of moto's.
     pub endpoint: String,
-    faults: Arc<Mutex<Vec<Fault>>>,
+    rules: Arc<Mutex<Vec<Rule>>>,
     injected: Arc<AtomicU64>,
 }
 
@@ -140,12 +312,12 @@ impl FaultProxy {
             .await
             .expect("bind proxy");
         let endpoint = format!("http://{}", listener.local_addr().expect("proxy address"));
-        let faults: Arc<Mutex<Vec<Fault>>> = Arc::default();
+        let rules: Arc<Mutex<Vec<Rule>>> = Arc::default();
         let injected = Arc::new(AtomicU64::new(0));
         let client = proxy::upstream_client();
         let upstream = upstream.trim_end_matches('/').to_string();
-        let (f, n) = (Arc::clone(&faults), Arc::clone(&injected));
-        tokio::spawn(proxy::serve(listener, move |req| {
+        let (f, n) = (Arc::clone(&rules), Arc::clone(&injected));
+        tokio::spawn(proxy::serve_or_drop(listener, move |req| {
             respond(
                 req,
                 client.clone(),
@@ -156,22 +328,23 @@ impl FaultProxy {
         }));
         FaultProxy {
             endpoint,
-            faults,
+            rules,
             injected,
         }
     }
 
-    /// Adds a fault.
-    pub fn inject(&self, fault: Fault) {
-        self.faults.lock().expect("faults lock").push(fault);
+    /// Adds a fault (a [`Fault`] answers with its error; a [`Rule`] may
+    /// delay or drop, and choose which calls it hits).
+    pub fn inject(&self, rule: impl Into<Rule>) {
+        self.rules.lock().expect("faults lock").push(rule.into());
     }
 
     /// Removes every fault.
     pub fn heal(&self) {
-        self.faults.lock().expect("faults lock").clear();
+        self.rules.lock().expect("faults lock").clear();
     }
 
-    /// How many responses were faults.
+    /// How many requests were hit by a fault.
     pub fn injected(&self) -> u64 {
         self.injected.load(Ordering::Relaxed)
     }
@@ -181,46 +354,125 @@ async fn respond(
     req: Request<Incoming>,
     client: proxy::UpstreamClient,
     upstream: String,
-    faults: Arc<Mutex<Vec<Fault>>>,
+    rules: Arc<Mutex<Vec<Rule>>>,
     injected: Arc<AtomicU64>,
-) -> Response<Full<Bytes>> {
+) -> Option<Response<Full<Bytes>>> {
     let req = proxy::BufferedRequest::read(req).await;
     let decoded = proxy::percent_decode(&req.path_and_query());
     let target = req.header("x-amz-target").unwrap_or_default().to_string();
-    let fault = {
-        let mut faults = faults.lock().expect("faults lock");
-        let hit = faults.iter_mut().find(|f| {
-            f.method == req.parts.method.as_str()
-                && decoded.contains(&f.path_contains)
-                && f.target
-                    .as_ref()
-                    .is_none_or(|t| target.contains(t.as_str()))
-                && f.times != Some(0)
-        });
-        hit.map(|f| {
-            if let Some(t) = f.times.as_mut() {
-                *t -= 1;
-            }
-            f.clone()
-        })
+    let method = req.parts.method.as_str().to_string();
+    let hit = {
+        let mut rules = rules.lock().expect("faults lock");
+        rules
+            .iter_mut()
+            .filter(|r| r.matches(&method, &decoded, &target))
+            .find_map(|r| r.hit().then(|| (r.fault.clone(), r.action)))
     };
-    if let Some(f) = fault {
-        injected.fetch_add(1, Ordering::Relaxed);
-        let mut resp = Response::builder()
-            .status(f.status)
-            .header("content-type", f.content_type);
-        if f.target.is_some() {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&f.body) {
-                if let Some(kind) = v["__type"].as_str() {
-                    resp = resp.header("x-amzn-errortype", kind);
-                }
+    let Some((f, action)) = hit else {
+        return Some(proxy::forward(&client, &upstream, req).await);
+    };
+    injected.fetch_add(1, Ordering::Relaxed);
+    match action {
+        Action::Drop => return None,
+        Action::Delay(d) => {
+            tokio::time::sleep(d).await;
+            return Some(proxy::forward(&client, &upstream, req).await);
+        }
+        Action::Respond => {}
+    }
+    let mut resp = Response::builder()
+        .status(f.status)
+        .header("content-type", f.content_type);
+    if f.target.is_some() {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&f.body) {
+            if let Some(kind) = v["__type"].as_str() {
+                resp = resp.header("x-amzn-errortype", kind);
             }
         }
-        return resp
-            .body(Full::new(Bytes::from(f.body)))
-            .unwrap_or_default();
     }
-    proxy::forward(&client, &upstream, req).await
+    Some(
+        resp.body(Full::new(Bytes::from(f.body)))
+            .unwrap_or_default(),
+    )
+}
+
+/// How long a delayed request is held: far longer than [`ATTEMPT_TIMEOUT`].
+pub const FAULT_DELAY: std::time::Duration = std::time::Duration::from_millis(1200);
+/// The per-attempt timeout the fault tests give their clients.
+pub const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The kinds of fault every function is run under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// The service's throttling error (S3 503 `SlowDown`, DynamoDB
+    /// `ProvisionedThroughputExceededException`, `ThrottlingException`).
+    Throttle,
+    /// 500 internal error.
+    Internal,
+    /// 503 service unavailable.
+    Unavailable,
+    /// An answer later than the client's attempt timeout (the request still
+    /// reaches moto afterwards).
+    Timeout,
+    /// The connection closed without an answer.
+    Dropped,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 5] = [
+        FaultKind::Throttle,
+        FaultKind::Internal,
+        FaultKind::Unavailable,
+        FaultKind::Timeout,
+        FaultKind::Dropped,
+    ];
+
+    /// The rule for S3 requests of `method` (`"*"` for any) whose path
+    /// contains `needle`, hitting every call.
+    pub fn s3(self, method: &'static str, needle: &str) -> Rule {
+        match self {
+            FaultKind::Throttle => Fault::s3_slow_down(method, needle).into(),
+            FaultKind::Internal => Fault::s3_error(method, needle, 500, "InternalError").into(),
+            FaultKind::Unavailable => {
+                Fault::s3_error(method, needle, 503, "ServiceUnavailable").into()
+            }
+            FaultKind::Timeout => Fault::s3_error(method, needle, 0, "").delay(FAULT_DELAY),
+            FaultKind::Dropped => Fault::s3_error(method, needle, 0, "").drop_connection(),
+        }
+    }
+
+    /// The rule for a JSON-protocol operation (`X-Amz-Target` containing
+    /// `target`), hitting every call.
+    pub fn json(self, target: &str) -> Rule {
+        match self {
+            FaultKind::Throttle => Fault::throttle(target).into(),
+            FaultKind::Internal => Fault::server_error(target, 500).into(),
+            FaultKind::Unavailable => Fault::server_error(target, 503).into(),
+            FaultKind::Timeout => Fault::throttle(target).delay(FAULT_DELAY),
+            FaultKind::Dropped => Fault::throttle(target).drop_connection(),
+        }
+    }
+}
+
+/// An SDK configuration for `endpoint` (moto or a fault proxy) with at most
+/// `max_attempts` attempts per call and each attempt cut after
+/// `attempt_timeout`: what the fault tests give every client, so a delayed
+/// answer times out quickly and is retried.
+pub async fn sdk_config_with(
+    endpoint: &str,
+    max_attempts: u32,
+    attempt_timeout: std::time::Duration,
+) -> aws_config::SdkConfig {
+    sdk_config(endpoint, REGION)
+        .await
+        .into_builder()
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(max_attempts))
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_attempt_timeout(attempt_timeout)
+                .build(),
+        )
+        .build()
 }
 
 /// A moto server that really executes state machines, with a local Lambda
@@ -310,4 +562,186 @@ pub async fn states_entered(sfn: &aws_sdk_sfn::Client, execution_arn: &str) -> V
     lake_tools::step_functions::states_entered(sfn, execution_arn)
         .await
         .unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// The values of the Int64 column at `column` of every Parquet object under
+/// `prefix`, in key order: what the lake holds, read back as a user would.
+pub async fn lake_i64_column(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+    column: usize,
+) -> Vec<i64> {
+    use arrow_array::cast::AsArray;
+    let mut out = Vec::new();
+    let objects = lake_tools::lake_reader::list(s3, bucket, prefix)
+        .await
+        .expect("list the lake");
+    for o in objects {
+        let bytes = lake_tools::lake_reader::get(s3, bucket, &o.key)
+            .await
+            .expect("get a lake object");
+        for batch in lake_tools::lake_reader::parquet_batches(bytes).expect("parquet") {
+            let values = batch
+                .column(column)
+                .as_primitive::<arrow_array::types::Int64Type>();
+            out.extend(values.iter().flatten());
+        }
+    }
+    out
+}
+
+/// Creates a pay-per-request DynamoDB table keyed by `keys` (attribute,
+/// type, hash or range).
+pub async fn create_table(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    name: &str,
+    keys: &[(
+        &str,
+        aws_sdk_dynamodb::types::ScalarAttributeType,
+        aws_sdk_dynamodb::types::KeyType,
+    )],
+) {
+    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement};
+    let mut req = dynamodb
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest);
+    for (attr, t, k) in keys {
+        req = req
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(*attr)
+                    .attribute_type(t.clone())
+                    .build()
+                    .expect("attribute"),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(*attr)
+                    .key_type(k.clone())
+                    .build()
+                    .expect("key"),
+            );
+    }
+    req.send().await.expect("create table");
+}
+
+/// A `device-status` function on fresh tables and bucket in moto, its
+/// DynamoDB calls going through `dynamodb_endpoint` (moto or a fault proxy)
+/// with `max_attempts` attempts and `attempt_timeout` each; device 1's
+/// normal o2stats range is `o2` (the other metrics 10–20 and 5–8).
+pub struct DeviceStatusRig {
+    pub function: device_status::DeviceStatus<telemetry_lake::lake_writer::S3Sink>,
+    /// A client straight to moto, for reading back.
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub windows_table: String,
+}
+
+impl DeviceStatusRig {
+    pub async fn new(
+        dynamodb_endpoint: &str,
+        max_attempts: u32,
+        attempt_timeout: std::time::Duration,
+        o2: (f64, f64),
+    ) -> Self {
+        use aws_sdk_dynamodb::types::{AttributeValue, KeyType, ScalarAttributeType};
+        use device_status::config as c;
+        let sdk = sdk_config(moto(), REGION).await;
+        let (dynamodb, s3) = (aws_sdk_dynamodb::Client::new(&sdk), s3_client(&sdk));
+        let (reference, windows, bucket) = (unique("ref"), unique("win"), unique("ds"));
+        s3.create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .expect("bucket");
+        let hash = ("ventilatorid", ScalarAttributeType::N, KeyType::Hash);
+        create_table(&dynamodb, &reference, &[hash]).await;
+        create_table(
+            &dynamodb,
+            &windows,
+            &[
+                ("pk", ScalarAttributeType::S, KeyType::Hash),
+                ("sk", ScalarAttributeType::S, KeyType::Range),
+            ],
+        )
+        .await;
+        let n = |v: f64| AttributeValue::N(v.to_string());
+        dynamodb
+            .put_item()
+            .table_name(&reference)
+            .item("ventilatorid", n(1.0))
+            .item("o2_stats_min", n(o2.0))
+            .item("o2_stats_max", n(o2.1))
+            .item("pressure_control_min", n(10.0))
+            .item("pressure_control_max", n(20.0))
+            .item("minute_volume_min", n(5.0))
+            .item("minute_volume_max", n(8.0))
+            .send()
+            .await
+            .expect("reference row");
+        let vars = std::collections::HashMap::from([
+            (c::REFERENCE_TABLE, reference.clone()),
+            (c::WINDOWS_TABLE, windows.clone()),
+            (c::CHANGE_FLAG_BUCKET, bucket.clone()),
+            (c::DEAD_LETTER_BUCKET, bucket.clone()),
+            (c::CHANGE_FLAG_CHECK_SECONDS, "0".to_string()),
+            // One write at a time: which call a fault hits is known.
+            (c::WRITE_CONCURRENCY, "1".to_string()),
+            (
+                telemetry_lake::config::SCHEMA,
+                include_str!("../../config/ventilator.schema.json").to_string(),
+            ),
+        ]);
+        let config = c::DeviceStatusConfig::from_lookup(|k| vars.get(k).cloned()).expect("config");
+        let faulty = aws_sdk_dynamodb::Client::new(
+            &sdk_config_with(dynamodb_endpoint, max_attempts, attempt_timeout).await,
+        );
+        let table = telemetry_lake::reference::ReferenceTable {
+            client: faulty.clone(),
+            table: config.reference_table.clone(),
+            key_attribute: config.reference_key_attribute.clone(),
+            metrics: config.metrics.clone(),
+        };
+        let flags = telemetry_lake::change_flag::ChangeFlagStore::new(
+            s3.clone(),
+            telemetry_lake::change_flag::FlagLocation {
+                bucket: bucket.clone(),
+                key: "reference/change-flag.json".into(),
+            },
+        );
+        let cache =
+            telemetry_lake::reference::ReferenceCache::new(table, flags, config.change_flag_check);
+        let sink = telemetry_lake::lake_writer::S3Sink::new(s3, &bucket);
+        let function =
+            device_status::DeviceStatus::new(&config, cache, faulty, sink).expect("function");
+        DeviceStatusRig {
+            function,
+            dynamodb,
+            windows_table: windows,
+        }
+    }
+
+    /// Every window item as (pk, window start) → (count, sum of o2stats).
+    pub async fn windows(&self) -> std::collections::BTreeMap<(String, String), (u64, f64)> {
+        let out = self
+            .dynamodb
+            .scan()
+            .table_name(&self.windows_table)
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("scan windows");
+        out.items()
+            .iter()
+            .map(|i| {
+                let s = |a: &str| i[a].as_s().expect(a).clone();
+                let n = |a: &str| i[a].as_n().expect(a).parse::<f64>().expect(a);
+                (
+                    (s("pk"), s("window_start")),
+                    (n("count") as u64, n("sum_o2stats")),
+                )
+            })
+            .collect()
+    }
 }

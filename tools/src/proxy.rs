@@ -1,7 +1,6 @@
 //! Forwarding of HTTP requests to an upstream server, shared by the local
 //! Lambda endpoint and the tests' fault-injecting proxy.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
@@ -101,6 +100,20 @@ where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
+    serve_or_drop(listener, move |req| {
+        let fut = handle(req);
+        async move { Some(fut.await) }
+    })
+    .await;
+}
+
+/// As [`serve`], but a handler answering `None` closes the connection
+/// without a response (the fault proxy's dropped connection).
+pub async fn serve_or_drop<F, Fut>(listener: tokio::net::TcpListener, handle: F)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Option<Response<Full<Bytes>>>> + Send + 'static,
+{
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             break;
@@ -109,7 +122,10 @@ where
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let fut = handle(req);
-                async move { Ok::<_, Infallible>(fut.await) }
+                async move {
+                    fut.await
+                        .ok_or_else(|| std::io::Error::other("connection dropped on purpose"))
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)

@@ -1,0 +1,701 @@
+//! Hostile input (issue 10, items 3 and 4): what an attacker or a broken
+//! producer can put on the stream, and values that reach other systems.
+//!
+//! * A bounded `proptest` fuzz of the shared decode path (`decode_payload`:
+//!   KPL framing, decompression, UTF-8, JSON, schema validation): it never
+//!   panics, and every document is either a row of the schema's width or a
+//!   rejection with a known reason and words.
+//! * Explicit cases: compression bombs of every codec stopped by the
+//!   decompressed-size cap, 100k-deep JSON, huge numbers, invalid UTF-8,
+//!   timestamps out of range, a 1 MB record; and the same batch through the
+//!   real `kinesis-to-parquet` handler into moto S3, where each lands as a
+//!   dead letter with its reason (or, for the 1 MB record, as a row).
+//! * Values that reach SQL, execution names and object keys: hostile dates,
+//!   table names, provider names and stream positions are rejected with an
+//!   error naming the field, or encoded so they cannot leave their place.
+
+use std::io::Write;
+
+use chrono::{TimeZone, Utc};
+use integration_tests::s3_with_bucket;
+use kinesis_to_parquet::KinesisToParquet;
+use lake_tools::kinesis_event::{event_json, sequence_number, stream_arn, StreamRecord};
+use lake_tools::lake_reader;
+use lambda_runtime::{Context, LambdaEvent};
+use proptest::prelude::*;
+use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence, RngAlgorithm};
+use telemetry_lake::config::StreamConfig;
+use telemetry_lake::dates::{resolve, DateError, DateRequest};
+use telemetry_lake::decode::{decompress, Codec, DecodeError};
+use telemetry_lake::format::{Format, PayloadDecoder};
+use telemetry_lake::lake_writer::S3Sink;
+use telemetry_lake::partition::{object_key, IngestHour, StreamPosition};
+use telemetry_lake::repartition::{Repartition, SqlError, SqlTemplate, Tables, DEFAULT_TEMPLATE};
+use telemetry_lake::schedule::execution_name;
+use telemetry_lake::schema::Schema;
+use telemetry_lake::stream_batch::decode_payload;
+
+const SCHEMA_JSON: &str = include_str!("../config/ventilator.schema.json");
+/// Kinesis' record limit, the functions' default cap.
+const CAP: usize = 1024 * 1024;
+
+/// Every reason a document or payload may be rejected for.
+const KNOWN_REASONS: [&str; 14] = [
+    "invalid_utf8",
+    "invalid_json",
+    "not_an_object",
+    "missing_field",
+    "wrong_type",
+    "out_of_range",
+    "invalid_timestamp",
+    "empty_payload",
+    "payload_too_large",
+    "decompression_failed",
+    "kpl_truncated",
+    "kpl_bad_md5",
+    "kpl_invalid_aggregate",
+    "invalid_base64",
+];
+
+fn decoder() -> PayloadDecoder {
+    PayloadDecoder::new(
+        Format::Json,
+        Schema::parse(SCHEMA_JSON).expect("shipped schema"),
+        CAP,
+    )
+}
+
+/// What one payload gave: per document, `Ok(width)` or `Err((reason, detail))`.
+fn outcomes(data: &[u8]) -> Vec<Result<usize, (String, String)>> {
+    let d = decoder();
+    let mut out = Vec::new();
+    decode_payload(data, &d, |o| {
+        out.push(
+            o.map(|values| values.len())
+                .map_err(|r| (r.reason.to_string(), r.detail)),
+        )
+    });
+    out
+}
+
+/// The one rejection reason of a one-document payload (panics on a row).
+fn reason(data: &[u8]) -> String {
+    match outcomes(data).as_slice() {
+        [Err((reason, detail))] => {
+            assert!(!detail.is_empty(), "{reason} without words");
+            reason.clone()
+        }
+        other => panic!("expected one rejection, got {other:?}"),
+    }
+}
+
+fn good_doc() -> serde_json::Value {
+    serde_json::json!({
+        "ventilatorid": 7, "eventtime": "2026-11-22 10:00:00", "serialnumber": "S-1",
+        "pressurecontrol": 20, "o2stats": 95, "minutevolume": 6, "manufacturer": "Acme"
+    })
+}
+
+/// A good document with `field` replaced by the raw JSON text `raw`.
+fn doc_with(field: &str, raw: &str) -> Vec<u8> {
+    let mut doc = good_doc();
+    doc[field] = serde_json::Value::String("\u{0}MARK".into());
+    doc.to_string().replace("\"\\u0000MARK\"", raw).into_bytes()
+}
+
+fn proptest_config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
+        // A fixed seed: CI runs the same cases every time; no files written.
+        rng_algorithm: RngAlgorithm::ChaCha,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x5eed_0010),
+        failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
+        ..ProptestConfig::default()
+    }
+}
+
+// ------------------------------------------------------- compression bombs --
+
+fn compress_all(d: &[u8]) -> Vec<(Codec, Vec<u8>)> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(d).expect("gzip");
+    let mut zl = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    zl.write_all(d).expect("zlib");
+    let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::best());
+    bz.write_all(d).expect("bzip2");
+    let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 6);
+    xz.write_all(d).expect("xz");
+    vec![
+        (Codec::Gzip, gz.finish().expect("gzip")),
+        (Codec::Zlib, zl.finish().expect("zlib")),
+        (Codec::Zstd, zstd::encode_all(d, 19).expect("zstd")),
+        (Codec::Bzip2, bz.finish().expect("bzip2")),
+        (Codec::Xz, xz.finish().expect("xz")),
+    ]
+}
+
+#[test]
+fn compression_bombs_are_stopped_by_the_decompressed_size_cap() {
+    // 64 MiB of spaces (valid JSON whitespace) packs into a few kB to 64 kB:
+    // a ratio of 1,000 to 50,000. The cap is 1 MiB.
+    let bomb = vec![b' '; 64 * 1024 * 1024];
+    for (codec, packed) in compress_all(&bomb) {
+        assert!(
+            packed.len() < CAP / 8,
+            "{}: {} B",
+            codec.name(),
+            packed.len()
+        );
+        // The decoder stops at the cap: the error names the limit and codec,
+        // and it read at most cap + 1 bytes (`take(cap + 1)` in decode.rs).
+        assert_eq!(
+            decompress(&packed, CAP),
+            Err(DecodeError::TooLarge {
+                limit: CAP,
+                codec: Some(codec)
+            }),
+            "{}",
+            codec.name()
+        );
+        // Through the shared path: one payload-wide dead letter.
+        let got = outcomes(&packed);
+        assert_eq!(got.len(), 1, "{}", codec.name());
+        let (reason, detail) = got[0].clone().unwrap_err();
+        assert_eq!(reason, "payload_too_large", "{}", codec.name());
+        assert!(
+            detail.contains("1048576") && detail.contains(codec.name()),
+            "{detail}"
+        );
+    }
+    // Exactly at the cap is accepted, one byte over is not: the bound is exact.
+    let at_cap = vec![b' '; CAP];
+    let mut over = at_cap.clone();
+    over.push(b' ');
+    for (codec, packed) in compress_all(&at_cap) {
+        assert_eq!(
+            decompress(&packed, CAP).map(|b| b.len()),
+            Ok(CAP),
+            "{}",
+            codec.name()
+        );
+    }
+    for (codec, packed) in compress_all(&over) {
+        assert!(
+            matches!(decompress(&packed, CAP), Err(DecodeError::TooLarge { .. })),
+            "{}",
+            codec.name()
+        );
+    }
+    // A bomb inside a bomb inflates once only: the inner bomb is binary.
+    let inner = compress_all(&bomb).remove(0).1;
+    let outer = compress_all(&inner).remove(0).1;
+    assert_eq!(reason(&outer), "invalid_utf8");
+}
+
+// ----------------------------------------------------------- explicit cases --
+
+#[test]
+fn deeply_nested_json_is_rejected_without_overflowing_the_stack() {
+    let arrays = "[".repeat(100_000);
+    assert_eq!(reason(arrays.as_bytes()), "invalid_json");
+    let objects = "{\"a\":".repeat(100_000);
+    assert_eq!(reason(objects.as_bytes()), "invalid_json");
+    // Deep nesting under a declared field, and under an unknown one.
+    let under_declared = doc_with("serialnumber", &"[".repeat(100_000));
+    assert_eq!(reason(&under_declared), "invalid_json");
+    // Under an unknown key, a closed 100k-deep value is valid JSON: it is
+    // skipped without recursion (serde_json ignores values iteratively) and
+    // the document is a row.
+    let mut unknown = good_doc().to_string();
+    unknown.insert_str(
+        1,
+        &format!("\"extra\":{}0{},", "[".repeat(100_000), "]".repeat(100_000)),
+    );
+    assert_eq!(outcomes(unknown.as_bytes()), vec![Ok(7)]);
+    // The same, left open, is invalid JSON.
+    let mut open = good_doc().to_string();
+    open.insert_str(1, &format!("\"extra\":{}", "[".repeat(100_000)));
+    assert_eq!(reason(open.as_bytes()), "invalid_json");
+}
+
+#[test]
+fn huge_numbers_are_rejected_naming_the_field() {
+    // Past u64 (and below i64), serde_json reads a number as a float: it is
+    // then a float where an integer is declared.
+    for (raw, want) in [
+        ("1e400", "invalid_json"),
+        ("9223372036854775808", "out_of_range"),
+        ("18446744073709551615", "out_of_range"),
+        ("18446744073709551616", "wrong_type"),
+        ("-9223372036854775809", "wrong_type"),
+        ("123456789012345678901234567890", "wrong_type"),
+        ("1.5", "wrong_type"),
+    ] {
+        let got = outcomes(&doc_with("ventilatorid", raw));
+        let [Err((reason, detail))] = got.as_slice() else {
+            panic!("{raw}: {got:?}");
+        };
+        assert_eq!(reason, want, "{raw}: {detail}");
+        if want != "invalid_json" {
+            assert!(detail.contains("ventilatorid"), "{raw}: {detail}");
+        }
+    }
+    // The extremes that do fit are rows.
+    for raw in ["9223372036854775807", "-9223372036854775808"] {
+        assert_eq!(
+            outcomes(&doc_with("ventilatorid", raw)),
+            vec![Ok(7)],
+            "{raw}"
+        );
+    }
+}
+
+#[test]
+fn invalid_utf8_is_rejected_with_its_offset() {
+    let mut bytes = good_doc().to_string().into_bytes();
+    let at = bytes.len() - 3;
+    bytes[at] = 0xff;
+    let got = outcomes(&bytes);
+    let [Err((why, detail))] = got.as_slice() else {
+        panic!("{got:?}");
+    };
+    assert_eq!(why, "invalid_utf8");
+    assert!(detail.contains(&format!("offset {at}")), "{detail}");
+    // A lone surrogate escape is valid UTF-8 text but not a valid string.
+    assert_eq!(
+        reason(&doc_with("serialnumber", "\"\\ud800\"")),
+        "invalid_json"
+    );
+}
+
+#[test]
+fn timestamps_out_of_range_are_rejected_naming_the_field() {
+    for raw in [
+        "\"0000-01-01 00:00:00\"",
+        "\"99999-01-01 00:00:00\"",
+        "\"-0001-01-01 00:00:00\"",
+        "\"+10000-01-01 00:00:00\"",
+        "\"2026-02-30 00:00:00\"",
+        "\"2026-11-22 24:00:00\"",
+        "\"2026-11-22 10:00:00'; DROP TABLE x; --\"",
+        "-62135596800",
+    ] {
+        let got = outcomes(&doc_with("eventtime", raw));
+        let [Err((reason, detail))] = got.as_slice() else {
+            panic!("{raw}: {got:?}");
+        };
+        assert!(
+            reason == "invalid_timestamp" || reason == "wrong_type",
+            "{raw}: {reason} {detail}"
+        );
+        assert!(detail.contains("eventtime"), "{raw}: {detail}");
+    }
+    // The edges of the accepted range are rows.
+    for raw in ["\"0001-01-01 00:00:00\"", "\"9999-12-31 23:59:59\""] {
+        assert_eq!(outcomes(&doc_with("eventtime", raw)), vec![Ok(7)], "{raw}");
+    }
+}
+
+#[test]
+fn a_one_megabyte_record_is_a_row_and_one_byte_more_is_a_dead_letter() {
+    let fill = |n: usize| {
+        let mut doc = good_doc();
+        let base = doc.to_string().len() - "S-1".len();
+        doc["serialnumber"] = serde_json::Value::String("x".repeat(n - base));
+        doc.to_string().into_bytes()
+    };
+    let exactly = fill(CAP);
+    assert_eq!(exactly.len(), CAP);
+    assert_eq!(outcomes(&exactly), vec![Ok(7)]);
+    assert_eq!(reason(&fill(CAP + 1)), "payload_too_large");
+}
+
+// --------------------------------------------------------------- the fuzzer --
+
+/// Pieces of JSON and of the formats the decoder recognises, glued at random
+/// so the fuzzer reaches past the first byte of the parsers.
+const FRAGMENTS: &[&str] = &[
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    ":",
+    "\"",
+    "\\",
+    "\n",
+    " ",
+    "null",
+    "true",
+    "-",
+    "0",
+    "1e400",
+    "18446744073709551616",
+    "\\u0000",
+    "\\ud800",
+    "\"ventilatorid\":",
+    "\"eventtime\":",
+    "\"serialnumber\":",
+    "\"manufacturer\":",
+    "\"pressurecontrol\":",
+    "\"o2stats\":",
+    "\"minutevolume\":",
+    "\"2026-11-22 10:00:00\"",
+    "\"0000-01-01 00:00:00\"",
+    "7",
+    "\"S\"",
+    "'; DROP TABLE t; --",
+    "../",
+    "\u{202e}",
+    "\u{fffd}",
+];
+
+fn fragment_soup() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(prop::sample::select(FRAGMENTS), 0..64)
+        .prop_map(|parts| parts.concat().into_bytes())
+}
+
+/// A good document with one field swapped for a random JSON value.
+fn mutated_doc() -> impl Strategy<Value = Vec<u8>> {
+    let fields = [
+        "ventilatorid",
+        "eventtime",
+        "serialnumber",
+        "pressurecontrol",
+        "o2stats",
+        "minutevolume",
+        "manufacturer",
+    ];
+    let value = prop_oneof![
+        any::<i64>().prop_map(|n| n.to_string()),
+        any::<u64>().prop_map(|n| n.to_string()),
+        any::<f64>().prop_map(|f| serde_json::json!(f).to_string()),
+        ".{0,40}".prop_map(|s| serde_json::Value::String(s).to_string()),
+        Just("null".to_string()),
+        Just("[]".to_string()),
+        Just("{}".to_string()),
+    ];
+    (prop::sample::select(fields.to_vec()), value).prop_map(|(f, v)| doc_with(f, &v))
+}
+
+/// Raw bytes, sometimes behind a codec's or the KPL's magic bytes.
+fn magic_prefixed() -> impl Strategy<Value = Vec<u8>> {
+    let magic: Vec<&'static [u8]> = vec![
+        b"",
+        &[0x1f, 0x8b],
+        &[0x28, 0xb5, 0x2f, 0xfd],
+        b"BZh9",
+        &[0xfd, b'7', b'z', b'X', b'Z', 0x00],
+        b"\xff\x06\x00\x00sNaPpY",
+        &[0x78, 0x9c],
+        &[0xf3, 0x89, 0x9a, 0xc2],
+    ];
+    (
+        prop::sample::select(magic),
+        prop::collection::vec(any::<u8>(), 0..512),
+    )
+        .prop_map(|(m, rest)| [m, &rest[..]].concat())
+}
+
+fn check_outcomes(data: &[u8]) -> Result<(), TestCaseError> {
+    let got = outcomes(data);
+    prop_assert!(!got.is_empty(), "a payload must give at least one outcome");
+    for o in got {
+        match o {
+            Ok(width) => prop_assert_eq!(width, 7),
+            Err((reason, detail)) => {
+                prop_assert!(KNOWN_REASONS.contains(&reason.as_str()), "{}", reason);
+                prop_assert!(!detail.is_empty());
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(proptest_config(256))]
+
+    #[test]
+    fn fuzz_arbitrary_bytes_never_panic(data in magic_prefixed()) {
+        check_outcomes(&data)?;
+    }
+
+    #[test]
+    fn fuzz_json_fragments_never_panic(data in fragment_soup()) {
+        check_outcomes(&data)?;
+    }
+
+    #[test]
+    fn fuzz_mutated_documents_are_rows_or_named_rejections(data in mutated_doc()) {
+        check_outcomes(&data)?;
+        // Compressed, the outcome is the same as plain.
+        let packed = compress_all(&data).remove(0).1;
+        prop_assert_eq!(outcomes(&packed), outcomes(&data));
+    }
+}
+
+// ------------------------------------------ the same, through the handler --
+
+#[tokio::test]
+async fn hostile_records_become_dead_letters_with_reasons_in_s3() {
+    let (s3, bucket) = s3_with_bucket("hostile").await;
+    let config = StreamConfig {
+        lake_bucket: bucket.clone(),
+        lake_prefix: "raw/v".into(),
+        dead_letter_prefix: "dead-letters/v".into(),
+        schema: Schema::parse(SCHEMA_JSON).expect("schema"),
+        max_payload_bytes: CAP,
+        write_concurrency: 2,
+        format: Format::Json,
+    };
+    let f = KinesisToParquet::new(config, S3Sink::new(s3.clone(), &bucket));
+    let bomb = compress_all(&vec![b' '; 16 * 1024 * 1024]).remove(2).1;
+    let mut bad_utf8 = good_doc().to_string().into_bytes();
+    bad_utf8[5] = 0xc3;
+    let payloads: Vec<(Vec<u8>, &str)> = vec![
+        (bomb, "payload_too_large"),
+        ("[".repeat(100_000).into_bytes(), "invalid_json"),
+        (doc_with("ventilatorid", "1e400"), "invalid_json"),
+        (
+            doc_with("ventilatorid", "18446744073709551615"),
+            "out_of_range",
+        ),
+        (bad_utf8, "invalid_utf8"),
+        (
+            doc_with("eventtime", "\"99999-01-01 00:00:00\""),
+            "invalid_timestamp",
+        ),
+        (
+            doc_with("eventtime", "\"0000-01-01 00:00:00\""),
+            "invalid_timestamp",
+        ),
+        (vec![b'x'; CAP + 1], "payload_too_large"),
+        (good_doc().to_string().into_bytes(), "good"),
+    ];
+    let arrival = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap();
+    let records: Vec<StreamRecord> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, (data, _))| StreamRecord {
+            data: data.clone(),
+            partition_key: format!("p{i}"),
+            arrival,
+            sequence_number: sequence_number(0, i as u64),
+        })
+        .collect();
+    let event = serde_json::from_value(event_json(
+        &stream_arn("us-east-1", "hostile"),
+        "shardId-000000000000",
+        &records,
+    ))
+    .expect("event");
+    let response = f
+        .handle(LambdaEvent::new(event, Context::default()))
+        .await
+        .expect("the handler never fails on bad data");
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+
+    let mut letters = Vec::new();
+    for o in lake_reader::list(&s3, &bucket, "dead-letters/v/")
+        .await
+        .unwrap()
+    {
+        let bytes = lake_reader::get(&s3, &bucket, &o.key).await.unwrap();
+        letters.extend(lake_reader::dead_letters(&bytes).unwrap());
+    }
+    letters.sort_by(|a, b| a.sequence_number.cmp(&b.sequence_number));
+    let got: Vec<(String, String)> = letters
+        .iter()
+        .map(|l| (l.sequence_number.clone(), l.reason.clone()))
+        .collect();
+    let want: Vec<(String, String)> = payloads
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, r))| *r != "good")
+        .map(|(i, (_, r))| (sequence_number(0, i as u64), r.to_string()))
+        .collect();
+    assert_eq!(got, want);
+    // The raw bytes are kept for replay: the bomb's compressed bytes, not
+    // its 16 MiB of output.
+    assert_eq!(letters[0].bytes().unwrap(), payloads[0].0);
+    let mut rows = 0;
+    for o in lake_reader::list(&s3, &bucket, "raw/v/").await.unwrap() {
+        let bytes = lake_reader::get(&s3, &bucket, &o.key).await.unwrap();
+        rows += lake_reader::parquet_batches(bytes)
+            .unwrap()
+            .iter()
+            .map(|b| b.num_rows())
+            .sum::<usize>();
+    }
+    assert_eq!(rows, 1);
+}
+
+// ------------------------------------------- values that reach other systems --
+
+/// Strings an attacker would try wherever a name or date is accepted.
+fn hostile_strings() -> Vec<String> {
+    vec![
+        "'".into(),
+        "\"".into(),
+        "2026-11-22'; DROP TABLE lake; --".into(),
+        "2026-11-22\n".into(),
+        "../../etc/passwd".into(),
+        "a/b".into(),
+        "\0".into(),
+        "\r\n".into(),
+        "\u{202e}gnp.exe".into(),
+        "日本語".into(),
+        "x".repeat(10_000),
+        "".into(),
+        " ".into(),
+        "${jndi:ldap://x}".into(),
+        "%2e%2e%2f".into(),
+    ]
+}
+
+#[test]
+fn hostile_dates_never_reach_the_sql() {
+    let zone = "UTC".parse().expect("zone");
+    let now = Utc.with_ymd_and_hms(2026, 11, 22, 3, 0, 0).unwrap();
+    for h in hostile_strings() {
+        for (request, field) in [
+            (
+                DateRequest {
+                    date: Some(h.clone()),
+                    ..DateRequest::default()
+                },
+                "date",
+            ),
+            (
+                DateRequest {
+                    from: Some(h.clone()),
+                    to: Some("2026-11-20".into()),
+                    ..DateRequest::default()
+                },
+                "from",
+            ),
+            (
+                DateRequest {
+                    from: Some("2026-11-20".into()),
+                    to: Some(h.clone()),
+                    ..DateRequest::default()
+                },
+                "to",
+            ),
+        ] {
+            match resolve(&request, zone, now, 31) {
+                Err(e @ DateError::InvalidDate { .. }) => {
+                    let text = e.to_string();
+                    assert!(text.contains(&format!("`{field}`")), "{text}");
+                }
+                other => panic!("{h:?} as {field}: {other:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn hostile_table_names_are_rejected_and_rendered_sql_holds_only_dates() {
+    let template = SqlTemplate::parse(DEFAULT_TEMPLATE).expect("template");
+    let good = Tables {
+        database: "lake".into(),
+        source: "raw".into(),
+        target: "hourly".into(),
+        reference: "devices".into(),
+    };
+    for h in hostile_strings() {
+        for which in 0..4 {
+            let mut t = good.clone();
+            let (slot, what) = match which {
+                0 => (&mut t.database, "database"),
+                1 => (&mut t.source, "source table"),
+                2 => (&mut t.target, "target table"),
+                _ => (&mut t.reference, "reference table"),
+            };
+            *slot = h.clone();
+            match Repartition::new(template.clone(), t, 100, 1) {
+                Err(SqlError::BadIdentifier { what: w, .. }) => assert_eq!(w, what),
+                other => panic!("{h:?} as {what}: {other:?}"),
+            }
+        }
+    }
+    // What does reach the SQL: checked names and chrono-formatted dates only,
+    // over the widest dates chrono can hold.
+    let r = Repartition::new(template, good, 100, 24).expect("repartition");
+    let day = |y, m, d| chrono::NaiveDate::from_ymd_opt(y, m, d).expect("day");
+    for (from, to) in [
+        (day(1, 1, 1), day(1, 1, 2)),
+        (day(9999, 12, 30), day(9999, 12, 31)),
+        (chrono::NaiveDate::MAX, chrono::NaiveDate::MAX),
+    ] {
+        let sql = r
+            .render(telemetry_lake::dates::DateRange { from, to })
+            .expect("render");
+        let timestamps: Vec<&str> = sql
+            .split("TIMESTAMP '")
+            .skip(1)
+            .filter_map(|rest| rest.split_once('\'').map(|(literal, _)| literal))
+            .collect();
+        assert_eq!(timestamps.len(), 3, "{sql}");
+        for t in timestamps {
+            assert!(
+                t.bytes()
+                    .all(|b| b.is_ascii_digit() || b" -:+".contains(&b)),
+                "a timestamp literal in the SQL is not a time: {t:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn hostile_provider_names_give_valid_distinct_execution_names() {
+    let slot = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap();
+    let mut seen = std::collections::BTreeMap::new();
+    let mut names = hostile_strings();
+    names.extend(["a.b", "a:b", "a_b", "a b"].map(String::from));
+    for h in names {
+        let name = execution_name(&h, slot);
+        assert!(
+            !name.is_empty() && name.len() <= 80,
+            "{h:?} → {} chars",
+            name.len()
+        );
+        assert!(
+            name.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "{h:?} → {name:?}"
+        );
+        assert!(name.ends_with("-20261122T1000Z"), "{name}");
+        assert_eq!(execution_name(&h, slot), name, "deterministic");
+        if let Some(before) = seen.insert(name.clone(), h.clone()) {
+            panic!("{before:?} and {h:?} share the execution name {name}");
+        }
+    }
+}
+
+#[test]
+fn hostile_stream_positions_cannot_steer_a_key_out_of_its_prefix() {
+    let hour = IngestHour::of(Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap());
+    let hostile = hostile_strings();
+    for h in &hostile {
+        for part in 0..3 {
+            let mut v = ["stream", "shardId-000000000000", "1"];
+            v[part] = h;
+            let pos = StreamPosition {
+                stream: v[0],
+                shard: v[1],
+                sequence_number: v[2],
+            };
+            for (prefix, ext) in [("raw/v", "snappy.parquet"), ("dead-letters/v", "jsonl")] {
+                let key = object_key(prefix, hour, &pos, ext);
+                let rest = key
+                    .strip_prefix(&format!("{prefix}/{}/", hour.path()))
+                    .unwrap_or_else(|| panic!("{h:?}: {key}"));
+                assert!(!rest.contains('/'), "{h:?}: {key}");
+                assert!(!key.contains(".."), "{h:?}: {key}");
+                assert!(key.bytes().all(|b| b.is_ascii_graphic()), "{h:?}: {key:?}");
+                assert!(key.len() <= 1024, "S3's key limit: {}", key.len());
+            }
+        }
+    }
+}
