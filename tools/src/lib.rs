@@ -2,6 +2,7 @@
 //! moto server and a local Lambda endpoint for local runs and tests, and
 //! reading the lake back.
 
+pub mod bench;
 pub mod event_source;
 pub mod kinesis_event;
 pub mod lake_reader;
