@@ -177,7 +177,10 @@ fn throughput(md: &mut String, me: &str) {
                 let model = best(runs, || {
                     std::hint::black_box(bench::floor_event_model(&body));
                 });
-                floors.push((records, mb, floor_secs, model));
+                let value = best(runs, || {
+                    std::hint::black_box(bench::floor_through_value(&body));
+                });
+                floors.push((records, mb, floor_secs, model, value));
             }
             let f = bench::kinesis_to_parquet(case);
             let secs = best(runs, || {
@@ -245,20 +248,22 @@ fn throughput(md: &mut String, me: &str) {
         md,
         "Parsing the JSON event and base64-decoding every payload, nothing else: with the \
          functions' own event reader (what they run), and with `aws_lambda_events`' model \
-         through `serde_json` (what they ran before).\n"
+         through `serde_json`, and through `serde_json::Value` first (what their `main` \
+         did before: the handler took `LambdaEvent<Value>`).\n"
     );
     let _ = writeln!(
         md,
-        "| records | event MB | records/s | MB/s | records/s, `aws_lambda_events` model |"
+        "| records | event MB | records/s | MB/s | records/s, `aws_lambda_events` model | records/s, through `Value` |"
     );
-    let _ = writeln!(md, "|---:|---:|---:|---:|---:|");
-    for (records, mb, secs, model) in floors {
+    let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|");
+    for (records, mb, secs, model, value) in floors {
         let _ = writeln!(
             md,
-            "| {records} | {mb:.2} | {:.0} | {:.1} | {:.0} |",
+            "| {records} | {mb:.2} | {:.0} | {:.1} | {:.0} | {:.0} |",
             records as f64 / secs,
             mb / secs,
             records as f64 / model,
+            records as f64 / value,
         );
     }
     let _ = writeln!(md, "\n## Peak memory of one invocation\n");

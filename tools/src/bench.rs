@@ -266,6 +266,15 @@ pub fn floor_event_model(body: &[u8]) -> usize {
     event.records.iter().map(|r| r.kinesis.data.len()).sum()
 }
 
+/// The same through `serde_json::Value` first, as the functions' `main` did
+/// when its handler took `LambdaEvent<Value>`. Returns the payload bytes.
+pub fn floor_through_value(body: &[u8]) -> usize {
+    let value: serde_json::Value = serde_json::from_slice(body).expect("JSON");
+    let event: aws_lambda_events::event::kinesis::KinesisEvent =
+        serde_json::from_value(value).expect("a Kinesis event");
+    event.records.iter().map(|r| r.kinesis.data.len()).sum()
+}
+
 /// One `kinesis-to-parquet` invocation minus the PUTs, from the event's
 /// bytes; returns the records read.
 pub async fn run_kinesis_to_parquet(body: &[u8], f: &KinesisToParquet<Discard>) -> usize {

@@ -109,14 +109,19 @@ pub fn aggregate_records<'e>(
     };
     let mut readings = vec![0.0; fields.metrics.len()];
     let mut device = String::new();
+    let mut window_shard = String::new();
     for rec in records {
         out.records += 1;
         let arrival = rec.arrival;
         let (stream, shard, position) = (&*rec.stream, &*rec.shard, &*rec.position);
-        let window_shard = match rec.kafka {
-            Some(_) => format!("{stream}.{shard}"),
-            None => shard.to_string(),
-        };
+        window_shard.clear();
+        match rec.kafka {
+            Some(_) => {
+                use std::fmt::Write;
+                let _ = write!(window_shard, "{stream}.{shard}");
+            }
+            None => window_shard.push_str(shard),
+        }
         let letter = |r: Rejection<'_>| {
             let mut letter = DeadLetter::new(
                 stream, shard, position, r.index, arrival, r.reason, r.detail, r.scope, r.bytes,
