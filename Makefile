@@ -39,9 +39,13 @@ check: ## Formatting and clippy, warnings as errors (never rewrites files)
 fmt: ## Format the code
 	cargo fmt --all
 
-bench: ## Throughput of kinesis-to-parquet and device-status on a 10,000-record event
-	cargo bench -p lake-tools --bench stream_to_lake
-	cargo bench -p lake-tools --bench device_status
+# The CPU the benchmarks are pinned to.
+BENCH_CPU ?= 1
+
+bench: ## Benchmarks on one core; rewrites the figures in BENCHMARKS.md
+	cargo build --release --workspace --bins
+	taskset -c $(BENCH_CPU) cargo bench --workspace --bench report -- --out BENCHMARKS.md
+	taskset -c $(BENCH_CPU) cargo bench --workspace --bench stream_functions
 
 package: ## Build every function's Lambda zip (out/lambda/*/bootstrap.zip), check glibc <= 2.34; ARCH=arm64 needs the aarch64 target
 	ARCH=$(ARCH) nice -n 10 scripts/package.sh

@@ -14,6 +14,7 @@ pub mod partition;
 pub mod record;
 pub mod schema;
 pub mod stream_batch;
+pub mod stream_event;
 
 // Input formats, schema sources and producers (issue 11).
 pub mod format;

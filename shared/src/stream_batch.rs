@@ -43,9 +43,8 @@ pub use crate::format::Rejection;
 use crate::kpl;
 use crate::partition::{stream_name, IngestHour};
 use crate::record::Value;
-
-/// The shard id of a record whose event carries none.
-const UNKNOWN_SHARD: &str = "unknown-shard";
+pub use crate::stream_event::{KinesisBatch, StreamEvent};
+use crate::stream_event::{UNKNOWN_SHARD, UNKNOWN_STREAM_ARN};
 
 /// One stretch of consecutive records of one shard in one arrival hour.
 #[derive(Debug)]
@@ -105,7 +104,9 @@ pub fn kinesis_records(records: &[KinesisEventRecord]) -> impl Iterator<Item = S
         let k = &rec.kinesis;
         SourceRecord {
             stream: Cow::Borrowed(stream_name(
-                rec.event_source_arn.as_deref().unwrap_or("unknown-stream"),
+                rec.event_source_arn
+                    .as_deref()
+                    .unwrap_or(UNKNOWN_STREAM_ARN),
             )),
             shard: Cow::Borrowed(shard_id(rec)),
             position: Cow::Borrowed(k.sequence_number.as_str()),
@@ -114,36 +115,6 @@ pub fn kinesis_records(records: &[KinesisEventRecord]) -> impl Iterator<Item = S
             kafka: None,
         }
     })
-}
-
-/// The event a stream function receives: a Kinesis batch, or an MSK /
-/// self-managed Kafka batch (`records` by topic-partition).
-#[derive(Debug)]
-pub enum StreamEvent {
-    Kinesis(aws_lambda_events::event::kinesis::KinesisEvent),
-    Kafka(KafkaEvent),
-}
-
-impl StreamEvent {
-    /// Tells the two shapes apart by `eventSource`; the error names the
-    /// source and what did not fit.
-    pub fn from_value(payload: serde_json::Value) -> Result<Self, String> {
-        let source = payload
-            .get("eventSource")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        if source == "aws:kafka" || source == "SelfManagedKafka" {
-            return serde_json::from_value(payload)
-                .map(StreamEvent::Kafka)
-                .map_err(|e| format!("not a valid Kafka event: {e}"));
-        }
-        serde_json::from_value(payload)
-            .map(StreamEvent::Kinesis)
-            .map_err(|e| {
-                format!("neither a Kinesis event nor a Kafka event (eventSource {source:?}): {e}")
-            })
-    }
 }
 
 /// The records of a Kafka batch (MSK or self-managed), ordered by topic,

@@ -1,9 +1,11 @@
-//! Tools around the suite: a telemetry generator, Lambda event building, a
-//! checker and diagram renderer of the state machines (`asl`), a moto
-//! server, a local Lambda endpoint and event source mappings, a reader of
-//! `template.yaml`, the local end-to-end run, and reading the lake back.
+//! Tools around the suite: a telemetry generator, Lambda event building, the
+//! benchmark workloads (`bench`), a checker and diagram renderer of the state
+//! machines (`asl`), a moto server, a local Lambda endpoint and event source
+//! mappings, a reader of `template.yaml`, the local end-to-end run, and
+//! reading the lake back.
 
 pub mod asl;
+pub mod bench;
 pub mod dynamodb_stream;
 pub mod event_source;
 pub mod kinesis_event;

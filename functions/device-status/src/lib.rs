@@ -29,7 +29,8 @@ use telemetry_lake::schema::Schema;
 use telemetry_lake::sequence;
 use telemetry_lake::status::{status_of, Status};
 use telemetry_lake::stream_batch::{
-    decode_payload, kafka_records, kinesis_records, Rejection, SourceRecord, StreamEvent,
+    decode_payload, kafka_records, kinesis_records, KinesisBatch, Rejection, SourceRecord,
+    StreamEvent,
 };
 use telemetry_lake::windows::{BatchWindows, WindowSpec};
 
@@ -108,14 +109,19 @@ pub fn aggregate_records<'e>(
     };
     let mut readings = vec![0.0; fields.metrics.len()];
     let mut device = String::new();
+    let mut window_shard = String::new();
     for rec in records {
         out.records += 1;
         let arrival = rec.arrival;
         let (stream, shard, position) = (&*rec.stream, &*rec.shard, &*rec.position);
-        let window_shard = match rec.kafka {
-            Some(_) => format!("{stream}.{shard}"),
-            None => shard.to_string(),
-        };
+        window_shard.clear();
+        match rec.kafka {
+            Some(_) => {
+                use std::fmt::Write;
+                let _ = write!(window_shard, "{stream}.{shard}");
+            }
+            None => window_shard.push_str(shard),
+        }
         let letter = |r: Rejection<'_>| {
             let mut letter = DeadLetter::new(
                 stream, shard, position, r.index, arrival, r.reason, r.detail, r.scope, r.bytes,
@@ -269,9 +275,22 @@ impl<S: ObjectSink> DeviceStatus<S> {
         &self,
         event: &KinesisEvent,
     ) -> Result<(BatchSummary, KinesisEventResponse), DeviceStatusError> {
-        let summary = self
-            .process_records(kinesis_records(&event.records))
-            .await?;
+        self.respond(kinesis_records(&event.records)).await
+    }
+
+    /// As [`DeviceStatus::process`], for a batch read by `main`.
+    pub async fn process_batch(
+        &self,
+        batch: &KinesisBatch,
+    ) -> Result<(BatchSummary, KinesisEventResponse), DeviceStatusError> {
+        self.respond(batch.records()).await
+    }
+
+    async fn respond<'e>(
+        &self,
+        records: impl IntoIterator<Item = SourceRecord<'e>>,
+    ) -> Result<(BatchSummary, KinesisEventResponse), DeviceStatusError> {
+        let summary = self.process_records(records).await?;
         let mut response = KinesisEventResponse::default();
         if let Some(seq) = &summary.retry_from {
             response.add_failure(seq.clone());
@@ -280,21 +299,33 @@ impl<S: ObjectSink> DeviceStatus<S> {
     }
 
     /// Handles an event of either source, as `main` receives it: a Kinesis
-    /// event, or an MSK / self-managed Kafka event.
-    pub async fn handle_any(
+    /// event, or an MSK / self-managed Kafka event, read straight from the
+    /// invocation's JSON.
+    pub async fn handle_event(
         &self,
-        event: LambdaEvent<serde_json::Value>,
+        event: LambdaEvent<StreamEvent>,
     ) -> Result<serde_json::Value, lambda_runtime::Error> {
-        match StreamEvent::from_value(event.payload)? {
+        match event.payload {
             StreamEvent::Kafka(event) => {
                 self.process_kafka(&event).await?;
                 Ok(serde_json::json!({}))
             }
-            StreamEvent::Kinesis(event) => {
-                let (_, response) = self.process(&event).await?;
+            StreamEvent::Kinesis(batch) => {
+                let (_, response) = self.process_batch(&batch).await?;
                 Ok(serde_json::to_value(response)?)
             }
         }
+    }
+
+    /// As [`DeviceStatus::handle_event`], for an event already parsed into
+    /// JSON (tests, local runs).
+    pub async fn handle_any(
+        &self,
+        event: LambdaEvent<serde_json::Value>,
+    ) -> Result<serde_json::Value, lambda_runtime::Error> {
+        let (payload, context) = (event.payload, event.context);
+        let event = StreamEvent::from_value(payload)?;
+        self.handle_event(LambdaEvent::new(event, context)).await
     }
 
     /// Processes a Kafka batch. Anything not applied fails the invocation:

@@ -29,7 +29,7 @@ async fn main() -> Result<(), Error> {
     let sink = S3Sink::new(s3, &config.dead_letter_bucket);
     let function = DeviceStatus::new(&config, cache, dynamodb, sink)?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<_>| {
-        function.handle_any(event)
+        function.handle_event(event)
     }))
     .await
 }

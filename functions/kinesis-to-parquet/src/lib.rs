@@ -28,7 +28,8 @@ use telemetry_lake::format::PayloadDecoder;
 use telemetry_lake::lake_writer::{write_runs, LakeLayout, ObjectSink};
 use telemetry_lake::parquet_writer::ParquetEncoder;
 use telemetry_lake::stream_batch::{
-    kafka_records, split_into_runs, split_records, BatchCounts, Run, StreamEvent,
+    kafka_records, kinesis_records, split_records, BatchCounts, KinesisBatch, Run, SourceRecord,
+    StreamEvent,
 };
 
 /// The function's state, built once per container.
@@ -87,21 +88,32 @@ impl<S: ObjectSink> KinesisToParquet<S> {
 
     /// Handles an event of either source, as `main` receives it: a Kinesis
     /// event (`Records`) or an MSK / self-managed Kafka event (`records` by
-    /// topic-partition).
-    pub async fn handle_any(
+    /// topic-partition), read straight from the invocation's JSON.
+    pub async fn handle_event(
         &self,
-        event: LambdaEvent<serde_json::Value>,
+        event: LambdaEvent<StreamEvent>,
     ) -> Result<serde_json::Value, lambda_runtime::Error> {
-        match StreamEvent::from_value(event.payload)? {
+        match event.payload {
             StreamEvent::Kafka(event) => {
                 self.process_kafka(&event).await?;
                 Ok(serde_json::json!({}))
             }
-            StreamEvent::Kinesis(event) => {
-                let (_, response) = self.process(&event).await;
+            StreamEvent::Kinesis(batch) => {
+                let (_, response) = self.process_batch(&batch).await;
                 Ok(serde_json::to_value(response)?)
             }
         }
+    }
+
+    /// As [`KinesisToParquet::handle_event`], for an event already parsed
+    /// into JSON (tests, local runs).
+    pub async fn handle_any(
+        &self,
+        event: LambdaEvent<serde_json::Value>,
+    ) -> Result<serde_json::Value, lambda_runtime::Error> {
+        let (payload, context) = (event.payload, event.context);
+        let event = StreamEvent::from_value(payload)?;
+        self.handle_event(LambdaEvent::new(event, context)).await
     }
 
     /// Processes a Kafka batch. Runs that could not be written fail the whole
@@ -118,7 +130,22 @@ impl<S: ObjectSink> KinesisToParquet<S> {
 
     /// Processes a batch, returning what was done and the Lambda response.
     pub async fn process(&self, event: &KinesisEvent) -> (BatchSummary, KinesisEventResponse) {
-        let (runs, counts) = split_into_runs(&event.records, &self.decoder, &self.arrow_schema);
+        self.respond(kinesis_records(&event.records)).await
+    }
+
+    /// As [`KinesisToParquet::process`], for a batch read by `main`.
+    pub async fn process_batch(
+        &self,
+        batch: &KinesisBatch,
+    ) -> (BatchSummary, KinesisEventResponse) {
+        self.respond(batch.records()).await
+    }
+
+    async fn respond<'e>(
+        &self,
+        records: impl IntoIterator<Item = SourceRecord<'e>>,
+    ) -> (BatchSummary, KinesisEventResponse) {
+        let (runs, counts) = split_records(records, &self.decoder, &self.arrow_schema);
         let summary = self.write(runs, counts).await;
         let mut response = KinesisEventResponse::default();
         if let Some(seq) = &summary.retry_from {

@@ -17,7 +17,7 @@ async fn main() -> Result<(), Error> {
     let sink = S3Sink::new(s3_client(&aws), &config.lake_bucket);
     let function = KinesisToParquet::new(config, sink);
     lambda_runtime::run(service_fn(|event: LambdaEvent<_>| {
-        function.handle_any(event)
+        function.handle_event(event)
     }))
     .await
 }

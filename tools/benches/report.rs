@@ -1,0 +1,436 @@
+//! `cargo bench --workspace --bench report -- [--out BENCHMARKS.md]`: the
+//! figures of BENCHMARKS.md as markdown tables (printed, or written between
+//! the `figures` markers of the file given with `--out`): throughput of both
+//! stream functions and of the floor, peak RSS per invocation (a child
+//! process per case), cold start and size of every function's release
+//! binary. `make bench` builds the binaries, pins the run to one core and
+//! rewrites BENCHMARKS.md.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lake_tools::bench::{self, Case, CASES, SIZES};
+
+const START: &str = "<!-- figures:start (written by `make bench`) -->";
+const END: &str = "<!-- figures:end -->";
+
+/// The function binaries whose cold start and size are reported.
+const BINARIES: [&str; 8] = [
+    "kinesis-to-parquet",
+    "device-status",
+    "reference-change-flag",
+    "start-crawler",
+    "crawler-status",
+    "start-queries",
+    "query-status",
+    "scheduler",
+];
+
+/// Cold starts measured per binary.
+const COLD_STARTS: usize = 10;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(pos) = args.iter().position(|a| a == "--child") {
+        child(&args[pos + 1], &args[pos + 2], Path::new(&args[pos + 3]));
+        return;
+    }
+    let out = args
+        .iter()
+        .position(|a| a == "--out")
+        .map(|i| PathBuf::from(&args[i + 1]));
+    let mut md = String::new();
+    machine(&mut md);
+    throughput(&mut md, &args[0]);
+    binaries(&mut md);
+    match out {
+        None => print!("{md}"),
+        Some(path) => {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let text = match (text.find(START), text.find(END)) {
+                (Some(s), Some(e)) if s < e => {
+                    format!("{}{START}\n{md}{}", &text[..s], &text[e..])
+                }
+                _ => format!("{text}\n{START}\n{md}{END}\n"),
+            };
+            std::fs::write(&path, text).expect("BENCHMARKS.md is writable");
+            println!("wrote {}", path.display());
+        }
+    }
+}
+
+/// Child mode: one invocation of `function` on the event in `path`, printing
+/// "records, RSS before (KiB), peak RSS (KiB)". "Before" holds the built
+/// function and the event's bytes, as the runtime holds them.
+fn child(function: &str, case: &str, path: &Path) {
+    let case = bench::case(case);
+    let body = std::fs::read(path).expect("the event file");
+    let n = if function == "kinesis-to-parquet" {
+        let f = bench::kinesis_to_parquet(case);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        let before = bench::peak_rss_kib();
+        let n = rt.block_on(bench::run_kinesis_to_parquet(&body, &f));
+        print!("{n} {before}");
+        n
+    } else {
+        let (plan, reference) = bench::device_status(case);
+        let before = bench::peak_rss_kib();
+        let n = bench::run_device_status(&body, &plan, &reference).records;
+        print!("{n} {before}");
+        n
+    };
+    std::hint::black_box(n);
+    println!(" {}", bench::peak_rss_kib());
+}
+
+fn sh(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn machine(md: &mut String) {
+    let lscpu = sh("lscpu", &[]);
+    let field = |name: &str| {
+        lscpu
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let _ = writeln!(md, "## Machine\n");
+    let _ = writeln!(md, "| | |\n|---|---|");
+    let _ = writeln!(md, "| CPU | {} |", field("Model name"));
+    let _ = writeln!(md, "| CPUs | {} |", field("CPU(s)"));
+    let _ = writeln!(md, "| kernel | {} |", sh("uname", &["-r"]));
+    let _ = writeln!(md, "| compiler | {} |", sh("rustc", &["-V"]));
+    let _ = writeln!(
+        md,
+        "| run pinned to CPUs | {} |",
+        sh("taskset", &["-cp", &std::process::id().to_string()])
+            .rsplit(':')
+            .next()
+            .unwrap_or("?")
+            .trim()
+    );
+    let _ = writeln!(
+        md,
+        "| load average at start (1, 5, 15 min) | {} |",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(md);
+}
+
+/// The fastest of `runs` timed runs after one warm-up, in seconds: on a
+/// shared virtual machine the slower runs measure the neighbours.
+fn best(runs: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed()
+        })
+        .min()
+        .unwrap_or(Duration::MAX)
+        .as_secs_f64()
+}
+
+struct Row {
+    function: &'static str,
+    case: Case,
+    records: usize,
+    mb: f64,
+    secs: f64,
+    floor_secs: f64,
+}
+
+fn throughput(md: &mut String, me: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    let mut rows = Vec::new();
+    let mut floors = Vec::new();
+    let mut memory = Vec::new();
+    for records in SIZES {
+        let runs = if records >= 100_000 { 5 } else { 15 };
+        for case in CASES {
+            let body = bench::event_bytes(records, case);
+            let mb = body.len() as f64 / 1e6;
+            let floor_secs = best(runs, || {
+                std::hint::black_box(bench::floor(&body));
+            });
+            if case.name == "json" {
+                let model = best(runs, || {
+                    std::hint::black_box(bench::floor_event_model(&body));
+                });
+                let value = best(runs, || {
+                    std::hint::black_box(bench::floor_through_value(&body));
+                });
+                floors.push((records, mb, floor_secs, model, value));
+            }
+            let f = bench::kinesis_to_parquet(case);
+            let secs = best(runs, || {
+                rt.block_on(bench::run_kinesis_to_parquet(&body, &f));
+            });
+            rows.push(Row {
+                function: "kinesis-to-parquet",
+                case,
+                records,
+                mb,
+                secs,
+                floor_secs,
+            });
+            let (plan, reference) = bench::device_status(case);
+            let secs = best(runs, || {
+                std::hint::black_box(bench::run_device_status(&body, &plan, &reference));
+            });
+            rows.push(Row {
+                function: "device-status",
+                case,
+                records,
+                mb,
+                secs,
+                floor_secs,
+            });
+            if records >= 10_000 {
+                for function in ["kinesis-to-parquet", "device-status"] {
+                    let (before, peak) = peak_rss(me, function, case, &body);
+                    memory.push((function, case.name, records, mb, before, peak));
+                }
+            }
+        }
+    }
+
+    let _ = writeln!(md, "## Throughput on one core\n");
+    let _ = writeln!(
+        md,
+        "Fastest of 15 runs (5 at 100,000 records) after a warm-up, from the event's bytes to \
+         the objects handed to a sink that drops them (`kinesis-to-parquet`) or the windows \
+         computed (`device-status`). MB/s counts the event's JSON. \"× floor\" is the run's time \
+         over the floor's on the same event.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| function | event | records | event MB | records/s | MB/s | × floor |"
+    );
+    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|");
+    for function in ["kinesis-to-parquet", "device-status"] {
+        for r in rows.iter().filter(|r| r.function == function) {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {:.2} | {:.0} | {:.1} | {:.2} |",
+                r.function,
+                r.case.name,
+                r.records,
+                r.mb,
+                r.records as f64 / r.secs,
+                r.mb / r.secs,
+                r.secs / r.floor_secs,
+            );
+        }
+    }
+    let _ = writeln!(md, "\n## The floor\n");
+    let _ = writeln!(
+        md,
+        "Parsing the JSON event and base64-decoding every payload, nothing else: with the \
+         functions' own event reader (what they run), and with `aws_lambda_events`' model \
+         through `serde_json`, and through `serde_json::Value` first (what their `main` \
+         did before: the handler took `LambdaEvent<Value>`).\n"
+    );
+    let _ = writeln!(
+        md,
+        "| records | event MB | records/s | MB/s | records/s, `aws_lambda_events` model | records/s, through `Value` |"
+    );
+    let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|");
+    for (records, mb, secs, model, value) in floors {
+        let _ = writeln!(
+            md,
+            "| {records} | {mb:.2} | {:.0} | {:.1} | {:.0} | {:.0} |",
+            records as f64 / secs,
+            mb / secs,
+            records as f64 / model,
+            records as f64 / value,
+        );
+    }
+    let _ = writeln!(md, "\n## Peak memory of one invocation\n");
+    let _ = writeln!(
+        md,
+        "A fresh process per case: builds the function, reads the event file, processes it \
+         once. \"Before\" is the peak RSS with the function built and the event's bytes \
+         loaded; \"peak\" the peak RSS of the whole process (`VmHWM`).\n"
+    );
+    let _ = writeln!(
+        md,
+        "| function | event | records | event MB | RSS before MB | peak RSS MB |"
+    );
+    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|");
+    for (function, case, records, mb, before, peak) in memory {
+        let _ = writeln!(
+            md,
+            "| {function} | {case} | {records} | {mb:.2} | {before:.1} | {peak:.1} |"
+        );
+    }
+    let _ = writeln!(md);
+}
+
+/// Peak RSS (before, peak) in MB of a child process running `function` once.
+fn peak_rss(me: &str, function: &str, case: Case, body: &[u8]) -> (f64, f64) {
+    let path = std::env::temp_dir().join(format!("bench-event-{}.json", std::process::id()));
+    std::fs::write(&path, body).expect("temp dir is writable");
+    let out = Command::new(me)
+        .args(["--child", function, case.name])
+        .arg(&path)
+        .output()
+        .expect("the bench binary runs");
+    let _ = std::fs::remove_file(&path);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let kib = |i: usize| {
+        text.split_whitespace()
+            .nth(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    (kib(1) / 1024.0, kib(2) / 1024.0)
+}
+
+/// The release binaries: beside this bench's own directory (`deps/..`).
+fn release_dir() -> PathBuf {
+    let me = std::env::current_exe().expect("the bench's path");
+    me.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+fn binaries(md: &mut String) {
+    let dir = release_dir();
+    let _ = writeln!(md, "## Release binaries: size and cold start\n");
+    let _ = writeln!(
+        md,
+        "Cold start: from spawning the binary to its first `GET \
+         /2018-06-01/runtime/invocation/next` on a local Runtime API server, i.e. process \
+         start, configuration, SDK clients built; median and fastest of {COLD_STARTS}.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| binary | size MB | cold start median ms | cold start fastest ms |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|");
+    for name in BINARIES {
+        let path = dir.join(name);
+        let Ok(meta) = std::fs::metadata(&path) else {
+            let _ = writeln!(md, "| {name} | not built | | |");
+            continue;
+        };
+        let size = meta.len() as f64 / 1e6;
+        let mut times: Vec<Result<f64, String>> =
+            (0..COLD_STARTS).map(|_| cold_start(&path)).collect();
+        if let Some(Err(e)) = times.iter().find(|t| t.is_err()) {
+            let _ = writeln!(md, "| {name} | {size:.1} | failed: {e} | |");
+            continue;
+        }
+        let mut ms: Vec<f64> = times.drain(..).filter_map(Result::ok).collect();
+        ms.sort_by(f64::total_cmp);
+        let _ = writeln!(
+            md,
+            "| {name} | {size:.1} | {:.1} | {:.1} |",
+            ms[ms.len() / 2],
+            ms[0]
+        );
+    }
+    let _ = writeln!(md);
+}
+
+/// Milliseconds from spawning `binary` to its first request for an event.
+fn cold_start(binary: &Path) -> Result<f64, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let api = listener
+        .local_addr()
+        .map_err(|e| e.to_string())?
+        .to_string();
+    let schema = include_str!("../../config/ventilator.schema.json");
+    let mut cmd = Command::new(binary);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", &api)
+        .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/bench")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "bench")
+        .env("AWS_SECRET_ACCESS_KEY", "bench")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("SCHEMA", schema)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for name in [
+        "LAKE_BUCKET",
+        "REFERENCE_TABLE",
+        "WINDOWS_TABLE",
+        "CHANGE_FLAG_BUCKET",
+        "DEAD_LETTER_BUCKET",
+        "ATHENA_WORKGROUP",
+        "GLUE_DATABASE",
+        "PROVIDERS_TABLE",
+        "SOURCE_TABLE",
+        "TARGET_TABLE",
+        "CRAWLER_NAME",
+        "RESULTS_BUCKET",
+        "OUTPUT_LOCATION",
+    ] {
+        cmd.env(name, "bench");
+    }
+    cmd.env(
+        "STATE_MACHINE_ARN",
+        "arn:aws:states:us-east-1:123456789012:stateMachine:bench",
+    );
+    let start = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let result = loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let _ = stream.set_nonblocking(false);
+                let mut line = String::new();
+                let _ = BufReader::new(&stream).read_line(&mut line);
+                if line.contains("/runtime/invocation/next") {
+                    break Ok(start.elapsed().as_secs_f64() * 1e3);
+                }
+                break Err(format!("unexpected request {line:?}"));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let mut err = String::new();
+                    if let Some(stderr) = child.stderr.take() {
+                        let _ = BufReader::new(stderr).read_line(&mut err);
+                    }
+                    break Err(format!("exited ({status}): {}", err.trim()));
+                }
+                if start.elapsed() > Duration::from_secs(10) {
+                    break Err("no request within 10 s".into());
+                }
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            Err(e) => break Err(e.to_string()),
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}

@@ -1,0 +1,304 @@
+//! The workloads of the benchmarks (`cargo bench`: `stream_functions` and
+//! the `report` that writes `BENCHMARKS.md`): generated Kinesis events and
+//! both stream functions minus their network calls.
+//!
+//! Every run starts from the event's bytes as the Lambda runtime receives
+//! them and reads them the way `lambda_runtime` does (`serde_path_to_error`
+//! over `serde_json`) into the event type each `main` declares.
+
+use std::io::Write;
+
+use chrono::{TimeZone, Utc};
+use device_status::config::DeviceStatusConfig;
+use device_status::{aggregate_records, Aggregated, BatchPlan};
+use kinesis_to_parquet::KinesisToParquet;
+use telemetry_lake::config::StreamConfig;
+use telemetry_lake::lake_writer::{ObjectSink, SinkError};
+use telemetry_lake::reference::ReferenceData;
+use telemetry_lake::status::Range;
+use telemetry_lake::stream_batch::{KinesisBatch, StreamEvent};
+
+use crate::kinesis_event::{event_json, sequence_number, stream_arn, StreamRecord};
+use crate::telemetry::{generate, payload, Compression, TelemetryOptions};
+
+/// The event sizes measured.
+pub const SIZES: [usize; 3] = [1_000, 10_000, 100_000];
+
+/// Devices in the generated telemetry.
+const DEVICES: u32 = 100;
+
+/// The Avro writer schema of the ventilator records (times as strings, as
+/// in the JSON).
+pub const AVRO_SCHEMA: &str = r#"{"type":"record","name":"ventilator","fields":[
+    {"name":"ventilatorid","type":"long"},{"name":"eventtime","type":"string"},
+    {"name":"serialnumber","type":"string"},{"name":"pressurecontrol","type":"long"},
+    {"name":"o2stats","type":"long"},{"name":"minutevolume","type":"long"},
+    {"name":"manufacturer","type":"string"}]}"#;
+
+/// The fields of the ventilator schema, in order.
+const FIELDS: [&str; 7] = [
+    "ventilatorid",
+    "eventtime",
+    "serialnumber",
+    "pressurecontrol",
+    "o2stats",
+    "minutevolume",
+    "manufacturer",
+];
+
+/// The declared schema of the benchmarks.
+const SCHEMA: &str = include_str!("../../config/ventilator.schema.json");
+
+/// One kind of event: its payloads' format, compression and share of bad
+/// records.
+#[derive(Debug, Clone, Copy)]
+pub struct Case {
+    pub name: &'static str,
+    pub format: &'static str,
+    pub compression: Compression,
+    pub bad_share: f64,
+}
+
+/// The cases measured: JSON plain, gzip and with 1% bad records, and the
+/// same records as CSV lines and as Avro datums.
+pub const CASES: [Case; 5] = [
+    Case {
+        name: "json",
+        format: "json",
+        compression: Compression::None,
+        bad_share: 0.0,
+    },
+    Case {
+        name: "json gzip",
+        format: "json",
+        compression: Compression::Gzip,
+        bad_share: 0.0,
+    },
+    Case {
+        name: "json 1% bad",
+        format: "json",
+        compression: Compression::None,
+        bad_share: 0.01,
+    },
+    Case {
+        name: "csv",
+        format: "csv",
+        compression: Compression::None,
+        bad_share: 0.0,
+    },
+    Case {
+        name: "avro datum",
+        format: "avro",
+        compression: Compression::None,
+        bad_share: 0.0,
+    },
+];
+
+/// The case called `name`.
+pub fn case(name: &str) -> Case {
+    CASES
+        .into_iter()
+        .find(|c| c.name == name)
+        .unwrap_or(CASES[0])
+}
+
+/// One good JSON record re-encoded in `format` (`json`, `csv`, `avro`).
+fn encode(json: &str, format: &str, avro: &apache_avro::Schema) -> Vec<u8> {
+    let doc: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        v => v.to_string(),
+    };
+    match format {
+        "csv" => {
+            let mut w = csv::Writer::from_writer(Vec::new());
+            let cells: Vec<String> = FIELDS.iter().map(|f| text(&doc[f])).collect();
+            let _ = w.write_record(&cells);
+            w.into_inner().unwrap_or_default()
+        }
+        "avro" => {
+            use apache_avro::types::Value as Avro;
+            let fields = FIELDS
+                .iter()
+                .map(|f| {
+                    let v = match &doc[f] {
+                        serde_json::Value::String(s) => Avro::String(s.clone()),
+                        v => Avro::Long(v.as_i64().unwrap_or_default()),
+                    };
+                    (f.to_string(), v)
+                })
+                .collect();
+            apache_avro::to_avro_datum(avro, Avro::Record(fields)).unwrap_or_default()
+        }
+        _ => json.as_bytes().to_vec(),
+    }
+}
+
+/// The bytes of a Lambda Kinesis event of `records` generated records of
+/// one shard, as the Lambda service delivers them.
+pub fn event_bytes(records: usize, case: Case) -> Vec<u8> {
+    let avro = apache_avro::Schema::parse_str(AVRO_SCHEMA).expect("the Avro schema parses");
+    let opts = TelemetryOptions {
+        devices: DEVICES,
+        bad_share: case.bad_share,
+        ..Default::default()
+    };
+    let arrival = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap();
+    let records: Vec<StreamRecord> = generate(&opts)
+        .into_iter()
+        .cycle()
+        .take(records)
+        .enumerate()
+        .map(|(i, r)| StreamRecord {
+            data: if case.format == "json" {
+                payload(&[&r.json], case.compression)
+            } else {
+                let data = encode(&r.json, case.format, &avro);
+                payload_bytes(data, case.compression)
+            },
+            partition_key: r.device.to_string(),
+            arrival,
+            sequence_number: sequence_number(0, i as u64),
+        })
+        .collect();
+    let json = event_json(
+        &stream_arn("us-east-1", "ventilators"),
+        "shardId-000000000000",
+        &records,
+    );
+    serde_json::to_vec(&json).expect("an event serialises")
+}
+
+/// Binary or text payload bytes, compressed as asked.
+fn payload_bytes(data: Vec<u8>, compression: Compression) -> Vec<u8> {
+    match compression {
+        Compression::None => data,
+        Compression::Gzip => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            let _ = e.write_all(&data);
+            e.finish().unwrap_or_default()
+        }
+        Compression::Zstd => zstd::encode_all(&data[..], 3).unwrap_or_default(),
+    }
+}
+
+/// The benchmark configuration: the ventilator schema and `format`.
+fn lookup(format: &'static str) -> impl Fn(&str) -> Option<String> {
+    move |name: &str| -> Option<String> {
+        Some(match name {
+            "LAKE_BUCKET" | "REFERENCE_TABLE" | "WINDOWS_TABLE" | "CHANGE_FLAG_BUCKET"
+            | "DEAD_LETTER_BUCKET" => "bench".into(),
+            "LAKE_PREFIX" => "raw".into(),
+            "DEAD_LETTER_PREFIX" => "dl".into(),
+            "SCHEMA" => SCHEMA.into(),
+            "FORMAT" => format.into(),
+            "AVRO_SCHEMA" => AVRO_SCHEMA.into(),
+            _ => return None,
+        })
+    }
+}
+
+/// A sink that keeps nothing: the benchmarks measure everything but the PUT.
+pub struct Discard;
+
+impl ObjectSink for Discard {
+    async fn put(&self, _key: String, body: Vec<u8>, _ct: &'static str) -> Result<(), SinkError> {
+        std::hint::black_box(body);
+        Ok(())
+    }
+}
+
+/// `kinesis-to-parquet` as its `main` builds it, with a sink that drops the
+/// objects.
+pub fn kinesis_to_parquet(case: Case) -> KinesisToParquet<Discard> {
+    let config = StreamConfig::from_lookup(lookup(case.format)).expect("bench configuration");
+    KinesisToParquet::new(config, Discard)
+}
+
+/// `device-status`'s batch plan and a warm reference cache in which every
+/// device has the generator's normal ranges.
+pub fn device_status(case: Case) -> (BatchPlan, ReferenceData) {
+    let config = DeviceStatusConfig::from_lookup(lookup(case.format)).expect("bench configuration");
+    let plan = BatchPlan::of(&config).expect("bench plan");
+    let ranges = vec![
+        Range {
+            min: 90.0,
+            max: 100.0,
+        },
+        Range {
+            min: 5.0,
+            max: 30.0,
+        },
+        Range {
+            min: 2.0,
+            max: 10.0,
+        },
+    ];
+    let reference =
+        ReferenceData::from_ranges((1..=DEVICES).map(|d| (d.to_string(), ranges.clone())));
+    (plan, reference)
+}
+
+/// Reads an invocation's body as `lambda_runtime` does for a handler of
+/// `LambdaEvent<StreamEvent>`.
+pub fn read_event(body: &[u8]) -> KinesisBatch {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    match serde_path_to_error::deserialize(de).expect("a Kinesis event") {
+        StreamEvent::Kinesis(batch) => batch,
+        StreamEvent::Kafka(_) => panic!("the benchmarks generate Kinesis events"),
+    }
+}
+
+/// The floor: parsing the event JSON and base64-decoding its payloads, as
+/// the functions do it. Returns the payload bytes.
+pub fn floor(body: &[u8]) -> usize {
+    read_event(body)
+        .records()
+        .map(|r| r.data.map(|d| d.len()).unwrap_or_default())
+        .sum()
+}
+
+/// The same through the `aws_lambda_events` model (what the functions read
+/// before they had their own visitor). Returns the payload bytes.
+pub fn floor_event_model(body: &[u8]) -> usize {
+    let event: aws_lambda_events::event::kinesis::KinesisEvent =
+        serde_json::from_slice(body).expect("a Kinesis event");
+    event.records.iter().map(|r| r.kinesis.data.len()).sum()
+}
+
+/// The same through `serde_json::Value` first, as the functions' `main` did
+/// when its handler took `LambdaEvent<Value>`. Returns the payload bytes.
+pub fn floor_through_value(body: &[u8]) -> usize {
+    let value: serde_json::Value = serde_json::from_slice(body).expect("JSON");
+    let event: aws_lambda_events::event::kinesis::KinesisEvent =
+        serde_json::from_value(value).expect("a Kinesis event");
+    event.records.iter().map(|r| r.kinesis.data.len()).sum()
+}
+
+/// One `kinesis-to-parquet` invocation minus the PUTs, from the event's
+/// bytes; returns the records read.
+pub async fn run_kinesis_to_parquet(body: &[u8], f: &KinesisToParquet<Discard>) -> usize {
+    let batch = read_event(body);
+    let (summary, response) = f.process_batch(&batch).await;
+    assert!(response.batch_item_failures.is_empty());
+    summary.records
+}
+
+/// One `device-status` invocation minus the DynamoDB writes (windows
+/// computed, not written), from the event's bytes.
+pub fn run_device_status(body: &[u8], plan: &BatchPlan, reference: &ReferenceData) -> Aggregated {
+    let batch = read_event(body);
+    aggregate_records(batch.records(), plan, reference)
+}
+
+/// The process's peak resident set size so far, in KiB (Linux).
+pub fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
