@@ -79,14 +79,16 @@ pub fn decompress(data: &[u8], max_bytes: usize) -> Result<Cow<'_, [u8]>, Decode
         }
         return Ok(Cow::Borrowed(data));
     };
+    // The `bufread` decoders read the slice in place; the `read` ones would
+    // each allocate a 32 KiB buffer per record to copy it through.
     let reader: Box<dyn Read + '_> = match codec {
-        Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(data)),
-        Codec::Zlib => Box::new(flate2::read::ZlibDecoder::new(data)),
+        Codec::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(data)),
+        Codec::Zlib => Box::new(flate2::bufread::ZlibDecoder::new(data)),
         Codec::Zstd => Box::new(
             zstd::stream::read::Decoder::with_buffer(data).map_err(|e| corrupt(codec, &e))?,
         ),
-        Codec::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(data)),
-        Codec::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(data)),
+        Codec::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(data)),
+        Codec::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(data)),
         Codec::SnappyFramed => Box::new(snap::read::FrameDecoder::new(data)),
     };
     let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(max_bytes + 1));

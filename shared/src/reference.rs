@@ -34,7 +34,8 @@ pub struct MetricSpec {
 /// The normal ranges of every device, one range per metric in metric order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ReferenceData {
-    ranges: HashMap<String, Vec<Range>>,
+    /// Looked up for every reading: foldhash rather than SipHash.
+    ranges: HashMap<String, Vec<Range>, foldhash::fast::RandomState>,
 }
 
 /// A reference row that cannot be used; its device is UNKNOWN until fixed.
@@ -135,7 +136,7 @@ impl ReferenceTable {
     /// Scans the whole table, page by page. Unusable rows are logged (once
     /// per load) and left out, so their devices are UNKNOWN.
     pub async fn load(&self) -> Result<ReferenceData, ReferenceError> {
-        let mut ranges = HashMap::new();
+        let mut ranges = HashMap::default();
         let mut bad = Vec::new();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {

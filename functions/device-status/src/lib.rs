@@ -159,10 +159,7 @@ pub fn aggregate_records<'e>(
             // so a parsed record always has them.
             device.clear();
             match &values[fields.device] {
-                Value::Int64(i) => {
-                    use std::fmt::Write;
-                    let _ = write!(device, "{i}");
-                }
+                Value::Int64(i) => device.push_str(itoa::Buffer::new().format(*i)),
                 Value::String(s) => device.push_str(s),
                 _ => return,
             }
