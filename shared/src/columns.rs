@@ -29,17 +29,20 @@ pub struct Columns {
 }
 
 impl Columns {
-    /// Empty columns for a schema.
-    pub fn new(schema: &Schema, arrow_schema: Arc<ArrowSchema>) -> Self {
+    /// Empty columns for a schema, with room for `rows` rows: builders that
+    /// grow by doubling copy every value about once more.
+    pub fn with_capacity(schema: &Schema, arrow_schema: Arc<ArrowSchema>, rows: usize) -> Self {
         let columns = schema
             .fields
             .iter()
             .map(|f| match f.field_type {
-                FieldType::Int64 => Column::Int64(Int64Builder::new()),
-                FieldType::Float64 => Column::Float64(Float64Builder::new()),
-                FieldType::Boolean => Column::Boolean(BooleanBuilder::new()),
-                FieldType::String => Column::String(StringBuilder::new()),
-                FieldType::Timestamp => Column::Timestamp(TimestampMicrosecondBuilder::new()),
+                FieldType::Int64 => Column::Int64(Int64Builder::with_capacity(rows)),
+                FieldType::Float64 => Column::Float64(Float64Builder::with_capacity(rows)),
+                FieldType::Boolean => Column::Boolean(BooleanBuilder::with_capacity(rows)),
+                FieldType::String => Column::String(StringBuilder::with_capacity(rows, rows * 16)),
+                FieldType::Timestamp => {
+                    Column::Timestamp(TimestampMicrosecondBuilder::with_capacity(rows))
+                }
             })
             .collect();
         Columns {

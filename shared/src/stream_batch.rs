@@ -164,7 +164,8 @@ pub fn split_records<'e>(
 ) -> (Vec<Run>, BatchCounts) {
     let mut runs: Vec<Run> = Vec::new();
     let mut counts = BatchCounts::default();
-    for rec in records {
+    let mut records = records.into_iter();
+    while let Some(rec) = records.next() {
         counts.records += 1;
         let hour = IngestHour::of(rec.arrival);
         let same_run = runs
@@ -178,7 +179,12 @@ pub fn split_records<'e>(
                 first_sequence: rec.position.to_string(),
                 last_sequence: rec.position.to_string(),
                 records: 0,
-                good: Columns::new(decoder.schema(), Arc::clone(arrow_schema)),
+                // Nearly always one run takes the rest of the batch.
+                good: Columns::with_capacity(
+                    decoder.schema(),
+                    Arc::clone(arrow_schema),
+                    records.size_hint().0 + 1,
+                ),
                 dead_letters: Vec::new(),
             });
         }
