@@ -5,24 +5,11 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use integration_tests::{s3_client, sdk_config};
+use integration_tests::{s3_client, sdk_config, REPARTITION_PATH};
 use lake_tools::lake_reader;
 use lake_tools::local_run::stack::ids;
 use lake_tools::local_run::{run, Options};
 use lake_tools::step_functions::states_entered;
-
-const REPARTITION_PATH: [&str; 10] = [
-    "StartCrawler",
-    "WaitForCrawler",
-    "GetCrawlerStatus",
-    "IsCrawlerDone",
-    "StartQueries",
-    "WaitForQueries",
-    "GetQueryStatus",
-    "AreQueriesDone",
-    "StartTransformedCrawler",
-    "Repartitioned",
-];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_local_run_reports_what_is_in_moto() {

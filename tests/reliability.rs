@@ -22,8 +22,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeyType, ScalarAttributeType};
 use chrono::{TimeZone, Utc};
 use crawler_status::CrawlerStatus;
 use integration_tests::{
-    create_state_machine_from, lake_i64_column, moto, s3_client, sdk_config, sdk_config_with,
-    unique, DeviceStatusRig, FaultKind, FaultProxy, ATTEMPT_TIMEOUT, FAULT_DELAY, REGION,
+    create_state_machine_from, create_workgroup, lake_i64_column, moto, s3_client, sdk_config,
+    sdk_config_with, unique, DeviceStatusRig, FaultKind, FaultProxy, ATTEMPT_TIMEOUT, FAULT_DELAY,
+    REGION,
 };
 use kinesis_to_parquet::KinesisToParquet;
 use lake_tools::kinesis_event::{event_json, sequence_number, stream_arn, StreamRecord};
@@ -423,22 +424,7 @@ async fn glue_tasks_retry_and_report_retryable_under_every_fault() {
 async fn athena_tasks_retry_and_report_retryable_under_every_fault() {
     let athena = aws_sdk_athena::Client::new(&sdk_config(moto(), REGION).await);
     for kind in FaultKind::ALL {
-        let workgroup = unique("rel-wg");
-        athena
-            .create_work_group()
-            .name(&workgroup)
-            .configuration(
-                aws_sdk_athena::types::WorkGroupConfiguration::builder()
-                    .result_configuration(
-                        aws_sdk_athena::types::ResultConfiguration::builder()
-                            .output_location("s3://lake/athena-results/")
-                            .build(),
-                    )
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("workgroup");
+        let workgroup = create_workgroup(&athena, "rel-wg").await;
         let config = StartQueriesConfig::from_lookup(|k| match k {
             ATHENA_WORKGROUP => Some(workgroup.clone()),
             GLUE_DATABASE => Some("telemetry".into()),

@@ -745,3 +745,40 @@ impl DeviceStatusRig {
             .collect()
     }
 }
+
+/// Creates an Athena workgroup (`prefix` plus a unique suffix) whose results
+/// go to `s3://lake/athena-results/`, and returns its name.
+pub async fn create_workgroup(athena: &aws_sdk_athena::Client, prefix: &str) -> String {
+    let name = unique(prefix);
+    athena
+        .create_work_group()
+        .name(&name)
+        .configuration(
+            aws_sdk_athena::types::WorkGroupConfiguration::builder()
+                .result_configuration(
+                    aws_sdk_athena::types::ResultConfiguration::builder()
+                        .output_location("s3://lake/athena-results/")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("create workgroup");
+    name
+}
+
+/// The states a repartition execution enters when the crawl and the queries
+/// succeed at the first poll.
+pub const REPARTITION_PATH: [&str; 10] = [
+    "StartCrawler",
+    "WaitForCrawler",
+    "GetCrawlerStatus",
+    "IsCrawlerDone",
+    "StartQueries",
+    "WaitForQueries",
+    "GetQueryStatus",
+    "AreQueriesDone",
+    "StartTransformedCrawler",
+    "Repartitioned",
+];
