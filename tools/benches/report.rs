@@ -383,6 +383,10 @@ fn cold_start(binary: &Path) -> Result<f64, String> {
         .stderr(Stdio::piped());
     for name in [
         "LAKE_BUCKET",
+        "LAKE_PREFIX",
+        "DEAD_LETTER_PREFIX",
+        "RAW_CRAWLER_NAME",
+        "TRANSFORMED_CRAWLER_NAME",
         "REFERENCE_TABLE",
         "WINDOWS_TABLE",
         "CHANGE_FLAG_BUCKET",
