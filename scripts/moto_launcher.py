@@ -27,12 +27,13 @@
   same as POSTing {"stepfunctions": {"execute_state_machine": true}} to
   /moto-api/config), done over HTTP once the server answers.
 
-It also patches, at run time, two moto 5.2.5 bugs the suite runs into (see
-`patch_sync_task_callback` and `patch_execution_output_dates`); it never
-edits the installed package.
+It also patches, at run time, three moto 5.2.5 gaps the suite runs into (see
+`patch_sync_task_callback`, `patch_execution_output_dates` and
+`patch_dynamodb_item_atomicity`); it never edits the installed package.
 """
 
 import argparse
+import functools
 import inspect
 import json
 import logging
@@ -152,6 +153,54 @@ def patch_execution_output_dates() -> None:
     cls._reflect_execution_status = _reflect_execution_status
 
 
+# The DynamoDB backend methods that read or write items, each of which
+# DynamoDB runs atomically per item.
+DYNAMODB_ITEM_OPERATIONS = (
+    "put_item",
+    "update_item",
+    "delete_item",
+    "transact_write_items",
+    "get_item",
+    "batch_get_item",
+    "query",
+    "scan",
+    "execute_statement",
+)
+
+
+def patch_dynamodb_item_atomicity() -> None:
+    """Makes moto's DynamoDB item operations atomic, as DynamoDB's are.
+
+    In moto 5.2.5, `DynamoDBBackend.update_item` (moto/dynamodb/models/
+    __init__.py) reads the item, evaluates the ConditionExpression and then
+    changes the item in place, with no lock, while the server answers each
+    request on its own thread. Two concurrent conditional writes can then
+    both pass their condition: two scheduler ticks could both claim one
+    provider, which DynamoDB never allows (the suite's "claimed once" tests
+    caught it under load). Every item operation of the backend is run under
+    one lock (reentrant: a transaction or a batch calls the others), so each
+    is atomic with respect to the others, as in DynamoDB. Fails loudly when a
+    method is gone.
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+    for name in DYNAMODB_ITEM_OPERATIONS:
+        original = DynamoDBBackend.__dict__.get(name)
+        if original is None:
+            raise SystemExit(
+                f"moto_launcher: cannot patch DynamoDBBackend.{name}: not found. "
+                "Review patch_dynamodb_item_atomicity in scripts/moto_launcher.py "
+                "for this moto version."
+            )
+
+        def locked(self, *args, _original=original, **kwargs):
+            with lock:
+                return _original(self, *args, **kwargs)
+
+        setattr(DynamoDBBackend, name, functools.wraps(original)(locked))
+
+
 class _Stop(Exception):
     """Raised in the main thread by the SIGTERM / SIGINT handler."""
 
@@ -206,6 +255,7 @@ def main() -> None:
         )
     patch_sync_task_callback()
     patch_execution_output_dates()
+    patch_dynamodb_item_atomicity()
 
     # The same server moto.server.ThreadedMotoServer builds (it does accept
     # port 0), but made here in the main thread: when the bind fails, werkzeug

@@ -4,8 +4,8 @@
 //! dropped connection, through the fault proxy between the SDK and moto.
 //!
 //! For each function and each kind of fault, two phases:
-//! * transient (every other call fails): the SDK's retries absorb it and the
-//!   end state is exactly the fault-free one;
+//! * transient (the first attempt of every call fails): the SDK's retries
+//!   absorb it and the end state is exactly the fault-free one;
 //! * persistent (every call fails): the error surfaces the way Lambda or the
 //!   state machine retries it (batchItemFailures, a `Retryable` error type,
 //!   a failed tick); after healing, the retry ends in the fault-free state,
@@ -130,8 +130,9 @@ async fn kinesis_to_parquet_loses_and_duplicates_nothing_under_every_fault() {
             kinesis_event(first, &payloads)
         };
 
-        // Transient: every other PUT fails; the SDK retries each once.
-        proxy.inject(kind.s3("PUT", &bucket).every(2));
+        // Transient: the first attempt of every PUT fails; the SDK retries
+        // each once.
+        proxy.inject(kind.s3("PUT", &bucket).first_attempts());
         let response = f
             .handle(LambdaEvent::new(batch(0, 1..=6), Context::default()))
             .await
@@ -201,7 +202,10 @@ async fn device_status_counts_each_reading_once_under_every_dynamodb_fault() {
         // Transient faults on the window reads and writes and the reference
         // scan: absorbed by the SDK.
         for op in ["BatchGetItem", "UpdateItem", "Scan"] {
-            proxy.inject(kind.json(&format!("DynamoDB_20120810.{op}")).every(2));
+            proxy.inject(
+                kind.json(&format!("DynamoDB_20120810.{op}"))
+                    .first_attempts(),
+            );
         }
         let response = f
             .process(&event(0, &[91, 92, 93]))
@@ -271,7 +275,7 @@ async fn the_change_flag_is_published_under_every_s3_fault() {
                 .1
         };
 
-        proxy.inject(kind.s3("*", "change-flag").every(2));
+        proxy.inject(kind.s3("*", "change-flag").first_attempts());
         f.process(&change)
             .await
             .expect("transient faults are absorbed");
@@ -374,7 +378,7 @@ async fn glue_tasks_retry_and_report_retryable_under_every_fault() {
         };
 
         // start-crawler: transient faults absorbed, the crawler runs once.
-        proxy.inject(kind.json("AWSGlue.StartCrawler").every(2));
+        proxy.inject(kind.json("AWSGlue.StartCrawler").first_attempts());
         let plan = start
             .process(json!({"date": "2026-03-01"}))
             .await
@@ -403,7 +407,7 @@ async fn glue_tasks_retry_and_report_retryable_under_every_fault() {
         );
 
         // crawler-status: the same two phases on GetCrawler.
-        proxy.inject(kind.json("AWSGlue.GetCrawler").every(2));
+        proxy.inject(kind.json("AWSGlue.GetCrawler").first_attempts());
         let out = status
             .process(json!({"crawler_polls": 1}))
             .await
@@ -444,7 +448,10 @@ async fn athena_tasks_retry_and_report_retryable_under_every_fault() {
 
         // start-queries: transient faults absorbed; the tokens are the same
         // on every attempt (what makes a retried start idempotent in AWS).
-        proxy.inject(kind.json("AmazonAthena.StartQueryExecution").every(2));
+        proxy.inject(
+            kind.json("AmazonAthena.StartQueryExecution")
+                .first_attempts(),
+        );
         let out = start.process(input.clone()).await.unwrap_or_else(|e| {
             panic!("{kind:?} transient, after {} faults: {e}", proxy.injected())
         });
@@ -472,7 +479,7 @@ async fn athena_tasks_retry_and_report_retryable_under_every_fault() {
         assert_eq!(tokens(&out).len(), 2, "{kind:?}");
 
         // query-status: the same two phases on GetQueryExecution.
-        proxy.inject(kind.json("AmazonAthena.GetQueryExecution").every(2));
+        proxy.inject(kind.json("AmazonAthena.GetQueryExecution").first_attempts());
         let done = status.process(out.clone()).await.expect("transient");
         assert_eq!(done["query_state"], "SUCCEEDED", "{kind:?}: {done}");
         proxy.heal();
@@ -568,7 +575,7 @@ async fn the_scheduler_starts_each_due_provider_once_under_every_fault() {
         // retried tick starts each provider exactly once.
         proxy.heal();
         for target in ["DynamoDB_20120810.", "AWSStepFunctions.StartExecution"] {
-            proxy.inject(kind.json(target).every(2));
+            proxy.inject(kind.json(target).first_attempts());
         }
         s.handle(LambdaEvent::new(event.clone(), Context::default()))
             .await

@@ -527,6 +527,55 @@ async fn a_late_tick_overlapping_the_next_one_starts_each_provider_once() {
     }
 }
 
+/// The claim tests above rely on DynamoDB's conditional writes being atomic.
+/// Moto's are not on their own (it answers each request on its own thread
+/// and checks a condition before it writes, unlocked); the project's moto
+/// launcher makes each item operation atomic. Here many claims of one item at
+/// once: in every round exactly one wins and the item names it.
+#[tokio::test]
+async fn concurrent_conditional_writes_on_moto_let_exactly_one_through() {
+    let env = Env::new("atomic").await;
+    for round in 0..40 {
+        let key = format!("round-{round}");
+        let mut claims = tokio::task::JoinSet::new();
+        for who in 0..8 {
+            let update = env
+                .ddb
+                .update_item()
+                .table_name(&env.table)
+                .key("provider", s(&key))
+                .update_expression("SET claimed_by = :who")
+                .condition_expression("attribute_not_exists(claimed_by)")
+                .expression_attribute_values(":who", s(&who.to_string()));
+            claims.spawn(async move { (who, update.send().await) });
+        }
+        let mut winners = Vec::new();
+        while let Some(joined) = claims.join_next().await {
+            match joined.expect("claim task") {
+                (who, Ok(_)) => winners.push(who.to_string()),
+                (_, Err(e)) => assert!(
+                    e.as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()),
+                    "round {round}: {e:?}"
+                ),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+        let item = env
+            .ddb
+            .get_item()
+            .table_name(&env.table)
+            .key("provider", s(&key))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("get item")
+            .item
+            .unwrap_or_default();
+        assert_eq!(text(&item, "claimed_by"), Some(winners[0].clone()));
+    }
+}
+
 #[tokio::test]
 async fn a_throttled_start_is_retried_and_starts_once() {
     let env = Env::new("throttle").await;

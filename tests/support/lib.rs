@@ -183,10 +183,10 @@ impl Fault {
         Rule::from(self).action(Action::Drop)
     }
 
-    /// Fails matching calls 1, k + 1, 2k + 1, ... (so a client's retry
-    /// after a failure gets through when k >= 2).
-    pub fn every(self, k: usize) -> Rule {
-        Rule::from(self).when(When::Every(k.max(1)))
+    /// Fails only the first attempt of each SDK call (see
+    /// [`When::FirstAttempt`]), so every call's retry gets through.
+    pub fn first_attempts(self) -> Rule {
+        Rule::from(self).when(When::FirstAttempt)
     }
 
     /// Fails a deterministic pseudo-random `per_mille` / 1000 share of the
@@ -212,8 +212,12 @@ pub enum Action {
 pub enum When {
     /// The first n (`Fault::times`), or all of them.
     First(Option<usize>),
-    /// Calls 1, k + 1, 2k + 1, ...
-    Every(usize),
+    /// The first attempt of each SDK call: the request's `amz-sdk-request`
+    /// header (`attempt=N; max=M`, sent by every AWS SDK) says attempt 1, or
+    /// the header is absent. Counting calls instead (every other one) would
+    /// let a slow answer that the client timed out on shift which attempt
+    /// is failed, and fail a call's last attempt under load.
+    FirstAttempt,
     /// A seeded share, in thousandths.
     Share { per_mille: u32, seed: u64 },
 }
@@ -257,9 +261,10 @@ impl Rule {
         self.when(When::First(Some(n)))
     }
 
-    /// Fails every k-th matching call (see [`Fault::every`]).
-    pub fn every(self, k: usize) -> Self {
-        self.when(When::Every(k.max(1)))
+    /// Fails only the first attempt of each SDK call (see
+    /// [`When::FirstAttempt`]).
+    pub fn first_attempts(self) -> Self {
+        self.when(When::FirstAttempt)
     }
 
     /// Whether the request matches the fault's method, path and target.
@@ -272,14 +277,15 @@ impl Rule {
                 .is_none_or(|t| target.contains(t.as_str()))
     }
 
-    /// Counts a matching call and tells whether this one is hit.
-    fn hit(&mut self) -> bool {
+    /// Counts a matching call and tells whether this one is hit; `attempt`
+    /// is the SDK's attempt number from `amz-sdk-request`, when sent.
+    fn hit(&mut self, attempt: Option<u32>) -> bool {
         let i = self.seen;
         self.seen += 1;
         match self.when {
             When::First(None) => true,
             When::First(Some(n)) => i < n,
-            When::Every(k) => i % k == 0,
+            When::FirstAttempt => attempt.is_none_or(|a| a == 1),
             When::Share { per_mille, seed } => {
                 splitmix64(seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) % 1000
                     < u64::from(per_mille)
@@ -361,12 +367,13 @@ async fn respond(
     let decoded = proxy::percent_decode(&req.path_and_query());
     let target = req.header("x-amz-target").unwrap_or_default().to_string();
     let method = req.parts.method.as_str().to_string();
+    let attempt = req.header("amz-sdk-request").and_then(sdk_attempt);
     let hit = {
         let mut rules = rules.lock().expect("faults lock");
         rules
             .iter_mut()
             .filter(|r| r.matches(&method, &decoded, &target))
-            .find_map(|r| r.hit().then(|| (r.fault.clone(), r.action)))
+            .find_map(|r| r.hit(attempt).then(|| (r.fault.clone(), r.action)))
     };
     let Some((f, action)) = hit else {
         return Some(proxy::forward(&client, &upstream, req).await);
@@ -396,10 +403,18 @@ async fn respond(
     )
 }
 
+/// The attempt number of an `amz-sdk-request` header (`attempt=2; max=3`).
+fn sdk_attempt(header: &str) -> Option<u32> {
+    header
+        .split(';')
+        .find_map(|part| part.trim().strip_prefix("attempt="))
+        .and_then(|n| n.trim().parse().ok())
+}
+
 /// How long a delayed request is held: far longer than [`ATTEMPT_TIMEOUT`].
-pub const FAULT_DELAY: std::time::Duration = std::time::Duration::from_millis(1200);
+pub const FAULT_DELAY: std::time::Duration = std::time::Duration::from_millis(1500);
 /// The per-attempt timeout the fault tests give their clients.
-pub const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(250);
+pub const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The kinds of fault every function is run under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
