@@ -323,7 +323,7 @@ impl<'de> Visitor<'de> for KinesisSeed<'_> {
                     })?;
                     let start = batch.data.len();
                     // Appends in place; only grows the buffer when the
-                    // reservation in `RecordsSeed` fell short.
+                    // reservation in `EventVisitor` fell short.
                     if batch.data.capacity() - start < text.len() {
                         batch.data.reserve(text.len().max(start));
                     }
