@@ -44,7 +44,7 @@ BENCH_CPU ?= 1
 
 bench: ## Benchmarks on one core; rewrites the figures in BENCHMARKS.md
 	cargo build --release --workspace --bins
-	taskset -c $(BENCH_CPU) cargo bench --workspace --bench report -- --out BENCHMARKS.md
+	taskset -c $(BENCH_CPU) cargo bench --workspace --bench report -- --out $(CURDIR)/BENCHMARKS.md
 	taskset -c $(BENCH_CPU) cargo bench --workspace --bench stream_functions
 
 package: ## Build every function's Lambda zip (out/lambda/*/bootstrap.zip), check glibc <= 2.34; ARCH=arm64 needs the aarch64 target
