@@ -16,6 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lake_tools::bench::{self, Case, CASES, SIZES};
+use lake_tools::telemetry::Compression;
 
 const START: &str = "<!-- figures:start (written by `make bench`) -->";
 const END: &str = "<!-- figures:end -->";
@@ -177,8 +178,9 @@ fn throughput(md: &mut String, me: &str) {
             let floor_secs = best(runs, || {
                 std::hint::black_box(bench::floor(&body));
             });
-            let payload_floor_secs = case.name.starts_with("json") && !case.name.contains("gzip");
-            let payload_floor_secs = payload_floor_secs.then(|| {
+            // That floor parses the payloads as JSON: uncompressed JSON cases only.
+            let plain_json = case.format == "json" && case.compression == Compression::None;
+            let payload_floor_secs = plain_json.then(|| {
                 best(runs, || {
                     std::hint::black_box(bench::floor_with_payloads(&body));
                 })
