@@ -192,20 +192,27 @@ pub fn split_records<'e>(
         run.records += 1;
         run.last_sequence.clear();
         run.last_sequence.push_str(&rec.position);
-        decode_record(&rec, decoder, &mut run.good, &mut run.dead_letters);
+        decode_record(&rec, decoder, &mut run.dead_letters, |values| {
+            run.good.push(values)
+        });
     }
     counts.good = runs.iter().map(|r| r.good.len()).sum();
     counts.bad = runs.iter().map(|r| r.dead_letters.len()).sum();
     (runs, counts)
 }
 
-/// Decodes one stream record into good rows and dead letters.
-fn decode_record(
+/// Decodes one stream record: `on_good` gets the values of each good
+/// document, and every bad one (or a payload whose base64 did not decode)
+/// becomes a dead letter naming the record. Both stream functions read their
+/// records through here.
+pub fn decode_record<F>(
     rec: &SourceRecord<'_>,
     decoder: &PayloadDecoder,
-    good: &mut Columns,
     dead_letters: &mut Vec<DeadLetter>,
-) {
+    mut on_good: F,
+) where
+    F: for<'b> FnMut(&[Value<'b>]),
+{
     let mut reject = |r: Rejection<'_>| {
         let mut letter = DeadLetter::new(
             &rec.stream,
@@ -227,7 +234,7 @@ fn decode_record(
     };
     match &rec.data {
         Ok(data) => decode_payload(data, decoder, |outcome| match outcome {
-            Ok(values) => good.push(&values),
+            Ok(values) => on_good(&values),
             Err(r) => reject(r),
         }),
         Err((detail, raw)) => reject(Rejection {

@@ -18,7 +18,6 @@ use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
-use telemetry_lake::dead_letter::Scope;
 use telemetry_lake::dead_letter::{to_json_lines, DeadLetter};
 use telemetry_lake::format::PayloadDecoder;
 use telemetry_lake::lake_writer::{ObjectSink, DEAD_LETTER_EXTENSION};
@@ -29,8 +28,7 @@ use telemetry_lake::schema::Schema;
 use telemetry_lake::sequence;
 use telemetry_lake::status::{status_of, Status};
 use telemetry_lake::stream_batch::{
-    decode_payload, kafka_records, kinesis_records, KinesisBatch, Rejection, SourceRecord,
-    StreamEvent,
+    decode_record, kafka_records, kinesis_records, KinesisBatch, SourceRecord, StreamEvent,
 };
 use telemetry_lake::windows::{BatchWindows, WindowSpec};
 
@@ -112,7 +110,6 @@ pub fn aggregate_records<'e>(
     let mut window_shard = String::new();
     for rec in records {
         out.records += 1;
-        let arrival = rec.arrival;
         let (stream, shard, position) = (&*rec.stream, &*rec.shard, &*rec.position);
         window_shard.clear();
         match rec.kafka {
@@ -122,39 +119,7 @@ pub fn aggregate_records<'e>(
             }
             None => window_shard.push_str(shard),
         }
-        let letter = |r: Rejection<'_>| {
-            let mut letter = DeadLetter::new(
-                stream, shard, position, r.index, arrival, r.reason, r.detail, r.scope, r.bytes,
-            );
-            letter.sub_sequence_number = r.sub_sequence_number;
-            if let Some((partition, offset)) = rec.kafka {
-                letter.partition = Some(partition);
-                letter.offset = Some(offset);
-            }
-            letter
-        };
-        let data: &[u8] = match &rec.data {
-            Ok(data) => data,
-            Err((detail, raw)) => {
-                out.dead_letters.push(letter(Rejection {
-                    index: 0,
-                    reason: "invalid_base64",
-                    detail: detail.clone(),
-                    scope: Scope::Payload,
-                    bytes: raw,
-                    sub_sequence_number: None,
-                }));
-                continue;
-            }
-        };
-        decode_payload(data, &plan.decoder, |outcome| {
-            let values = match outcome {
-                Ok(values) => values,
-                Err(r) => {
-                    out.dead_letters.push(letter(r));
-                    return;
-                }
-            };
+        decode_record(&rec, &plan.decoder, &mut out.dead_letters, |values| {
             // The configuration checked these fields are required and typed,
             // so a parsed record always has them.
             device.clear();
