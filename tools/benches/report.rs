@@ -6,7 +6,7 @@
 //! binary. `make bench` builds the binaries, pins the run to one core and
 //! rewrites BENCHMARKS.md. Cargo runs a bench in its package's directory
 //! (`tools/`), so a relative `--out` lands there: `make bench` passes an
-//! absolute path.
+//! absolute path. `--event` and `--child` run one case once, for a profiler.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -40,6 +40,14 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(pos) = args.iter().position(|a| a == "--child") {
         child(&args[pos + 1], &args[pos + 2], Path::new(&args[pos + 3]));
+        return;
+    }
+    // For profiling one case: `--event CASE RECORDS PATH` writes the event
+    // that `--child FUNCTION CASE PATH` then processes once.
+    if let Some(pos) = args.iter().position(|a| a == "--event") {
+        let records = args[pos + 2].parse().expect("RECORDS is a number");
+        let body = bench::event_bytes(records, bench::case(&args[pos + 1]));
+        std::fs::write(&args[pos + 3], body).expect("PATH is writable");
         return;
     }
     let out = args
