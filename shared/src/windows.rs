@@ -109,12 +109,12 @@ pub struct Contribution {
 
 /// A batch's readings grouped by window.
 ///
-/// Nothing is allocated per record but for a window seen for the first
-/// time: sequence numbers are stored back to back in one string, and a
-/// window is looked up with a reused key. (With a small string per record
-/// kept for the whole batch among each record's short-lived decompression
-/// buffers, device-status peaked at 135 MB on a 10,000-record gzip batch;
-/// 16 MB since, with gzip now inflated in place: BENCHMARKS.md.)
+/// Nothing is allocated per record but for a window or device seen for the
+/// first time: sequence numbers are stored back to back in one string, and
+/// each reading's windows are appended to one list. (With a small string per
+/// record kept for the whole batch among each record's short-lived
+/// decompression buffers, device-status peaked at 135 MB on a 10,000-record
+/// gzip batch; 16 MB since, with gzip now inflated in place: BENCHMARKS.md.)
 #[derive(Debug, Clone)]
 pub struct BatchWindows {
     metrics: usize,
@@ -122,9 +122,29 @@ pub struct BatchWindows {
     contributors: Vec<Contributor>,
     sequences: String,
     readings: Vec<f64>,
-    /// Hashed, not ordered: looked up twice per reading, sorted once.
-    windows: HashMap<WindowKey, Vec<u32>, foldhash::fast::RandomState>,
-    probe: WindowKey,
+    /// Device numbers, looked up once per reading.
+    device_ids: HashMap<String, u32, foldhash::fast::RandomState>,
+    /// Window numbers by (device number, status, start). The key is plain
+    /// numbers: the lookups (one per window of each reading) hash and compare
+    /// it in the table itself, never following a pointer to a string, and a
+    /// new record is pushed onto `members`, not onto a list per window
+    /// scattered over the heap (BENCHMARKS.md).
+    window_ids: HashMap<(u32, Status, i64), u32, foldhash::fast::RandomState>,
+    /// Each window's key, by window number.
+    keys: Vec<WindowKey>,
+    /// (window number, record) for every record in every window, in the
+    /// order added.
+    members: Vec<(u32, u32)>,
+    /// The records of each window, grouped once when first asked for.
+    grouped: std::sync::OnceLock<Grouped>,
+}
+
+/// `members` sorted by window (stable): window `w`'s records are
+/// `records[offsets[w]..offsets[w + 1]]`.
+#[derive(Debug, Clone)]
+struct Grouped {
+    offsets: Vec<usize>,
+    records: Vec<u32>,
 }
 
 impl BatchWindows {
@@ -136,12 +156,11 @@ impl BatchWindows {
             contributors: Vec::new(),
             sequences: String::new(),
             readings: Vec::new(),
-            windows: HashMap::default(),
-            probe: WindowKey {
-                device: String::new(),
-                status: Status::Unknown,
-                start: 0,
-            },
+            device_ids: HashMap::default(),
+            window_ids: HashMap::default(),
+            keys: Vec::new(),
+            members: Vec::new(),
+            grouped: std::sync::OnceLock::new(),
         }
     }
 
@@ -157,6 +176,8 @@ impl BatchWindows {
         readings: &[f64],
     ) {
         debug_assert_eq!(readings.len(), self.metrics);
+        // A reading added after the windows were read: group them again.
+        self.grouped.take();
         let shard = match self.shards.iter().rposition(|s| s == shard) {
             Some(i) => i as u32,
             None => {
@@ -172,33 +193,44 @@ impl BatchWindows {
             sequence: from..self.sequences.len(),
         });
         self.readings.extend_from_slice(readings);
-        self.probe.device.clear();
-        self.probe.device.push_str(device);
-        self.probe.status = status;
-        for start in starts {
-            self.probe.start = start;
-            match self.windows.get_mut(&self.probe) {
-                Some(records) => records.push(index),
-                None => {
-                    self.windows.insert(self.probe.clone(), vec![index]);
-                }
+        let device_id = match self.device_ids.get(device) {
+            Some(&id) => id,
+            None => {
+                let id = self.device_ids.len() as u32;
+                self.device_ids.insert(device.to_string(), id);
+                id
             }
+        };
+        for start in starts {
+            let next = self.keys.len() as u32;
+            let window = *self
+                .window_ids
+                .entry((device_id, status, start))
+                .or_insert(next);
+            if window == next {
+                self.keys.push(WindowKey {
+                    device: device.to_string(),
+                    status,
+                    start,
+                });
+            }
+            self.members.push((window, index));
         }
     }
 
     /// How many windows the batch touches.
     pub fn len(&self) -> usize {
-        self.windows.len()
+        self.keys.len()
     }
 
     /// True when the batch touches no window.
     pub fn is_empty(&self) -> bool {
-        self.windows.is_empty()
+        self.keys.is_empty()
     }
 
     /// The windows the batch touches, in key order.
     pub fn keys(&self) -> impl Iterator<Item = &WindowKey> {
-        let mut keys: Vec<&WindowKey> = self.windows.keys().collect();
+        let mut keys: Vec<&WindowKey> = self.keys.iter().collect();
         keys.sort_unstable();
         keys.into_iter()
     }
@@ -269,7 +301,35 @@ impl BatchWindows {
     }
 
     fn records_of(&self, key: &WindowKey) -> &[u32] {
-        self.windows.get(key).map(Vec::as_slice).unwrap_or_default()
+        let Some(&window) = self
+            .device_ids
+            .get(&key.device)
+            .and_then(|&d| self.window_ids.get(&(d, key.status, key.start)))
+        else {
+            return &[];
+        };
+        let grouped = self.grouped.get_or_init(|| self.group());
+        let w = window as usize;
+        &grouped.records[grouped.offsets[w]..grouped.offsets[w + 1]]
+    }
+
+    /// A counting sort of `members` by window, keeping each window's records
+    /// in the order they were added.
+    fn group(&self) -> Grouped {
+        let mut offsets = vec![0; self.keys.len() + 1];
+        for &(w, _) in &self.members {
+            offsets[w as usize + 1] += 1;
+        }
+        for w in 1..offsets.len() {
+            offsets[w] += offsets[w - 1];
+        }
+        let mut at = offsets.clone();
+        let mut records = vec![0; self.members.len()];
+        for &(w, r) in &self.members {
+            records[at[w as usize]] = r;
+            at[w as usize] += 1;
+        }
+        Grouped { offsets, records }
     }
 }
 
@@ -362,5 +422,55 @@ mod tests {
         let none = b.contribution(&key, |s| Some(if s == "a" { "10" } else { "3" }));
         assert_eq!(none.count, 0);
         assert!(none.watermarks.is_empty());
+    }
+
+    #[test]
+    fn interleaved_devices_and_statuses_keep_their_own_windows() {
+        let mut b = BatchWindows::new(1);
+        let key = |device: &str, status, start| WindowKey {
+            device: device.into(),
+            status,
+            start,
+        };
+        let readings = [
+            ("1", Status::Green, 0, 1.0),
+            ("2", Status::Red, 300, 2.0),
+            ("1", Status::Red, 300, 4.0),
+            ("2", Status::Red, 0, 8.0),
+            ("1", Status::Green, 300, 16.0),
+        ];
+        for (i, (device, status, start, v)) in readings.into_iter().enumerate() {
+            let seq = (i + 1).to_string();
+            b.add("s", &seq, device, status, [start, start + 300].into_iter(), &[v]);
+        }
+        let keys: Vec<(String, Status, i64)> = b
+            .keys()
+            .map(|k| (k.device.clone(), k.status, k.start))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("1".into(), Status::Green, 0),
+                ("1".into(), Status::Green, 300),
+                ("1".into(), Status::Green, 600),
+                ("1".into(), Status::Red, 300),
+                ("1".into(), Status::Red, 600),
+                ("2".into(), Status::Red, 0),
+                ("2".into(), Status::Red, 300),
+                ("2".into(), Status::Red, 600),
+            ]
+        );
+        let sum = |b: &BatchWindows, k: &WindowKey| b.contribution(k, |_| None).sums[0];
+        assert_eq!(sum(&b, &key("1", Status::Green, 300)), 17.0);
+        assert_eq!(sum(&b, &key("2", Status::Red, 300)), 10.0);
+        assert_eq!(sum(&b, &key("1", Status::Red, 600)), 4.0);
+        assert_eq!(b.first_sequence(&key("2", Status::Red, 300)), Some("2"));
+        assert_eq!(b.contribution(&key("3", Status::Red, 0), |_| None).count, 0);
+        assert_eq!(b.first_sequence(&key("1", Status::Orange, 0)), None);
+
+        // A reading added after the windows were read is counted too.
+        b.add("s", "6", "2", Status::Red, [300].into_iter(), &[32.0]);
+        assert_eq!(sum(&b, &key("2", Status::Red, 300)), 42.0);
+        assert_eq!(b.len(), 8);
     }
 }
