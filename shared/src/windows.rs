@@ -441,7 +441,14 @@ mod tests {
         ];
         for (i, (device, status, start, v)) in readings.into_iter().enumerate() {
             let seq = (i + 1).to_string();
-            b.add("s", &seq, device, status, [start, start + 300].into_iter(), &[v]);
+            b.add(
+                "s",
+                &seq,
+                device,
+                status,
+                [start, start + 300].into_iter(),
+                &[v],
+            );
         }
         let keys: Vec<(String, Status, i64)> = b
             .keys()
