@@ -73,14 +73,14 @@ pub struct KinesisBatch {
     data: Vec<u8>,
     /// Every record's sequence number, back to back.
     sequences: String,
-    /// The distinct stream ARNs and shard ids of the batch (one of each,
-    /// nearly always), referred to by index.
+    /// The distinct stream names (from the ARNs) and shard ids of the batch
+    /// (one of each, nearly always), referred to by index.
     names: Vec<String>,
 }
 
 #[derive(Debug)]
 struct KinesisEntry {
-    stream_arn: usize,
+    stream: usize,
     shard: usize,
     sequence: Range<usize>,
     data: Range<usize>,
@@ -101,7 +101,7 @@ impl KinesisBatch {
     /// The batch's records, in order, borrowing from the batch.
     pub fn records(&self) -> impl Iterator<Item = SourceRecord<'_>> {
         self.records.iter().map(|r| SourceRecord {
-            stream: Cow::Borrowed(stream_name(&self.names[r.stream_arn])),
+            stream: Cow::Borrowed(&self.names[r.stream]),
             shard: Cow::Borrowed(&self.names[r.shard]),
             position: Cow::Borrowed(&self.sequences[r.sequence.clone()]),
             arrival: r.arrival,
@@ -243,14 +243,15 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let batch = self.0;
-        let mut stream_arn = None;
+        let mut stream = None;
         let mut shard = None;
         let mut kinesis = None;
         while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
             match key.as_deref().unwrap_or_default() {
                 "eventSourceARN" => {
                     let arn = map.next_value::<Text<'de>>()?.0;
-                    stream_arn = Some(batch.intern(arn.as_deref().unwrap_or(UNKNOWN_STREAM_ARN)));
+                    let arn = arn.as_deref().unwrap_or(UNKNOWN_STREAM_ARN);
+                    stream = Some(batch.intern(stream_name(arn)));
                 }
                 // The shard is the part of `eventID` before the colon
                 // (`shardId-000000000000:4954...`).
@@ -258,7 +259,7 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
                     let id = map.next_value::<Text<'de>>()?.0;
                     let name = id
                         .as_deref()
-                        .and_then(|id| id.split(':').next())
+                        .map(|id| id.split_once(':').map_or(id, |(shard, _)| shard))
                         .filter(|s| !s.is_empty())
                         .unwrap_or(UNKNOWN_SHARD);
                     shard = Some(batch.intern(name));
@@ -272,7 +273,7 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
         let (sequence, data, arrival) =
             kinesis.ok_or_else(|| de::Error::missing_field("kinesis"))?;
         let entry = KinesisEntry {
-            stream_arn: stream_arn.unwrap_or_else(|| batch.intern(UNKNOWN_STREAM_ARN)),
+            stream: stream.unwrap_or_else(|| batch.intern(stream_name(UNKNOWN_STREAM_ARN))),
             shard: shard.unwrap_or_else(|| batch.intern(UNKNOWN_SHARD)),
             sequence,
             data,
