@@ -39,11 +39,20 @@ const COLD_STARTS: usize = 10;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(pos) = args.iter().position(|a| a == "--child") {
-        child(&args[pos + 1], &args[pos + 2], Path::new(&args[pos + 3]));
+        let runs = args
+            .get(pos + 4)
+            .map_or(1, |r| r.parse().expect("RUNS is a number"));
+        child(
+            &args[pos + 1],
+            &args[pos + 2],
+            Path::new(&args[pos + 3]),
+            runs,
+        );
         return;
     }
     // For profiling one case: `--event CASE RECORDS PATH` writes the event
-    // that `--child FUNCTION CASE PATH` then processes once.
+    // that `--child FUNCTION CASE PATH [RUNS]` then processes RUNS times
+    // (once by default; more to profile warm runs, as the table times them).
     if let Some(pos) = args.iter().position(|a| a == "--event") {
         let records = args[pos + 2].parse().expect("RECORDS is a number");
         let body = bench::event_bytes(records, bench::case(&args[pos + 1]));
@@ -74,10 +83,10 @@ fn main() {
     }
 }
 
-/// Child mode: one invocation of `function` on the event in `path`, printing
-/// "records, RSS before (KiB), peak RSS (KiB)". "Before" holds the built
-/// function and the event's bytes, as the runtime holds them.
-fn child(function: &str, case: &str, path: &Path) {
+/// Child mode: `runs` invocations of `function` on the event in `path`,
+/// printing "records, RSS before (KiB), peak RSS (KiB)". "Before" holds the
+/// built function and the event's bytes, as the runtime holds them.
+fn child(function: &str, case: &str, path: &Path, runs: usize) {
     let case = bench::case(case);
     let body = std::fs::read(path).expect("the event file");
     let n = if function == "kinesis-to-parquet" {
@@ -86,13 +95,19 @@ fn child(function: &str, case: &str, path: &Path) {
             .build()
             .expect("a runtime");
         let before = bench::peak_rss_kib();
-        let n = rt.block_on(bench::run_kinesis_to_parquet(&body, &f));
+        let mut n = 0;
+        for _ in 0..runs {
+            n = rt.block_on(bench::run_kinesis_to_parquet(&body, &f));
+        }
         print!("{n} {before}");
         n
     } else {
         let (plan, reference) = bench::device_status(case);
         let before = bench::peak_rss_kib();
-        let n = bench::run_device_status(&body, &plan, &reference).records;
+        let mut n = 0;
+        for _ in 0..runs {
+            n = bench::run_device_status(&body, &plan, &reference).records;
+        }
         print!("{n} {before}");
         n
     };
