@@ -197,4 +197,33 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn every_gzip_member_is_inflated_and_output_past_four_times_the_input_grows() {
+        // Concatenated members (what `cat a.gz b.gz` or a flushing producer
+        // gives) are one payload, as gunzip reads them.
+        let two = [gzip(b"{\"a\":1}\n"), gzip(b"{\"a\":2}\n")].concat();
+        assert_eq!(decompress(&two, 1024).unwrap().as_ref(), TEXT);
+        // 60 KiB of spaces inflate from well under 1 KiB: past the room
+        // first made for them.
+        let spaces = vec![b' '; 60 * 1024];
+        for (codec, packed) in all_codecs(&spaces) {
+            assert!(packed.len() * 4 < spaces.len(), "{}", codec.name());
+            assert_eq!(
+                decompress(&packed, 60 * 1024).unwrap().as_ref(),
+                &spaces[..],
+                "{}",
+                codec.name()
+            );
+        }
+        // A member followed by bytes that are not one is corrupt.
+        let tail = [gzip(TEXT), b"not gzip".to_vec()].concat();
+        assert!(matches!(
+            decompress(&tail, 1024),
+            Err(DecodeError::Corrupt {
+                codec: Codec::Gzip,
+                ..
+            })
+        ));
+    }
 }
