@@ -38,13 +38,13 @@ impl Default for CsvOptions {
 }
 
 thread_local! {
-    /// The row splitter last built on this thread, with the separator and
-    /// quote it was built for, reset for each payload. Building csv-core's
+    /// The row splitter last built on this thread, with the options it was
+    /// built for, reset for each payload. Building csv-core's
     /// state machine takes about 20 µs, more than reading a payload of one
     /// line (the `csv` crate's reader builds one per reader: nine tenths of
     /// a CSV batch), and a built one cannot be copied (csv-core's `Clone`
     /// leaves its tables behind).
-    static SPLITTER: RefCell<Option<((u8, u8), csv_core::Reader)>> = const { RefCell::new(None) };
+    static SPLITTER: RefCell<Option<(CsvOptions, csv_core::Reader)>> = const { RefCell::new(None) };
 }
 
 /// One CSV row as read: where it starts in the payload, its line, and where
@@ -58,6 +58,13 @@ struct Row {
     ends: Range<usize>,
 }
 
+impl Row {
+    /// How many fields the row has.
+    fn width(&self) -> usize {
+        self.ends.len()
+    }
+}
+
 /// A payload split into rows: every field's unquoted bytes one after the
 /// other in `out`, and where each ends.
 struct Rows {
@@ -69,15 +76,14 @@ struct Rows {
 impl Rows {
     fn split(options: &CsvOptions, text: &str) -> Rows {
         SPLITTER.with_borrow_mut(|cached| {
-            let key = (options.delimiter, options.quote);
             let core = match cached {
-                Some((k, core)) if *k == key => core,
+                Some((built_for, core)) if built_for == options => core,
                 _ => {
                     let built = csv_core::ReaderBuilder::new()
                         .delimiter(options.delimiter)
                         .quote(options.quote)
                         .build();
-                    &mut cached.insert((key, built)).1
+                    &mut cached.insert((options.clone(), built)).1
                 }
             };
             core.reset();
@@ -120,10 +126,6 @@ impl Rows {
         }
     }
 
-    fn width(&self, row: &Row) -> usize {
-        row.ends.len()
-    }
-
     /// The unquoted bytes of field `k` of `row`, `None` past its last.
     fn field(&self, row: &Row, k: usize) -> Option<&[u8]> {
         let ends = &self.ends[row.ends.clone()];
@@ -163,7 +165,7 @@ where
         first = 1;
         let mut columns = Vec::with_capacity(schema.fields.len());
         for field in &schema.fields {
-            let at = (0..split.width(header)).position(|k| {
+            let at = (0..header.width()).position(|k| {
                 split
                     .text(header, k)
                     .is_ok_and(|h| h.is_some_and(|h| h.trim() == field.name))
@@ -189,7 +191,7 @@ where
         (0..schema.fields.len()).map(Some).collect()
     };
     let expected = if options.header {
-        split.width(&rows[0])
+        rows[0].width()
     } else {
         schema.fields.len()
     };
@@ -198,7 +200,7 @@ where
     for (i, row) in rows.iter().enumerate().skip(first) {
         let index = i - first;
         let raw = text[row.start..end_of(i)].trim_end_matches(['\r', '\n']);
-        let width = split.width(row);
+        let width = row.width();
         if width == 1 && split.field(row, 0).is_some_and(<[u8]>::is_empty) {
             continue; // a blank line
         }
