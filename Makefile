@@ -57,8 +57,8 @@ package: ## Build every function's Lambda zip (out/lambda/*/bootstrap.zip), chec
 sam-build: deploy-tools ## sam build --beta-features (.aws-sam/build), compared with make package's bootstraps
 	ARCH=$(ARCH) nice -n 10 scripts/sam-build.sh
 
-diagrams: ## Regenerate the state machine diagrams in README.md and statemachine/README.md from the ASL
-	cargo run --quiet --bin asl-mermaid -- --update README.md statemachine/README.md
+diagrams: ## Regenerate the state machine diagrams in docs/operations.md and statemachine/README.md from the ASL
+	cargo run --quiet --bin asl-mermaid -- --update docs/operations.md statemachine/README.md
 
 clean: ## Remove build outputs and the virtualenvs
 	cargo clean

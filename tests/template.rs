@@ -312,7 +312,7 @@ fn every_component_has_the_alarms_an_operator_expects() {
 
 #[test]
 fn the_diagrams_in_the_readmes_are_those_of_the_asl_files() {
-    for file in ["README.md", "statemachine/README.md"] {
+    for file in ["docs/operations.md", "statemachine/README.md"] {
         let markdown = std::fs::read_to_string(repo().join(file)).unwrap();
         let render = |path: &str| -> Result<String, String> {
             let text =
