@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, HashMap};
 
 use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
-use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
@@ -19,8 +18,10 @@ use device_status::config::{
     REFERENCE_TABLE, WINDOWS_TABLE, WRITE_CONCURRENCY,
 };
 use device_status::DeviceStatus;
-use integration_tests::{moto, s3_client, sdk_config, unique, Fault, FaultProxy, REGION};
-use lake_tools::kinesis_event::{event_json, sequence_number, stream_arn, StreamRecord};
+use integration_tests::{
+    moto, s3_client, sdk_config, unique, Fault, FaultProxy, StreamFunction, REGION,
+};
+use lake_tools::kinesis_event::{sequence_number, stream_arn, StreamRecord};
 use reference_change_flag::ReferenceChangeFlag;
 use serde_json::{json, Value};
 use telemetry_lake::change_flag::{ChangeFlag, ChangeFlagStore, FlagLocation, Probe};
@@ -355,7 +356,7 @@ impl Reading {
 }
 
 /// A Kinesis event of payloads on `shard`, with sequence numbers from `first`.
-fn event(shard: u32, first: u64, payloads: &[Vec<u8>]) -> KinesisEvent {
+fn event(shard: u32, first: u64, payloads: &[Vec<u8>]) -> Vec<u8> {
     let arrival = Utc.with_ymd_and_hms(2026, 11, 23, 10, 30, 0).unwrap();
     let records: Vec<StreamRecord> = payloads
         .iter()
@@ -367,15 +368,14 @@ fn event(shard: u32, first: u64, payloads: &[Vec<u8>]) -> KinesisEvent {
             sequence_number: sequence_number(shard, first + i as u64),
         })
         .collect();
-    let json = event_json(
+    integration_tests::kinesis_event(
         &stream_arn(REGION, "telemetry"),
         &format!("shardId-{shard:012}"),
         &records,
-    );
-    serde_json::from_value(json).expect("kinesis event")
+    )
 }
 
-fn readings_event(shard: u32, first: u64, readings: &[Reading]) -> KinesisEvent {
+fn readings_event(shard: u32, first: u64, readings: &[Reading]) -> Vec<u8> {
     let payloads: Vec<Vec<u8>> = readings
         .iter()
         .map(|r| r.doc().to_string().into_bytes())
@@ -476,7 +476,7 @@ async fn statuses_counts_and_averages_per_window() {
     ];
     let plain: Vec<Reading> = readings.iter().map(|(r, _)| *r).collect();
     let (summary, response) = function
-        .process(&readings_event(0, 1, &plain))
+        .invoke(&readings_event(0, 1, &plain))
         .await
         .expect("process");
     assert!(failures(&response).is_empty());
@@ -510,9 +510,9 @@ async fn the_same_batch_twice_counts_once() {
     ];
     let plain: Vec<Reading> = readings.iter().map(|(r, _)| *r).collect();
     let batch = readings_event(0, 1, &plain);
-    let (first, _) = function.process(&batch).await.expect("first");
+    let (first, _) = function.invoke(&batch).await.expect("first");
     assert_eq!(first.windows.written, 5);
-    let (second, response) = function.process(&batch).await.expect("retry");
+    let (second, response) = function.invoke(&batch).await.expect("retry");
     assert!(failures(&response).is_empty());
     assert_eq!(
         (second.windows.written, second.windows.already_applied),
@@ -549,7 +549,7 @@ async fn a_retry_from_the_reported_checkpoint_with_more_records_counts_each_once
         .times(1),
     );
     let (summary, response) = function
-        .process(&readings_event(0, 1, &plain))
+        .invoke(&readings_event(0, 1, &plain))
         .await
         .expect("process");
     assert_eq!(proxy.injected(), 1);
@@ -576,7 +576,7 @@ async fn a_retry_from_the_reported_checkpoint_with_more_records_counts_each_once
     ];
     let plain: Vec<Reading> = retry.iter().map(|(r, _)| *r).collect();
     let (summary, response) = function
-        .process(&readings_event(0, 3, &plain))
+        .invoke(&readings_event(0, 3, &plain))
         .await
         .expect("retry");
     assert!(
@@ -604,10 +604,10 @@ async fn batches_from_two_shards_add_up() {
     let (fa, fb) = (setup.consumer().await, setup.consumer().await);
     let plain = |x: &[(Reading, &str)]| x.iter().map(|(r, _)| *r).collect::<Vec<_>>();
     // The same sequence numbers on both shards: watermarks are per shard.
-    fa.process(&readings_event(0, 1, &plain(&a)))
+    fa.invoke(&readings_event(0, 1, &plain(&a)))
         .await
         .expect("shard 0");
-    fb.process(&readings_event(1, 1, &plain(&b)))
+    fb.invoke(&readings_event(1, 1, &plain(&b)))
         .await
         .expect("shard 1");
     let all: Vec<(Reading, &str)> = a.iter().chain(&b).copied().collect();
@@ -634,7 +634,7 @@ async fn a_window_written_since_it_was_read_is_read_again() {
     setup
         .consumer()
         .await
-        .process(&readings_event(0, 1, &plain(&a)))
+        .invoke(&readings_event(0, 1, &plain(&a)))
         .await
         .expect("shard 0");
 
@@ -657,7 +657,7 @@ async fn a_window_written_since_it_was_read_is_read_again() {
     );
     let function = setup.consumer_via(&proxy.endpoint, 1).await;
     let (summary, response) = function
-        .process(&readings_event(1, 1, &plain(&b)))
+        .invoke(&readings_event(1, 1, &plain(&b)))
         .await
         .expect("shard 1");
     assert_eq!(proxy.injected(), 1);
@@ -719,7 +719,7 @@ async fn csv_records_in_kpl_aggregates_go_through_the_shared_decode_path() {
         csv_line(&good[2].0).into_bytes(),
     ];
     let (summary, response) = function
-        .process(&event(0, 1, &payloads))
+        .invoke(&event(0, 1, &payloads))
         .await
         .expect("process");
     assert!(failures(&response).is_empty());
@@ -786,14 +786,11 @@ async fn a_kafka_event_is_counted_once_even_when_delivered_twice() {
         ],
     );
     for _ in 0..2 {
-        let out = function
-            .handle_any(lambda_runtime::LambdaEvent::new(
-                event.clone(),
-                lambda_runtime::Context::default(),
-            ))
+        let body = serde_json::to_vec(&event).unwrap();
+        let out = lake_tools::runtime::invoke(&body, |e| function.handle(e))
             .await
             .expect("processed");
-        assert_eq!(out, json!({}));
+        assert_eq!(serde_json::to_value(&out).unwrap(), json!({}));
     }
     assert_windows(&setup, &good).await;
     let got: Vec<String> = setup
@@ -834,7 +831,7 @@ async fn bad_records_are_dead_lettered_and_the_good_ones_count() {
         Vec::new(),
     ];
     let (summary, response) = function
-        .process(&event(0, 1, &payloads))
+        .invoke(&event(0, 1, &payloads))
         .await
         .expect("process");
     assert!(failures(&response).is_empty());
@@ -884,7 +881,7 @@ async fn a_throttled_table_yields_batch_item_failures_and_the_retry_counts_once(
         400,
         "ProvisionedThroughputExceededException",
     ));
-    let (summary, response) = function.process(&batch).await.expect("process");
+    let (summary, response) = function.invoke(&batch).await.expect("process");
     assert_eq!(summary.windows.failed.len(), 4);
     assert!(summary.windows.failed[0]
         .1
@@ -895,9 +892,9 @@ async fn a_throttled_table_yields_batch_item_failures_and_the_retry_counts_once(
     assert!(setup.windows().await.is_empty());
 
     proxy.heal();
-    let (_, response) = function.process(&batch).await.expect("retry");
+    let (_, response) = function.invoke(&batch).await.expect("retry");
     assert!(failures(&response).is_empty());
-    let (_, response) = function.process(&batch).await.expect("retried again");
+    let (_, response) = function.invoke(&batch).await.expect("retried again");
     assert!(failures(&response).is_empty());
     assert_windows(&setup, &readings).await;
 }
@@ -1043,12 +1040,12 @@ async fn a_reference_change_reaches_two_consumer_instances() {
     let mut statuses = Vec::new();
     for (i, c) in consumers.iter().enumerate() {
         let (s, _) = c
-            .process(&readings_event(i as u32, 1, &[reading]))
+            .invoke(&readings_event(i as u32, 1, &[reading]))
             .await
             .expect("before the change");
         statuses.push(s.by_status.keys().map(|s| s.as_str()).collect::<Vec<_>>());
         // A second batch probes the flag (304 Not Modified) and keeps the cache.
-        c.process(&readings_event(i as u32, 2, &[]))
+        c.invoke(&readings_event(i as u32, 2, &[]))
             .await
             .expect("empty");
         assert_eq!(c.cache().loads().await, 1);
@@ -1083,7 +1080,7 @@ async fn a_reference_change_reaches_two_consumer_instances() {
 
     for (i, c) in consumers.iter().enumerate() {
         let (s, _) = c
-            .process(&readings_event(i as u32, 3, &[reading]))
+            .invoke(&readings_event(i as u32, 3, &[reading]))
             .await
             .expect("after the change");
         assert_eq!(
@@ -1157,7 +1154,7 @@ async fn an_unreadable_change_flag_keeps_the_loaded_reference_data() {
             .collect::<Vec<_>>()
     };
     let (s, _) = function
-        .process(&readings_event(0, 1, &[reading]))
+        .invoke(&readings_event(0, 1, &[reading]))
         .await
         .expect("first batch");
     assert_eq!(status(&s), ["GREEN"]);
@@ -1185,7 +1182,7 @@ async fn an_unreadable_change_flag_keeps_the_loaded_reference_data() {
         times: None,
     });
     let (s, response) = function
-        .process(&readings_event(0, 2, &[reading]))
+        .invoke(&readings_event(0, 2, &[reading]))
         .await
         .expect("the batch goes on with the loaded data");
     assert!(proxy.injected() > 0);
@@ -1196,7 +1193,7 @@ async fn an_unreadable_change_flag_keeps_the_loaded_reference_data() {
     // Once the flag can be read, the next batch reloads.
     proxy.heal();
     let (s, _) = function
-        .process(&readings_event(0, 3, &[reading]))
+        .invoke(&readings_event(0, 3, &[reading]))
         .await
         .expect("after healing");
     assert_eq!(status(&s), ["ORANGE"]);
@@ -1217,7 +1214,7 @@ async fn an_unreadable_reference_table_fails_the_batch_for_lambda_to_retry() {
         "ProvisionedThroughputExceededException",
     ));
     let err = function
-        .process(&batch)
+        .invoke(&batch)
         .await
         .expect_err("no reference data");
     let message = err.to_string();
@@ -1229,7 +1226,7 @@ async fn an_unreadable_reference_table_fails_the_batch_for_lambda_to_retry() {
     assert!(setup.windows().await.is_empty());
 
     proxy.heal();
-    let (_, response) = function.process(&batch).await.expect("retried batch");
+    let (_, response) = function.invoke(&batch).await.expect("retried batch");
     assert!(failures(&response).is_empty());
     assert_windows(&setup, &readings).await;
 }
@@ -1328,7 +1325,7 @@ async fn the_schema_is_read_from_a_glue_table_and_the_fields_read_are_required()
         no_serial.to_string().into_bytes(),
     ];
     let (summary, response) = function
-        .process(&event(0, 1, &payloads))
+        .invoke(&event(0, 1, &payloads))
         .await
         .expect("process");
     assert!(failures(&response).is_empty());
@@ -1382,5 +1379,36 @@ async fn the_schema_is_read_from_a_glue_table_and_the_fields_read_are_required()
     assert!(
         err.contains("`eventtime` is string, expected timestamp"),
         "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_fractional_arrival_time_is_read_to_the_millisecond_and_chooses_the_hour() {
+    let setup = Setup::new().await;
+    setup.put_ranges(1, RANGES).await;
+    let function = setup.consumer().await;
+    let event = integration_tests::fractional_arrival_event();
+    let (summary, response) = function.invoke(&event).await.expect("invoked");
+    assert!(failures(&response).is_empty(), "{response:?}");
+    assert_eq!((summary.good, summary.bad), (2, 1));
+    let keys: Vec<String> = lake_tools::lake_reader::list(&setup.s3, &setup.bucket, "")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(
+        keys,
+        ["dead-letters/device-status/ingest_year=2026/ingest_month=11/ingest_day=22/ingest_hour=10/vent.shardId-000000000000.2.jsonl"]
+    );
+    let letters: Vec<(String, String)> = setup
+        .dead_letters()
+        .await
+        .into_iter()
+        .map(|l| (l.sequence_number, l.arrival_time))
+        .collect();
+    assert_eq!(
+        letters,
+        [("2".to_string(), "2026-11-22T10:59:59.120Z".to_string())]
     );
 }

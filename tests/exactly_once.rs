@@ -24,14 +24,13 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use aws_lambda_events::event::kinesis::KinesisEvent;
 use chrono::{TimeZone, Utc};
 use integration_tests::{
     lake_i64_column, moto, s3_client, sdk_config, sdk_config_with, unique, DeviceStatusRig, Fault,
-    FaultProxy, REGION,
+    FaultProxy, StreamFunction, REGION,
 };
 use kinesis_to_parquet::KinesisToParquet;
-use lake_tools::kinesis_event::{event_json, sequence_number, stream_arn, StreamRecord};
+use lake_tools::kinesis_event::{sequence_number, stream_arn, StreamRecord};
 use lake_tools::lake_reader;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence, RngSeed};
@@ -141,7 +140,7 @@ fn event(
     recs: &[Rec],
     range: std::ops::Range<usize>,
     data: impl Fn(usize, usize) -> Vec<u8>,
-) -> KinesisEvent {
+) -> Vec<u8> {
     let records: Vec<StreamRecord> = range
         .map(|i| StreamRecord {
             data: data(s, i),
@@ -152,12 +151,11 @@ fn event(
             sequence_number: sequence_number(s as u32, i as u64),
         })
         .collect();
-    serde_json::from_value(event_json(
+    integration_tests::kinesis_event(
         &stream_arn(REGION, "telemetry"),
         &format!("shardId-{s:012}"),
         &records,
-    ))
-    .expect("event")
+    )
 }
 
 /// A deterministic coin from the case's seed: true `per_mille` / 1000 of the time.
@@ -312,7 +310,7 @@ async fn kinesis_to_parquet_case(case: &Case) -> Result<(), TestCaseError> {
             payload(s, i, recs[i].good, id(s, i), 95)
         });
         let f = &f;
-        async move { Ok(reported(&f.process(&event).await.1)) }
+        async move { Ok(reported(&f.invoke(&event).await.expect("invoked").1)) }
     })
     .await?;
 
@@ -361,7 +359,7 @@ async fn kinesis_to_parquet_case(case: &Case) -> Result<(), TestCaseError> {
         let event = event(*s, recs, *a..*b, |s, i| {
             payload(s, i, recs[i].good, id(s, i), 95)
         });
-        let (_, response) = f.process(&event).await;
+        let (_, response) = f.invoke(&event).await.expect("invoked");
         prop_assert!(response.batch_item_failures.is_empty());
     }
     let after = counts(lake_i64_column(&direct, &bucket, "raw/v/", 0).await);
@@ -457,7 +455,7 @@ async fn device_status_case(case: &Case) -> Result<(), TestCaseError> {
             payload(s, i, recs[i].good, 1, o2(s, i))
         });
         async move {
-            Ok(match f.process(&event).await {
+            Ok(match f.invoke(&event).await {
                 Ok((_, response)) => reported(&response),
                 Err(e) => Err(e.to_string()),
             })

@@ -11,13 +11,14 @@ use apache_avro::types::Value as Avro;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, RecordBatch};
-use aws_lambda_events::event::kinesis::KinesisEvent;
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
-use integration_tests::{moto, s3_with_bucket, sdk_config, unique, Fault, FaultProxy, REGION};
+use integration_tests::{
+    moto, s3_with_bucket, sdk_config, unique, Fault, FaultProxy, StreamFunction, REGION,
+};
 use kinesis_to_parquet::KinesisToParquet;
-use lake_tools::kinesis_event::{event_json, sequence_number, stream_arn, StreamRecord};
+use lake_tools::kinesis_event::{sequence_number, stream_arn, StreamRecord};
 use lake_tools::lake_reader;
-use lambda_runtime::{Context, LambdaEvent};
+use lake_tools::runtime::invoke;
 use telemetry_lake::config::StreamConfig;
 use telemetry_lake::dead_letter::{DeadLetter, Scope};
 use telemetry_lake::kpl::{self, AggregatedRecord, UserRecord};
@@ -55,7 +56,7 @@ fn arrival(minute: u32) -> DateTime<Utc> {
 }
 
 /// A Kinesis event of one shard with one record per payload.
-fn event(stream: &str, payloads: &[Vec<u8>]) -> (KinesisEvent, Vec<String>) {
+fn event(stream: &str, payloads: &[Vec<u8>]) -> (Vec<u8>, Vec<String>) {
     let records: Vec<StreamRecord> = payloads
         .iter()
         .enumerate()
@@ -67,9 +68,8 @@ fn event(stream: &str, payloads: &[Vec<u8>]) -> (KinesisEvent, Vec<String>) {
         })
         .collect();
     let seqs = records.iter().map(|r| r.sequence_number.clone()).collect();
-    let json = event_json(&stream_arn(REGION, stream), SHARD, &records);
     (
-        serde_json::from_value(json).expect("Lambda event shape"),
+        integration_tests::kinesis_event(&stream_arn(REGION, stream), SHARD, &records),
         seqs,
     )
 }
@@ -168,8 +168,8 @@ fn letter(
     )
 }
 
-async fn run(f: &KinesisToParquet<S3Sink>, event: &KinesisEvent) {
-    let (summary, response) = f.process(event).await;
+async fn run(f: &KinesisToParquet<S3Sink>, event: &[u8]) {
+    let (summary, response) = f.invoke(event).await.expect("invoked");
     assert!(response.batch_item_failures.is_empty(), "{summary:?}");
 }
 
@@ -616,12 +616,10 @@ const KAFKA_EVENT: &str = include_str!("fixtures/kafka_event.json");
 async fn a_kafka_event_lands_under_topic_partition_and_offset_keys_and_twice_is_once() {
     let (s3, bucket) = s3_with_bucket("kafka").await;
     let f = function(&s3, &bucket, &[]);
-    let payload: serde_json::Value = serde_json::from_str(KAFKA_EVENT).unwrap();
-    let out = f
-        .handle_any(LambdaEvent::new(payload.clone(), Context::default()))
+    let out = invoke(KAFKA_EVENT.as_bytes(), |e| f.handle(e))
         .await
         .expect("processed");
-    assert_eq!(out, serde_json::json!({}));
+    assert_eq!(serde_json::to_value(&out).unwrap(), serde_json::json!({}));
 
     let hour = "ingest_year=2026/ingest_month=11/ingest_day=28/ingest_hour=10";
     let listed: Vec<String> = lake_reader::list(&s3, &bucket, "")
@@ -671,7 +669,7 @@ async fn a_kafka_event_lands_under_topic_partition_and_offset_keys_and_twice_is_
     );
 
     // The same event again leaves exactly the same objects.
-    f.handle_any(LambdaEvent::new(payload, Context::default()))
+    invoke(KAFKA_EVENT.as_bytes(), |e| f.handle(e))
         .await
         .expect("processed again");
     let again: Vec<String> = lake_reader::list(&s3, &bucket, "")
@@ -691,19 +689,17 @@ async fn a_kafka_batch_that_cannot_be_written_fails_and_its_retry_writes_the_sam
     let sdk = sdk_config(&proxy.endpoint, REGION).await;
     let faulty = lake_tools::moto::s3_client(&sdk);
     let f = function(&faulty, &bucket, &[]);
-    let payload: serde_json::Value = serde_json::from_str(KAFKA_EVENT).unwrap();
 
     proxy.inject(Fault::s3_put_denied(
         "ventilator-metrics.1.41.snappy.parquet",
     ));
-    let err = f
-        .handle_any(LambdaEvent::new(payload.clone(), Context::default()))
+    let err = invoke(KAFKA_EVENT.as_bytes(), |e| f.handle(e))
         .await
         .expect_err("a run was not written");
     assert!(err.to_string().contains("offset 41"), "{err}");
 
     proxy.heal();
-    f.handle_any(LambdaEvent::new(payload, Context::default()))
+    invoke(KAFKA_EVENT.as_bytes(), |e| f.handle(e))
         .await
         .expect("the retry succeeds");
     let keys: Vec<String> = lake_reader::list(&s3, &bucket, LAKE_PREFIX)

@@ -17,11 +17,10 @@
 use std::io::Write;
 
 use chrono::{TimeZone, Utc};
-use integration_tests::s3_with_bucket;
+use integration_tests::{s3_with_bucket, StreamFunction};
 use kinesis_to_parquet::KinesisToParquet;
-use lake_tools::kinesis_event::{event_json, sequence_number, stream_arn, StreamRecord};
+use lake_tools::kinesis_event::{sequence_number, stream_arn, StreamRecord};
 use lake_tools::lake_reader;
-use lambda_runtime::{Context, LambdaEvent};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence, RngAlgorithm};
 use telemetry_lake::config::StreamConfig;
@@ -483,14 +482,13 @@ async fn hostile_records_become_dead_letters_with_reasons_in_s3() {
             sequence_number: sequence_number(0, i as u64),
         })
         .collect();
-    let event = serde_json::from_value(event_json(
+    let event = integration_tests::kinesis_event(
         &stream_arn("us-east-1", "hostile"),
         "shardId-000000000000",
         &records,
-    ))
-    .expect("event");
-    let response = f
-        .handle(LambdaEvent::new(event, Context::default()))
+    );
+    let (_, response) = f
+        .invoke(&event)
         .await
         .expect("the handler never fails on bad data");
     assert!(response.batch_item_failures.is_empty(), "{response:?}");

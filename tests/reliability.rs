@@ -16,18 +16,17 @@ use std::collections::BTreeMap;
 
 use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use aws_sdk_dynamodb::types::{AttributeValue, KeyType, ScalarAttributeType};
 use chrono::{TimeZone, Utc};
 use crawler_status::CrawlerStatus;
 use integration_tests::{
     create_state_machine_from, create_workgroup, lake_i64_column, moto, s3_client, sdk_config,
-    sdk_config_with, unique, DeviceStatusRig, FaultKind, FaultProxy, ATTEMPT_TIMEOUT, FAULT_DELAY,
-    REGION,
+    sdk_config_with, unique, DeviceStatusRig, FaultKind, FaultProxy, StreamFunction,
+    ATTEMPT_TIMEOUT, FAULT_DELAY, REGION,
 };
 use kinesis_to_parquet::KinesisToParquet;
-use lake_tools::kinesis_event::{event_json, sequence_number, stream_arn, StreamRecord};
+use lake_tools::kinesis_event::{sequence_number, stream_arn, StreamRecord};
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use query_status::QueryStatus;
 use reference_change_flag::ReferenceChangeFlag;
@@ -69,7 +68,7 @@ fn reading(id: i64, time: &str, o2: i64) -> Vec<u8> {
 
 /// A Kinesis event of `payloads` on shard 0 from sequence `first`, the
 /// first half arriving at 10:xx and the rest at 11:xx (two runs).
-fn kinesis_event(first: u64, payloads: &[Vec<u8>]) -> KinesisEvent {
+fn kinesis_event(first: u64, payloads: &[Vec<u8>]) -> Vec<u8> {
     let records: Vec<StreamRecord> = payloads
         .iter()
         .enumerate()
@@ -82,12 +81,11 @@ fn kinesis_event(first: u64, payloads: &[Vec<u8>]) -> KinesisEvent {
             sequence_number: sequence_number(0, first + i as u64),
         })
         .collect();
-    serde_json::from_value(event_json(
+    integration_tests::kinesis_event(
         &stream_arn(REGION, "telemetry"),
         "shardId-000000000000",
         &records,
-    ))
-    .expect("kinesis event")
+    )
 }
 
 fn failures(response: &KinesisEventResponse) -> Vec<String> {
@@ -133,10 +131,7 @@ async fn kinesis_to_parquet_loses_and_duplicates_nothing_under_every_fault() {
         // Transient: the first attempt of every PUT fails; the SDK retries
         // each once.
         proxy.inject(kind.s3("PUT", &bucket).first_attempts());
-        let response = f
-            .handle(LambdaEvent::new(batch(0, 1..=6), Context::default()))
-            .await
-            .expect("handler");
+        let (_, response) = f.invoke(&batch(0, 1..=6)).await.expect("handler");
         assert!(failures(&response).is_empty(), "{kind:?}: {response:?}");
         assert!(proxy.injected() >= 2, "{kind:?}");
 
@@ -145,10 +140,7 @@ async fn kinesis_to_parquet_loses_and_duplicates_nothing_under_every_fault() {
         proxy.heal();
         proxy.inject(kind.s3("PUT", &bucket));
         let second = batch(7, 7..=12);
-        let response = f
-            .handle(LambdaEvent::new(second.clone(), Context::default()))
-            .await
-            .expect("handler");
+        let (_, response) = f.invoke(&second).await.expect("handler");
         assert_eq!(
             failures(&response),
             [sequence_number(0, 7)],
@@ -159,10 +151,7 @@ async fn kinesis_to_parquet_loses_and_duplicates_nothing_under_every_fault() {
         // over whatever the timed-out PUTs left.
         settle().await;
         proxy.heal();
-        let response = f
-            .handle(LambdaEvent::new(second, Context::default()))
-            .await
-            .expect("handler");
+        let (_, response) = f.invoke(&second).await.expect("handler");
         assert!(failures(&response).is_empty(), "{kind:?}");
         settle().await;
         let mut ids = lake_i64_column(&direct, &bucket, "raw/v/", 0).await;
@@ -208,7 +197,7 @@ async fn device_status_counts_each_reading_once_under_every_dynamodb_fault() {
             );
         }
         let response = f
-            .process(&event(0, &[91, 92, 93]))
+            .invoke(&event(0, &[91, 92, 93]))
             .await
             .expect("transient faults are absorbed");
         assert!(failures(&response.1).is_empty(), "{kind:?}: {response:?}");
@@ -220,7 +209,7 @@ async fn device_status_counts_each_reading_once_under_every_dynamodb_fault() {
         proxy.inject(kind.json("DynamoDB_20120810.UpdateItem"));
         let second = event(3, &[94, 95]);
         let response = f
-            .process(&second)
+            .invoke(&second)
             .await
             .expect("batch failures, not an error");
         assert_eq!(failures(&response.1), [sequence_number(0, 3)], "{kind:?}");
@@ -228,7 +217,7 @@ async fn device_status_counts_each_reading_once_under_every_dynamodb_fault() {
         // Healed: the retry counts each reading exactly once.
         settle().await;
         proxy.heal();
-        let response = f.process(&second).await.expect("retry");
+        let response = f.invoke(&second).await.expect("retry");
         assert!(failures(&response.1).is_empty(), "{kind:?}");
         let sum = f64::from(91 + 92 + 93 + 94 + 95);
         let want: BTreeMap<(String, String), (u64, f64)> =

@@ -7,17 +7,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use aws_lambda_events::event::kinesis::KinesisEvent;
 use bytes::Bytes;
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use crawler_status::CrawlerStatus;
 use http_body_util::Full;
 use integration_tests::{
     create_state_machine, create_workgroup, function_arn, moto, s3_client, sdk_config, sfn_harness,
-    states_entered, unique, wait_for_execution, Fault, FaultProxy, REGION, REPARTITION_PATH,
+    states_entered, unique, wait_for_execution, Fault, FaultProxy, StreamFunction, REGION,
+    REPARTITION_PATH,
 };
 use kinesis_to_parquet::KinesisToParquet;
-use lake_tools::kinesis_event::{event_json, sequence_number, stream_arn, StreamRecord};
+use lake_tools::kinesis_event::{sequence_number, stream_arn, StreamRecord};
 use lake_tools::lake_reader;
 use lambda_runtime::Diagnostic;
 use query_status::QueryStatus;
@@ -711,12 +711,11 @@ async fn write_lake(s3: &aws_sdk_s3::Client, bucket: &str, readings: &[Reading])
             sequence_number: sequence_number(0, n as u64),
         })
         .collect();
-    let event: KinesisEvent = serde_json::from_value(event_json(
+    let event = integration_tests::kinesis_event(
         &stream_arn(REGION, "ventilators"),
         "shardId-000000000000",
         &records,
-    ))
-    .expect("Lambda event shape");
+    );
     let config = StreamConfig {
         lake_bucket: bucket.to_string(),
         lake_prefix: LAKE_PREFIX.to_string(),
@@ -727,7 +726,7 @@ async fn write_lake(s3: &aws_sdk_s3::Client, bucket: &str, readings: &[Reading])
         format: telemetry_lake::format::Format::Json,
     };
     let f = KinesisToParquet::new(config, S3Sink::new(s3.clone(), bucket));
-    let (summary, response) = f.process(&event).await;
+    let (summary, response) = f.invoke(&event).await.expect("invoked");
     assert_eq!((summary.good, summary.bad), (readings.len(), 0));
     assert!(response.batch_item_failures.is_empty());
 }

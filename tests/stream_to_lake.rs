@@ -7,18 +7,16 @@ use std::io::Write;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMicrosecondType};
 use arrow_array::RecordBatch;
-use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use base64::Engine;
 use chrono::{DateTime, Duration, NaiveDateTime, TimeZone, Utc};
 use integration_tests::{
-    moto, s3_client, s3_with_bucket, sdk_config, unique, Fault, FaultProxy, REGION,
+    moto, s3_client, s3_with_bucket, sdk_config, unique, Fault, FaultProxy, StreamFunction, REGION,
 };
 use kinesis_to_parquet::{BatchSummary, KinesisToParquet};
-use lake_tools::kinesis_event::{event_json, sequence_number, stream_arn, StreamRecord};
+use lake_tools::kinesis_event::{sequence_number, stream_arn, StreamRecord};
 use lake_tools::lake_reader;
 use lake_tools::telemetry::{generate, TelemetryOptions};
-use lambda_runtime::{Context, LambdaEvent};
 use serde::Deserialize;
 use serde_json::Value;
 use telemetry_lake::config::StreamConfig;
@@ -110,7 +108,7 @@ impl FixtureRecord {
     }
 }
 
-fn load_fixture() -> (Fixture, Vec<StreamRecord>, KinesisEvent) {
+fn load_fixture() -> (Fixture, Vec<StreamRecord>, Vec<u8>) {
     let fx: Fixture =
         serde_json::from_str(include_str!("fixtures/mixed_batch.json")).expect("fixture");
     let records: Vec<StreamRecord> = fx
@@ -128,8 +126,8 @@ fn load_fixture() -> (Fixture, Vec<StreamRecord>, KinesisEvent) {
     (fx, records, event)
 }
 
-fn to_event(arn: &str, shard: &str, records: &[StreamRecord]) -> KinesisEvent {
-    serde_json::from_value(event_json(arn, shard, records)).expect("Lambda event shape")
+fn to_event(arn: &str, shard: &str, records: &[StreamRecord]) -> Vec<u8> {
+    integration_tests::kinesis_event(arn, shard, records)
 }
 
 // ------------------------------------------------------------ reading back --
@@ -209,10 +207,7 @@ async fn a_mixed_batch_lands_exactly_the_expected_rows_and_dead_letters() {
     let (fx, records, event) = load_fixture();
     let f = function(&s3, &bucket, fx.max_payload_bytes);
 
-    let response = f
-        .handle(LambdaEvent::new(event, Context::default()))
-        .await
-        .unwrap();
+    let (_, response) = f.invoke(&event).await.unwrap();
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
 
     // Objects: one Parquet and one dead-letter object per arrival hour,
@@ -357,9 +352,11 @@ async fn a_mixed_batch_lands_exactly_the_expected_rows_and_dead_letters() {
 #[tokio::test]
 async fn an_event_in_lambdas_own_json_shape_is_processed() {
     let (s3, bucket) = s3_with_bucket("lake").await;
-    let event: KinesisEvent =
-        serde_json::from_str(include_str!("fixtures/kinesis_event.json")).unwrap();
-    let (summary, response) = function(&s3, &bucket, 1 << 20).process(&event).await;
+    let event = include_bytes!("fixtures/kinesis_event.json");
+    let (summary, response) = function(&s3, &bucket, 1 << 20)
+        .invoke(event)
+        .await
+        .expect("invoked");
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(
         (summary.records, summary.good, summary.bad, summary.objects),
@@ -385,10 +382,10 @@ async fn running_the_same_event_twice_leaves_the_same_objects() {
     let (s3, bucket) = s3_with_bucket("lake").await;
     let (fx, _, event) = load_fixture();
     let f = function(&s3, &bucket, fx.max_payload_bytes);
-    f.process(&event).await;
+    f.invoke(&event).await.expect("invoked");
     let first = lake_reader::list(&s3, &bucket, "").await.unwrap();
     let first_rows = lake_rows(&s3, &bucket).await;
-    f.process(&event).await;
+    f.invoke(&event).await.expect("invoked");
     assert_eq!(lake_reader::list(&s3, &bucket, "").await.unwrap(), first);
     assert_eq!(lake_rows(&s3, &bucket).await, first_rows);
 }
@@ -399,7 +396,10 @@ async fn a_missing_bucket_fails_the_batch_from_its_first_record() {
     let s3 = s3_client(&sdk);
     let (_, records, event) = load_fixture();
     let missing = unique("missing");
-    let (summary, response) = function(&s3, &missing, 2048).process(&event).await;
+    let (summary, response) = function(&s3, &missing, 2048)
+        .invoke(&event)
+        .await
+        .expect("invoked");
     assert_eq!(
         failures(&response),
         vec![records[0].sequence_number.clone()]
@@ -416,7 +416,7 @@ async fn denied_writes_are_retried_whole_without_duplicates() {
 
     let (fx, records, event) = load_fixture();
     let f = function(&s3, &bucket, fx.max_payload_bytes);
-    let (summary, response) = f.process(&event).await;
+    let (summary, response) = f.invoke(&event).await.expect("invoked");
     assert_eq!(
         failures(&response),
         vec![records[0].sequence_number.clone()]
@@ -429,7 +429,7 @@ async fn denied_writes_are_retried_whole_without_duplicates() {
         .is_empty());
 
     proxy.heal();
-    let (summary, response) = f.process(&event).await;
+    let (summary, response) = f.invoke(&event).await.expect("invoked");
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(summary.objects, 4);
     let rows = lake_row_count(&moto_s3, &bucket).await;
@@ -498,8 +498,9 @@ async fn a_failed_hour_is_retried_from_its_first_record_without_duplicates() {
     proxy.inject(Fault::s3_put_denied("ingest_hour=11"));
     let f = function(&s3, &bucket, 1 << 20);
     let (summary, response) = f
-        .process(&to_event(&arn, "shardId-000000000000", first_batch))
-        .await;
+        .invoke(&to_event(&arn, "shardId-000000000000", first_batch))
+        .await
+        .expect("invoked");
     let hour_11 = first_batch
         .iter()
         .position(|r| r.arrival.format("%H").to_string() == "11")
@@ -515,8 +516,9 @@ async fn a_failed_hour_is_retried_from_its_first_record_without_duplicates() {
     proxy.heal();
     let retry = &all[hour_11..];
     let (_, response) = f
-        .process(&to_event(&arn, "shardId-000000000000", retry))
-        .await;
+        .invoke(&to_event(&arn, "shardId-000000000000", retry))
+        .await
+        .expect("invoked");
     assert!(response.batch_item_failures.is_empty());
     assert_each_record_once(&moto_s3, &bucket, &all).await;
 }
@@ -531,15 +533,18 @@ async fn a_bisected_batch_neither_loses_nor_duplicates_rows() {
     // The whole batch was written, then the invocation timed out; Lambda
     // bisects and retries each half.
     let whole: BatchSummary = f
-        .process(&to_event(&arn, "shardId-000000000000", &all))
+        .invoke(&to_event(&arn, "shardId-000000000000", &all))
         .await
+        .expect("invoked")
         .0;
     assert_eq!(whole.good, 90);
     let (left, right) = all.split_at(37);
-    f.process(&to_event(&arn, "shardId-000000000000", left))
-        .await;
-    f.process(&to_event(&arn, "shardId-000000000000", right))
-        .await;
+    f.invoke(&to_event(&arn, "shardId-000000000000", left))
+        .await
+        .expect("invoked");
+    f.invoke(&to_event(&arn, "shardId-000000000000", right))
+        .await
+        .expect("invoked");
     assert_each_record_once(&s3, &bucket, &all).await;
 }
 
@@ -554,9 +559,13 @@ async fn a_bisected_half_sent_to_the_on_failure_queue_heals_when_replayed() {
     // Written whole, then the invocation timed out; the first half of the
     // bisected batch keeps failing until Lambda sends its range to the
     // on-failure destination, and only the second half is written.
-    f.process(&to_event(&arn, shard, &all)).await;
+    f.invoke(&to_event(&arn, shard, &all))
+        .await
+        .expect("invoked");
     let (left, right) = all.split_at(37);
-    f.process(&to_event(&arn, shard, right)).await;
+    f.invoke(&to_event(&arn, shard, right))
+        .await
+        .expect("invoked");
     let rows = lake_row_count(&s3, &bucket).await;
     assert!(
         rows > all.len(),
@@ -565,7 +574,9 @@ async fn a_bisected_half_sent_to_the_on_failure_queue_heals_when_replayed() {
 
     // The operator replays the failed range (shard, first and last sequence
     // number from the queue's message).
-    f.process(&to_event(&arn, shard, left)).await;
+    f.invoke(&to_event(&arn, shard, left))
+        .await
+        .expect("invoked");
     assert_each_record_once(&s3, &bucket, &all).await;
 }
 
@@ -584,11 +595,60 @@ async fn s3_throttling_is_retried_by_the_sdk_and_the_batch_succeeds() {
     );
     let (fx, _, event) = load_fixture();
     let (summary, response) = function(&s3, &bucket, fx.max_payload_bytes)
-        .process(&event)
-        .await;
+        .invoke(&event)
+        .await
+        .expect("invoked");
     assert_eq!(proxy.injected(), 2);
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
     assert_eq!(summary.objects, 4);
     let rows = lake_row_count(&moto_s3, &bucket).await;
     assert_eq!(rows, 7);
+}
+
+#[tokio::test]
+async fn a_fractional_arrival_time_is_read_to_the_millisecond_and_chooses_the_hour() {
+    let (s3, bucket) = s3_with_bucket("lake").await;
+    let f = function(&s3, &bucket, 1 << 20);
+    let event = integration_tests::fractional_arrival_event();
+    let (summary, response) = f.invoke(&event).await.expect("invoked");
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert_eq!((summary.good, summary.bad), (2, 1));
+
+    let keys: Vec<String> = lake_reader::list(&s3, &bucket, "")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    let shard = "shardId-000000000000";
+    assert_eq!(
+        keys,
+        vec![
+            hour_key(DL_PREFIX, 10, "vent", shard, "1", "jsonl"),
+            hour_key(LAKE_PREFIX, 10, "vent", shard, "1", "snappy.parquet"),
+            hour_key(LAKE_PREFIX, 11, "vent", shard, "3", "snappy.parquet"),
+        ]
+    );
+    let letters = dead_letters_under(&s3, &bucket, DL_PREFIX).await;
+    assert_eq!(
+        letters
+            .iter()
+            .map(|l| (l.sequence_number.as_str(), l.arrival_time.as_str()))
+            .collect::<Vec<_>>(),
+        [("2", "2026-11-22T10:59:59.120Z")]
+    );
+}
+
+/// Every dead letter under `prefix`, in key order.
+async fn dead_letters_under(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Vec<telemetry_lake::dead_letter::DeadLetter> {
+    let mut out = Vec::new();
+    for o in lake_reader::list(s3, bucket, prefix).await.unwrap() {
+        let body = lake_reader::get(s3, bucket, &o.key).await.unwrap();
+        out.extend(lake_reader::dead_letters(&body).unwrap());
+    }
+    out
 }

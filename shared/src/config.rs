@@ -4,8 +4,6 @@
 //! missing or malformed value fails the cold start with a message naming the
 //! variable, so a misconfigured deployment never processes a record.
 
-use std::env;
-
 use std::sync::Arc;
 
 use crate::format::{AvroWriterSchema, CsvOptions, Format, GrokPattern};
@@ -126,11 +124,6 @@ impl SchemaSource {
 }
 
 impl StreamConfig {
-    /// Reads the configuration from the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| env::var(name).ok())
-    }
-
     /// Reads the configuration through `get`, which returns a variable's value.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let schema = schema_from(&get)?;

@@ -211,13 +211,14 @@ async fn write_run<S: ObjectSink>(
 }
 
 /// An S3 client for the given SDK configuration. Path-style addressing is
-/// used when an endpoint override is set (`AWS_ENDPOINT_URL` or
-/// `AWS_ENDPOINT_URL_S3`, as for a local moto server), where bucket host
-/// names do not resolve.
+/// used when an endpoint override is set (in the configuration, or by
+/// `AWS_ENDPOINT_URL` or `AWS_ENDPOINT_URL_S3`, as for a local moto
+/// server), where bucket host names do not resolve.
 pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
-    let overridden = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
+    let overridden = sdk.endpoint_url().is_some()
+        || ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+            .iter()
+            .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
     let conf = aws_sdk_s3::config::Builder::from(sdk)
         .force_path_style(overridden)
         .build();

@@ -2,8 +2,6 @@
 //! environment at cold start. Every variable they read is named here; a
 //! missing or invalid one fails the cold start naming it.
 
-use std::env;
-
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
@@ -123,11 +121,6 @@ pub struct StartCrawlerConfig {
 }
 
 impl StartCrawlerConfig {
-    /// Reads the configuration from the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| env::var(name).ok())
-    }
-
     /// Reads the configuration through `get`.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let zone = get(TIME_ZONE).unwrap_or_else(|| DEFAULT_TIME_ZONE.to_string());
@@ -165,11 +158,6 @@ pub struct CrawlerStatusConfig {
 }
 
 impl CrawlerStatusConfig {
-    /// Reads the configuration from the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| env::var(name).ok())
-    }
-
     /// Reads the configuration through `get`.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         Ok(CrawlerStatusConfig {
@@ -194,11 +182,6 @@ pub struct StartQueriesConfig {
 }
 
 impl StartQueriesConfig {
-    /// Reads the configuration from the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| env::var(name).ok())
-    }
-
     /// Reads the configuration through `get`.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let (name, text) = match get(SQL_TEMPLATE_FILE).filter(|p| !p.trim().is_empty()) {

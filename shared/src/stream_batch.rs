@@ -32,7 +32,6 @@ use std::sync::Arc;
 
 use arrow_schema::Schema as ArrowSchema;
 use aws_lambda_events::event::kafka::KafkaEvent;
-use aws_lambda_events::event::kinesis::KinesisEventRecord;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 
@@ -41,10 +40,9 @@ use crate::dead_letter::{DeadLetter, Scope};
 use crate::format::PayloadDecoder;
 pub use crate::format::Rejection;
 use crate::kpl;
-use crate::partition::{stream_name, IngestHour};
+use crate::partition::IngestHour;
 use crate::record::Value;
 pub use crate::stream_event::{KinesisBatch, StreamEvent};
-use crate::stream_event::{UNKNOWN_SHARD, UNKNOWN_STREAM_ARN};
 
 /// One stretch of consecutive records of one shard in one arrival hour.
 #[derive(Debug)]
@@ -98,25 +96,6 @@ pub struct SourceRecord<'e> {
     pub kafka: Option<(i64, i64)>,
 }
 
-/// The records of a Kinesis batch.
-pub fn kinesis_records(records: &[KinesisEventRecord]) -> impl Iterator<Item = SourceRecord<'_>> {
-    records.iter().map(|rec| {
-        let k = &rec.kinesis;
-        SourceRecord {
-            stream: Cow::Borrowed(stream_name(
-                rec.event_source_arn
-                    .as_deref()
-                    .unwrap_or(UNKNOWN_STREAM_ARN),
-            )),
-            shard: Cow::Borrowed(shard_id(rec)),
-            position: Cow::Borrowed(k.sequence_number.as_str()),
-            arrival: *k.approximate_arrival_timestamp,
-            data: Ok(Cow::Borrowed(&k.data[..])),
-            kafka: None,
-        }
-    })
-}
-
 /// The records of a Kafka batch (MSK or self-managed), ordered by topic,
 /// partition and offset. A record's arrival time is its Kafka timestamp.
 pub fn kafka_records(event: &KafkaEvent) -> Vec<SourceRecord<'_>> {
@@ -144,15 +123,6 @@ pub fn kafka_records(event: &KafkaEvent) -> Vec<SourceRecord<'_>> {
         .collect();
     records.sort_by(|a, b| (&a.stream, a.kafka).cmp(&(&b.stream, b.kafka)));
     records
-}
-
-/// Splits a Kinesis batch into runs, parsing and validating every payload.
-pub fn split_into_runs(
-    records: &[KinesisEventRecord],
-    decoder: &PayloadDecoder,
-    arrow_schema: &Arc<ArrowSchema>,
-) -> (Vec<Run>, BatchCounts) {
-    split_records(kinesis_records(records), decoder, arrow_schema)
 }
 
 /// Splits records of any source into runs, de-aggregating KPL records and
@@ -283,16 +253,6 @@ where
             }
         }
     }
-}
-
-/// The shard of a record: the part of `eventID` before the colon
-/// (`shardId-000000000000:4954...`).
-pub fn shard_id(rec: &KinesisEventRecord) -> &str {
-    rec.event_id
-        .as_deref()
-        .and_then(|id| id.split(':').next())
-        .filter(|s| !s.is_empty())
-        .unwrap_or(UNKNOWN_SHARD)
 }
 
 #[cfg(test)]

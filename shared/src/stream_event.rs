@@ -21,9 +21,11 @@ use std::fmt;
 use std::ops::Range;
 
 use aws_lambda_events::event::kafka::{KafkaEvent, KafkaRecord};
+use aws_lambda_events::event::streams::KinesisEventResponse;
 use chrono::{DateTime, Utc};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use crate::partition::stream_name;
@@ -43,13 +45,6 @@ pub enum StreamEvent {
 }
 
 impl StreamEvent {
-    /// Reads an event already parsed into JSON (tests, local runs); the error
-    /// names the source and what did not fit.
-    pub fn from_value(payload: serde_json::Value) -> Result<Self, String> {
-        let text = serde_json::to_string(&payload).map_err(|e| e.to_string())?;
-        Self::from_json(&text).map_err(|e| sonic_message(&e))
-    }
-
     /// Reads an event from its JSON text.
     pub fn from_json(text: &str) -> Result<Self, sonic_rs::Error> {
         let mut de = sonic_rs::Deserializer::from_str(text);
@@ -61,6 +56,55 @@ impl StreamEvent {
         })?;
         de.end()?;
         Ok(event)
+    }
+}
+
+/// A stream function's answer to one event, and what the invocation did.
+///
+/// Lambda reads the serialised form: for a Kinesis batch the batch item
+/// failures (`ReportBatchItemFailures`: the sequence number the shard
+/// resumes from, if any), for a Kafka batch `{}`. The summary is what the
+/// invocation logged; it is not sent.
+#[derive(Debug)]
+pub struct Handled<S> {
+    /// What the invocation did.
+    pub summary: S,
+    /// The batch item failures of a Kinesis batch (empty for Kafka).
+    pub response: KinesisEventResponse,
+    kafka: bool,
+}
+
+impl<S> Handled<S> {
+    /// The answer to a Kinesis batch: resume from `retry_from`, if any.
+    pub fn kinesis(summary: S, retry_from: Option<&str>) -> Self {
+        let mut response = KinesisEventResponse::default();
+        if let Some(seq) = retry_from {
+            response.add_failure(seq.to_string());
+        }
+        Handled {
+            summary,
+            response,
+            kafka: false,
+        }
+    }
+
+    /// The answer to a Kafka batch written in full.
+    pub fn kafka(summary: S) -> Self {
+        Handled {
+            summary,
+            response: KinesisEventResponse::default(),
+            kafka: true,
+        }
+    }
+}
+
+impl<S> Serialize for Handled<S> {
+    fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
+        if self.kafka {
+            s.serialize_map(Some(0))?.end()
+        } else {
+            self.response.serialize(s)
+        }
     }
 }
 
@@ -439,8 +483,6 @@ impl<'de> Visitor<'de> for TextVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stream_batch::kinesis_records;
-    use aws_lambda_events::event::kinesis::KinesisEvent;
     use serde_json::json;
 
     fn event() -> serde_json::Value {
@@ -469,39 +511,47 @@ mod tests {
         )
     }
 
-    #[test]
-    fn a_kinesis_batch_reads_as_the_lambda_event_model_does() {
-        let text = serde_json::to_vec(&event()).unwrap();
-        let StreamEvent::Kinesis(batch) = serde_json::from_slice(&text).unwrap() else {
-            panic!("not read as Kinesis");
-        };
-        let model: KinesisEvent = serde_json::from_value(event()).unwrap();
-        let ours: Vec<_> = batch.records().map(owned).collect();
-        let theirs: Vec<_> = kinesis_records(&model.records).map(owned).collect();
-        assert_eq!(ours, theirs);
-        assert_eq!(ours[1].1, UNKNOWN_SHARD);
-        assert_eq!(ours[1].0, UNKNOWN_STREAM_ARN);
-        assert_eq!(ours[0].4, b"{\"a\":1}");
+    /// Reads an invocation's body as lambda_runtime does: serde_path_to_error
+    /// over serde_json over the body's bytes, into the handler's event type.
+    fn read(text: &[u8]) -> Result<StreamEvent, String> {
+        let de = &mut serde_json::Deserializer::from_slice(text);
+        serde_path_to_error::deserialize::<_, StreamEvent>(de).map_err(|e| e.to_string())
+    }
+
+    fn read_value(event: serde_json::Value) -> Result<StreamEvent, String> {
+        read(&serde_json::to_vec(&event).unwrap())
     }
 
     #[test]
-    fn the_runtime_path_reads_the_same_batch_and_names_errors() {
-        // As lambda_runtime reads an invocation: serde_path_to_error over
-        // serde_json over the body's bytes.
-        let read = |text: &[u8]| {
-            let de = &mut serde_json::Deserializer::from_slice(text);
-            serde_path_to_error::deserialize::<_, StreamEvent>(de).map_err(|e| e.to_string())
-        };
-        let text = serde_json::to_vec(&event()).unwrap();
-        let Ok(StreamEvent::Kinesis(batch)) = read(&text) else {
+    fn a_kinesis_batch_keeps_what_the_functions_read() {
+        let Ok(StreamEvent::Kinesis(batch)) = read_value(event()) else {
             panic!("not read as Kinesis");
         };
-        let StreamEvent::Kinesis(direct) = StreamEvent::from_value(event()).unwrap() else {
-            panic!("not read as Kinesis");
-        };
-        let a: Vec<_> = batch.records().map(owned).collect();
-        let b: Vec<_> = direct.records().map(owned).collect();
-        assert_eq!(a, b);
+        let records: Vec<_> = batch.records().map(owned).collect();
+        let at = |s, ms: u32| DateTime::from_timestamp(s, ms * 1_000_000).unwrap();
+        assert_eq!(
+            records,
+            vec![
+                (
+                    "lambda-stream".to_string(),
+                    "shardId-000000000006".to_string(),
+                    "49590338271490256608559692538361571095921575989136588898".to_string(),
+                    at(1545084650, 987),
+                    b"{\"a\":1}".to_vec(),
+                ),
+                (
+                    stream_name(UNKNOWN_STREAM_ARN).to_string(),
+                    UNKNOWN_SHARD.to_string(),
+                    "2".to_string(),
+                    at(1545084711, 166),
+                    Vec::new(),
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_runtime_path_names_errors() {
         let err = read(
             br#"{"Records": [{"kinesis": {"data": "e30=", "approximateArrivalTimestamp": "x"}}]}"#,
         )
@@ -518,7 +568,7 @@ mod tests {
         let arrival = |at: serde_json::Value| -> Result<DateTime<Utc>, String> {
             let event = json!({"Records": [{"kinesis": {"data": "",
                 "approximateArrivalTimestamp": at}}]});
-            match StreamEvent::from_value(event)? {
+            match read_value(event)? {
                 StreamEvent::Kinesis(b) => Ok(b.records().next().unwrap().arrival),
                 StreamEvent::Kafka(_) => panic!("read as Kafka"),
             }
@@ -562,7 +612,7 @@ mod tests {
             "records": {"t-0": [{"topic": "t", "partition": 0, "offset": 3,
                 "timestamp": 1591970759000_i64, "timestampType": "CREATE_TIME",
                 "value": "e30=", "headers": []}]}});
-        match StreamEvent::from_value(kafka).unwrap() {
+        match read_value(kafka).unwrap() {
             StreamEvent::Kafka(e) => {
                 assert_eq!(e.records["t-0"][0].offset, 3);
                 assert_eq!(e.bootstrap_servers.as_deref(), Some("b-1:9092"));
@@ -573,16 +623,15 @@ mod tests {
 
     #[test]
     fn a_malformed_event_is_an_error_naming_what_is_wrong() {
-        let err = StreamEvent::from_value(json!({"eventSource": "aws:sqs"})).unwrap_err();
+        let err = read_value(json!({"eventSource": "aws:sqs"})).unwrap_err();
         assert!(err.contains("missing field `Records`"), "{err}");
-        let err = StreamEvent::from_value(
+        let err = read_value(
             json!({"Records": [{"kinesis": {"data": "%%%", "approximateArrivalTimestamp": 1.0}}]}),
         )
         .unwrap_err();
         assert!(err.contains("`data` is not valid base64"), "{err}");
         assert!(!err.contains("%%%"), "no excerpt of the input: {err}");
-        let err =
-            StreamEvent::from_value(json!({"Records": [{"kinesis": {"data": ""}}]})).unwrap_err();
+        let err = read_value(json!({"Records": [{"kinesis": {"data": ""}}]})).unwrap_err();
         assert!(err.contains("approximateArrivalTimestamp"), "{err}");
     }
 }

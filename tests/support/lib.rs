@@ -797,3 +797,108 @@ pub const REPARTITION_PATH: [&str; 10] = [
     "StartTransformedCrawler",
     "Repartitioned",
 ];
+
+/// The stream functions as the Lambda runtime calls them: from an event's
+/// JSON bytes, read by `lambda_runtime`'s deserialisation into the event
+/// type `main` declares, handed to the handler `main` registers.
+pub trait StreamFunction {
+    /// What the function logs of one invocation.
+    type Summary;
+    /// One invocation with `event` as its body: the function's answer and
+    /// summary, or the error the runtime reports (the batch is retried).
+    fn invoke(
+        &self,
+        event: &[u8],
+    ) -> impl std::future::Future<
+        Output = Result<
+            (
+                Self::Summary,
+                aws_lambda_events::event::streams::KinesisEventResponse,
+            ),
+            lambda_runtime::Error,
+        >,
+    >;
+}
+
+impl<S: telemetry_lake::lake_writer::ObjectSink> StreamFunction
+    for kinesis_to_parquet::KinesisToParquet<S>
+{
+    type Summary = kinesis_to_parquet::BatchSummary;
+    async fn invoke(
+        &self,
+        event: &[u8],
+    ) -> Result<
+        (
+            Self::Summary,
+            aws_lambda_events::event::streams::KinesisEventResponse,
+        ),
+        lambda_runtime::Error,
+    > {
+        let out = lake_tools::runtime::invoke(event, |e| self.handle(e)).await?;
+        Ok((out.summary, out.response))
+    }
+}
+
+impl<S: telemetry_lake::lake_writer::ObjectSink> StreamFunction for device_status::DeviceStatus<S> {
+    type Summary = device_status::BatchSummary;
+    async fn invoke(
+        &self,
+        event: &[u8],
+    ) -> Result<
+        (
+            Self::Summary,
+            aws_lambda_events::event::streams::KinesisEventResponse,
+        ),
+        lambda_runtime::Error,
+    > {
+        let out = lake_tools::runtime::invoke(event, |e| self.handle(e)).await?;
+        Ok((out.summary, out.response))
+    }
+}
+
+/// The JSON bytes of a Lambda Kinesis event of `records` from one shard.
+pub fn kinesis_event(
+    stream_arn: &str,
+    shard: &str,
+    records: &[lake_tools::kinesis_event::StreamRecord],
+) -> Vec<u8> {
+    serde_json::to_vec(&lake_tools::kinesis_event::event_json(
+        stream_arn, shard, records,
+    ))
+    .expect("an event serialises")
+}
+
+/// A Kinesis event written as Lambda writes it, with arrival times in
+/// fractional seconds either side of 11:00 on 2026-11-22: a good reading
+/// (sequence 1) and a bad one (2) at 10:59:59.120, a good one (3) at
+/// 11:00:00.120. The stream is `vent`, the shard `shardId-000000000000`.
+pub fn fractional_arrival_event() -> Vec<u8> {
+    use base64::Engine;
+    let doc = |id: i64, time: &str| {
+        serde_json::json!({
+            "ventilatorid": id, "eventtime": format!("2026-11-22 {time}"),
+            "serialnumber": format!("SN-{id}"), "pressurecontrol": 20, "o2stats": 95,
+            "minutevolume": 6, "manufacturer": "Acme"
+        })
+        .to_string()
+    };
+    let record = |seq: u32, at: &str, data: &str| {
+        let data = base64::engine::general_purpose::STANDARD.encode(data);
+        format!(
+            r#"{{"kinesis": {{"kinesisSchemaVersion": "1.0", "partitionKey": "p",
+                "sequenceNumber": "{seq}", "data": "{data}",
+                "approximateArrivalTimestamp": {at}}},
+              "eventSource": "aws:kinesis", "eventVersion": "1.0",
+              "eventID": "shardId-000000000000:{seq}", "eventName": "aws:kinesis:record",
+              "awsRegion": "us-east-1",
+              "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/vent"}}"#
+        )
+    };
+    format!(
+        r#"{{"Records": [{}, {}, {}]}}"#,
+        record(1, "1795345199.12", &doc(1, "10:59:00")),
+        record(2, "1795345199.12", "{not json"),
+        record(3, "1795345200.12", &doc(1, "11:00:00")),
+    )
+    .into_bytes()
+}

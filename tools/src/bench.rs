@@ -19,6 +19,7 @@ use telemetry_lake::status::Range;
 use telemetry_lake::stream_batch::{KinesisBatch, StreamEvent};
 
 use crate::kinesis_event::{event_json, sequence_number, stream_arn, StreamRecord};
+use crate::runtime::invoke;
 use crate::telemetry::{generate, payload, Compression, TelemetryOptions};
 
 /// The event sizes measured.
@@ -305,12 +306,13 @@ pub fn floor_through_value(body: &[u8]) -> usize {
 }
 
 /// One `kinesis-to-parquet` invocation minus the PUTs, from the event's
-/// bytes; returns the records read.
+/// bytes through the runtime's path; returns the records read.
 pub async fn run_kinesis_to_parquet(body: &[u8], f: &KinesisToParquet<Discard>) -> usize {
-    let batch = read_event(body);
-    let (summary, response) = f.process_batch(&batch).await;
-    assert!(response.batch_item_failures.is_empty());
-    summary.records
+    let out = invoke(body, |e| f.handle(e))
+        .await
+        .expect("a Kinesis event");
+    assert!(out.response.batch_item_failures.is_empty());
+    out.summary.records
 }
 
 /// One `device-status` invocation minus the DynamoDB writes (windows

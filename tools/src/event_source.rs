@@ -1,11 +1,12 @@
 //! Playing Lambda's Kinesis event source mapping locally: read a shard in
-//! batches, hand each batch to a handler as a Lambda event, and checkpoint
-//! the way Lambda does with `ReportBatchItemFailures`.
+//! batches, hand each batch to a handler as the JSON body of a Lambda
+//! invocation, and checkpoint the way Lambda does with
+//! `ReportBatchItemFailures`: a reported sequence number is retried from, a
+//! function error retries the whole batch.
 
 use std::future::Future;
 
 use anyhow::{Context, Result};
-use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use chrono::{DateTime, Utc};
@@ -85,16 +86,17 @@ impl ShardPoller {
     }
 
     /// Reads the shard up to its current end, invoking `handler` per batch
-    /// (a full batch, or what is left at the end: the batching window is
-    /// not waited for, there is nothing more to wait for).
+    /// with the event's JSON bytes (a full batch, or what is left at the
+    /// end: the batching window is not waited for, there is nothing more to
+    /// wait for).
     pub async fn drain<F, Fut>(
         &mut self,
         kinesis: &aws_sdk_kinesis::Client,
         mut handler: F,
     ) -> Result<ShardReport>
     where
-        F: FnMut(KinesisEvent) -> Fut,
-        Fut: Future<Output = KinesisEventResponse>,
+        F: FnMut(Vec<u8>) -> Fut,
+        Fut: Future<Output = Result<KinesisEventResponse, lambda_runtime::Error>>,
     {
         let batch_size = self.settings.batch_size.max(1);
         let mut report = ShardReport::default();
@@ -133,23 +135,27 @@ impl ShardPoller {
                 return Ok(report);
             }
             let take = self.pending.len().min(batch_size as usize);
-            let event: KinesisEvent = serde_json::from_value(event_json(
+            let event = serde_json::to_vec(&event_json(
                 &self.stream_arn,
                 &self.shard,
                 &self.pending[..take],
             ))?;
             report.invocations += 1;
-            let response = handler(event).await;
-            let failed = response
-                .batch_item_failures
-                .iter()
-                .filter_map(|f| f.item_identifier.clone())
-                .next();
-            match failed.and_then(|seq| {
-                self.pending[..take]
+            let failed_at = match handler(event).await {
+                Ok(response) => response
+                    .batch_item_failures
                     .iter()
-                    .position(|r| r.sequence_number == seq)
-            }) {
+                    .filter_map(|f| f.item_identifier.as_deref())
+                    .next()
+                    .and_then(|seq| {
+                        self.pending[..take]
+                            .iter()
+                            .position(|r| r.sequence_number == seq)
+                    }),
+                // A function error: Lambda retries the batch whole.
+                Err(_) => Some(0),
+            };
+            match failed_at {
                 None => {
                     self.pending.drain(..take);
                     self.attempts = 0;
@@ -182,8 +188,8 @@ pub async fn drain_shard<F, Fut>(
     handler: F,
 ) -> Result<ShardReport>
 where
-    F: FnMut(KinesisEvent) -> Fut,
-    Fut: Future<Output = KinesisEventResponse>,
+    F: FnMut(Vec<u8>) -> Fut,
+    Fut: Future<Output = Result<KinesisEventResponse, lambda_runtime::Error>>,
 {
     ShardPoller::open(kinesis, stream, stream_arn, shard, settings)
         .await?

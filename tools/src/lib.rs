@@ -14,6 +14,7 @@ pub mod lambda_endpoint;
 pub mod local_run;
 pub mod moto;
 pub mod proxy;
+pub mod runtime;
 pub mod schema_inference;
 pub mod step_functions;
 pub mod telemetry;

@@ -25,6 +25,18 @@ impl CrawlerStatus {
         CrawlerStatus { config, glue }
     }
 
+    /// The function as it runs in Lambda and in the local run: the
+    /// configuration read through `env`, the clients from `aws`.
+    pub fn load(
+        env: impl Fn(&str) -> Option<String>,
+        aws: &aws_config::SdkConfig,
+    ) -> Result<Self, telemetry_lake::config::ConfigError> {
+        Ok(Self::new(
+            CrawlerStatusConfig::from_lookup(env)?,
+            aws_sdk_glue::Client::new(aws),
+        ))
+    }
+
     /// Lambda entry point.
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
         self.process(event.payload).await.map_err(|e| {

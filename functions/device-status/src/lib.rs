@@ -13,23 +13,21 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use aws_lambda_events::event::kafka::KafkaEvent;
-use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
-use aws_lambda_events::event::streams::KinesisEventResponse;
 use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
+use telemetry_lake::change_flag::ChangeFlagStore;
+use telemetry_lake::config::ConfigError;
 use telemetry_lake::dead_letter::{to_json_lines, DeadLetter};
 use telemetry_lake::format::PayloadDecoder;
-use telemetry_lake::lake_writer::{ObjectSink, DEAD_LETTER_EXTENSION};
+use telemetry_lake::lake_writer::{s3_client, ObjectSink, S3Sink, DEAD_LETTER_EXTENSION};
 use telemetry_lake::partition::{object_key, IngestHour, StreamPosition};
 use telemetry_lake::record::Value;
-use telemetry_lake::reference::{ReferenceCache, ReferenceData, ReferenceError};
+use telemetry_lake::reference::{ReferenceCache, ReferenceData, ReferenceError, ReferenceTable};
 use telemetry_lake::schema::Schema;
 use telemetry_lake::sequence;
 use telemetry_lake::status::{status_of, Status};
-use telemetry_lake::stream_batch::{
-    decode_record, kafka_records, kinesis_records, KinesisBatch, SourceRecord, StreamEvent,
-};
+use telemetry_lake::stream_batch::{decode_record, kafka_records, SourceRecord, StreamEvent};
+use telemetry_lake::stream_event::Handled;
 use telemetry_lake::windows::{BatchWindows, WindowSpec};
 
 use crate::config::{DeviceStatusConfig, RecordFields};
@@ -48,7 +46,7 @@ pub struct BatchPlan {
 
 impl BatchPlan {
     /// The plan of a configuration (whose fields were checked at load).
-    pub fn of(config: &DeviceStatusConfig) -> Result<Self, telemetry_lake::config::ConfigError> {
+    pub fn of(config: &DeviceStatusConfig) -> Result<Self, ConfigError> {
         Ok(BatchPlan {
             schema: config.schema.clone(),
             fields: config.fields()?,
@@ -76,16 +74,6 @@ pub struct Aggregated {
     pub by_status: BTreeMap<Status, usize>,
     /// Devices without reference ranges.
     pub unknown_devices: BTreeSet<String>,
-}
-
-/// Decodes, validates, joins and aggregates a Kinesis batch: everything but
-/// the writes.
-pub fn aggregate(
-    records: &[KinesisEventRecord],
-    plan: &BatchPlan,
-    reference: &ReferenceData,
-) -> Aggregated {
-    aggregate_records(kinesis_records(records), plan, reference)
 }
 
 /// Decodes, validates, joins and aggregates records of any source (Kinesis,
@@ -191,6 +179,31 @@ pub enum DeviceStatusError {
     KafkaBatch { offset: String },
 }
 
+impl DeviceStatus<S3Sink> {
+    /// The function as it runs in Lambda and in the local run: the
+    /// configuration read through `env` (the schema from the Glue table
+    /// `SCHEMA_SOURCE` names, if any), the reference table and windows in
+    /// DynamoDB, the change flag and dead letters in S3.
+    pub async fn load(
+        env: impl Fn(&str) -> Option<String>,
+        aws: &aws_config::SdkConfig,
+    ) -> Result<Self, ConfigError> {
+        let config = DeviceStatusConfig::load(env, || aws_sdk_glue::Client::new(aws)).await?;
+        let s3 = s3_client(aws);
+        let dynamodb = aws_sdk_dynamodb::Client::new(aws);
+        let table = ReferenceTable {
+            client: dynamodb.clone(),
+            table: config.reference_table.clone(),
+            key_attribute: config.reference_key_attribute.clone(),
+            metrics: config.metrics.clone(),
+        };
+        let flag = ChangeFlagStore::new(s3.clone(), config.change_flag.clone());
+        let cache = ReferenceCache::new(table, flag, config.change_flag_check);
+        let sink = S3Sink::new(s3, &config.dead_letter_bucket);
+        Self::new(&config, cache, dynamodb, sink)
+    }
+}
+
 impl<S: ObjectSink> DeviceStatus<S> {
     /// Prepares the function.
     pub fn new(
@@ -198,7 +211,7 @@ impl<S: ObjectSink> DeviceStatus<S> {
         cache: ReferenceCache,
         dynamodb: aws_sdk_dynamodb::Client,
         dead_letter_sink: S,
-    ) -> Result<Self, telemetry_lake::config::ConfigError> {
+    ) -> Result<Self, ConfigError> {
         let store = WindowStore {
             client: dynamodb,
             table: config.windows_table.clone(),
@@ -221,88 +234,32 @@ impl<S: ObjectSink> DeviceStatus<S> {
         &self.cache
     }
 
-    /// Handles one Kinesis batch.
+    /// Handles one invocation, as the Lambda runtime delivers it: a Kinesis
+    /// event or an MSK / self-managed Kafka event, read from the
+    /// invocation's JSON by [`StreamEvent`].
+    ///
+    /// Lambda delivers one shard per Kinesis invocation, so the one reported
+    /// failure (a sequence number) is where that shard resumes. Anything of
+    /// a Kafka batch not applied fails the invocation: Lambda retries the
+    /// batch from the same offsets and the per-partition watermarks keep
+    /// every record counted once.
     pub async fn handle(
         &self,
-        event: LambdaEvent<KinesisEvent>,
-    ) -> Result<KinesisEventResponse, lambda_runtime::Error> {
-        let (_, response) = self.process(&event.payload).await?;
-        Ok(response)
-    }
-
-    /// Processes a batch, returning what was done and the Lambda response.
-    /// Lambda delivers one shard per invocation, so the one reported
-    /// failure (a sequence number) is where that shard resumes.
-    pub async fn process(
-        &self,
-        event: &KinesisEvent,
-    ) -> Result<(BatchSummary, KinesisEventResponse), DeviceStatusError> {
-        self.respond(kinesis_records(&event.records)).await
-    }
-
-    /// As [`DeviceStatus::process`], for a batch read by `main`.
-    pub async fn process_batch(
-        &self,
-        batch: &KinesisBatch,
-    ) -> Result<(BatchSummary, KinesisEventResponse), DeviceStatusError> {
-        self.respond(batch.records()).await
-    }
-
-    async fn respond<'e>(
-        &self,
-        records: impl IntoIterator<Item = SourceRecord<'e>>,
-    ) -> Result<(BatchSummary, KinesisEventResponse), DeviceStatusError> {
-        let summary = self.process_records(records).await?;
-        let mut response = KinesisEventResponse::default();
-        if let Some(seq) = &summary.retry_from {
-            response.add_failure(seq.clone());
-        }
-        Ok((summary, response))
-    }
-
-    /// Handles an event of either source, as `main` receives it: a Kinesis
-    /// event, or an MSK / self-managed Kafka event, read straight from the
-    /// invocation's JSON.
-    pub async fn handle_event(
-        &self,
         event: LambdaEvent<StreamEvent>,
-    ) -> Result<serde_json::Value, lambda_runtime::Error> {
+    ) -> Result<Handled<BatchSummary>, lambda_runtime::Error> {
         match event.payload {
             StreamEvent::Kafka(event) => {
-                self.process_kafka(&event).await?;
-                Ok(serde_json::json!({}))
+                let summary = self.process_records(kafka_records(&event)).await?;
+                match summary.retry_from {
+                    None => Ok(Handled::kafka(summary)),
+                    Some(offset) => Err(DeviceStatusError::KafkaBatch { offset }.into()),
+                }
             }
             StreamEvent::Kinesis(batch) => {
-                let (_, response) = self.process_batch(&batch).await?;
-                Ok(serde_json::to_value(response)?)
+                let summary = self.process_records(batch.records()).await?;
+                let retry_from = summary.retry_from.clone();
+                Ok(Handled::kinesis(summary, retry_from.as_deref()))
             }
-        }
-    }
-
-    /// As [`DeviceStatus::handle_event`], for an event already parsed into
-    /// JSON (tests, local runs).
-    pub async fn handle_any(
-        &self,
-        event: LambdaEvent<serde_json::Value>,
-    ) -> Result<serde_json::Value, lambda_runtime::Error> {
-        let (payload, context) = (event.payload, event.context);
-        let event = StreamEvent::from_value(payload)?;
-        self.handle_event(LambdaEvent::new(event, context)).await
-    }
-
-    /// Processes a Kafka batch. Anything not applied fails the invocation:
-    /// Lambda retries the batch from the same offsets and the per-partition
-    /// watermarks keep every record counted once.
-    pub async fn process_kafka(
-        &self,
-        event: &KafkaEvent,
-    ) -> Result<BatchSummary, DeviceStatusError> {
-        let summary = self.process_records(kafka_records(event)).await?;
-        match &summary.retry_from {
-            None => Ok(summary),
-            Some(offset) => Err(DeviceStatusError::KafkaBatch {
-                offset: offset.clone(),
-            }),
         }
     }
 

@@ -18,19 +18,17 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use aws_lambda_events::event::kafka::KafkaEvent;
-use aws_lambda_events::event::kinesis::KinesisEvent;
-use aws_lambda_events::event::streams::KinesisEventResponse;
 use lambda_runtime::LambdaEvent;
 use telemetry_lake::columns::ArrowSchema;
-use telemetry_lake::config::StreamConfig;
+use telemetry_lake::config::{ConfigError, StreamConfig};
 use telemetry_lake::format::PayloadDecoder;
-use telemetry_lake::lake_writer::{write_runs, LakeLayout, ObjectSink};
+use telemetry_lake::glue_schema::load_config;
+use telemetry_lake::lake_writer::{s3_client, write_runs, LakeLayout, ObjectSink, S3Sink};
 use telemetry_lake::parquet_writer::ParquetEncoder;
 use telemetry_lake::stream_batch::{
-    kafka_records, kinesis_records, split_records, BatchCounts, KinesisBatch, Run, SourceRecord,
-    StreamEvent,
+    kafka_records, split_records, BatchCounts, Run, SourceRecord, StreamEvent,
 };
+use telemetry_lake::stream_event::Handled;
 
 /// The function's state, built once per container.
 pub struct KinesisToParquet<S> {
@@ -51,6 +49,20 @@ pub struct BatchSummary {
     pub objects: usize,
     pub bytes: usize,
     pub retry_from: Option<String>,
+}
+
+impl KinesisToParquet<S3Sink> {
+    /// The function as it runs in Lambda and in the local run: the
+    /// configuration read through `env` (the schema from the Glue table
+    /// `SCHEMA_SOURCE` names, if any), objects written to S3.
+    pub async fn load(
+        env: impl Fn(&str) -> Option<String>,
+        aws: &aws_config::SdkConfig,
+    ) -> Result<Self, ConfigError> {
+        let config = load_config(env, || aws_sdk_glue::Client::new(aws)).await?;
+        let sink = S3Sink::new(s3_client(aws), &config.lake_bucket);
+        Ok(Self::new(config, sink))
+    }
 }
 
 impl<S: ObjectSink> KinesisToParquet<S> {
@@ -77,81 +89,35 @@ impl<S: ObjectSink> KinesisToParquet<S> {
         }
     }
 
-    /// Handles one Kinesis batch.
+    /// Handles one invocation, as the Lambda runtime delivers it: a Kinesis
+    /// event (`Records`) or an MSK / self-managed Kafka event (`records` by
+    /// topic-partition), read from the invocation's JSON by [`StreamEvent`].
     pub async fn handle(
         &self,
-        event: LambdaEvent<KinesisEvent>,
-    ) -> Result<KinesisEventResponse, lambda_runtime::Error> {
-        let (_, response) = self.process(&event.payload).await;
-        Ok(response)
-    }
-
-    /// Handles an event of either source, as `main` receives it: a Kinesis
-    /// event (`Records`) or an MSK / self-managed Kafka event (`records` by
-    /// topic-partition), read straight from the invocation's JSON.
-    pub async fn handle_event(
-        &self,
         event: LambdaEvent<StreamEvent>,
-    ) -> Result<serde_json::Value, lambda_runtime::Error> {
+    ) -> Result<Handled<BatchSummary>, lambda_runtime::Error> {
         match event.payload {
             StreamEvent::Kafka(event) => {
-                self.process_kafka(&event).await?;
-                Ok(serde_json::json!({}))
+                let summary = self.write_records(kafka_records(&event)).await;
+                match &summary.retry_from {
+                    None => Ok(Handled::kafka(summary)),
+                    Some(_) => Err(KafkaBatchError { summary }.into()),
+                }
             }
             StreamEvent::Kinesis(batch) => {
-                let (_, response) = self.process_batch(&batch).await;
-                Ok(serde_json::to_value(response)?)
+                let summary = self.write_records(batch.records()).await;
+                let retry_from = summary.retry_from.clone();
+                Ok(Handled::kinesis(summary, retry_from.as_deref()))
             }
         }
     }
 
-    /// As [`KinesisToParquet::handle_event`], for an event already parsed
-    /// into JSON (tests, local runs).
-    pub async fn handle_any(
-        &self,
-        event: LambdaEvent<serde_json::Value>,
-    ) -> Result<serde_json::Value, lambda_runtime::Error> {
-        let (payload, context) = (event.payload, event.context);
-        let event = StreamEvent::from_value(payload)?;
-        self.handle_event(LambdaEvent::new(event, context)).await
-    }
-
-    /// Processes a Kafka batch. Runs that could not be written fail the whole
-    /// batch so Lambda retries it; every rewritten object keeps its key.
-    pub async fn process_kafka(&self, event: &KafkaEvent) -> Result<BatchSummary, KafkaBatchError> {
-        let records = kafka_records(event);
-        let (runs, counts) = split_records(records, &self.decoder, &self.arrow_schema);
-        let summary = self.write(runs, counts).await;
-        match &summary.retry_from {
-            None => Ok(summary),
-            Some(_) => Err(KafkaBatchError { summary }),
-        }
-    }
-
-    /// Processes a batch, returning what was done and the Lambda response.
-    pub async fn process(&self, event: &KinesisEvent) -> (BatchSummary, KinesisEventResponse) {
-        self.respond(kinesis_records(&event.records)).await
-    }
-
-    /// As [`KinesisToParquet::process`], for a batch read by `main`.
-    pub async fn process_batch(
-        &self,
-        batch: &KinesisBatch,
-    ) -> (BatchSummary, KinesisEventResponse) {
-        self.respond(batch.records()).await
-    }
-
-    async fn respond<'e>(
+    async fn write_records<'e>(
         &self,
         records: impl IntoIterator<Item = SourceRecord<'e>>,
-    ) -> (BatchSummary, KinesisEventResponse) {
+    ) -> BatchSummary {
         let (runs, counts) = split_records(records, &self.decoder, &self.arrow_schema);
-        let summary = self.write(runs, counts).await;
-        let mut response = KinesisEventResponse::default();
-        if let Some(seq) = &summary.retry_from {
-            response.add_failure(seq.clone());
-        }
-        (summary, response)
+        self.write(runs, counts).await
     }
 
     async fn write(&self, runs: Vec<Run>, counts: BatchCounts) -> BatchSummary {

@@ -27,6 +27,12 @@ impl QueryStatus {
         QueryStatus { athena }
     }
 
+    /// The function as it runs in Lambda and in the local run (it has no
+    /// configuration): the Athena client from `aws`.
+    pub fn load(aws: &aws_config::SdkConfig) -> Self {
+        Self::new(aws_sdk_athena::Client::new(aws))
+    }
+
     /// Lambda entry point.
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
         self.process(event.payload).await.map_err(|e| {

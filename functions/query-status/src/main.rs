@@ -7,6 +7,6 @@ use query_status::QueryStatus;
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let aws = aws_config::load_from_env().await;
-    let function = QueryStatus::new(aws_sdk_athena::Client::new(&aws));
+    let function = QueryStatus::load(&aws);
     lambda_runtime::run(service_fn(|event: LambdaEvent<_>| function.handle(event))).await
 }

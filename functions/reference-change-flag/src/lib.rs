@@ -4,14 +4,13 @@
 //! probe the flag and reload their reference cache when it moved; the flag is
 //! never deleted, so every consumer instance sees every change.
 
-use std::env;
-
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use chrono::Utc;
 use lambda_runtime::LambdaEvent;
 use serde_json::Value;
 use telemetry_lake::change_flag::{ChangeFlag, ChangeFlagStore, FlagError, FlagLocation};
 use telemetry_lake::config::ConfigError;
+use telemetry_lake::lake_writer::s3_client;
 
 /// Bucket of the change flag.
 pub const CHANGE_FLAG_BUCKET: &str = "CHANGE_FLAG_BUCKET";
@@ -20,12 +19,8 @@ pub const CHANGE_FLAG_KEY: &str = "CHANGE_FLAG_KEY";
 /// Default of [`CHANGE_FLAG_KEY`], the same as `device-status`'s.
 pub const DEFAULT_CHANGE_FLAG_KEY: &str = "reference/change-flag.json";
 
-/// Where the flag lives, from [`CHANGE_FLAG_BUCKET`] and [`CHANGE_FLAG_KEY`].
-pub fn location_from_env() -> Result<FlagLocation, ConfigError> {
-    location_from_lookup(|name| env::var(name).ok())
-}
-
-/// Where the flag lives, read through `get`.
+/// Where the flag lives, from [`CHANGE_FLAG_BUCKET`] and [`CHANGE_FLAG_KEY`]
+/// read through `get`.
 pub fn location_from_lookup(
     get: impl Fn(&str) -> Option<String>,
 ) -> Result<FlagLocation, ConfigError> {
@@ -80,6 +75,16 @@ impl ReferenceChangeFlag {
     /// The function writing the flag through `store`.
     pub fn new(store: ChangeFlagStore) -> Self {
         ReferenceChangeFlag { store }
+    }
+
+    /// The function as it runs in Lambda and in the local run: the flag's
+    /// location read through `env`, the flag written to S3.
+    pub fn load(
+        env: impl Fn(&str) -> Option<String>,
+        aws: &aws_config::SdkConfig,
+    ) -> Result<Self, ConfigError> {
+        let location = location_from_lookup(env)?;
+        Ok(Self::new(ChangeFlagStore::new(s3_client(aws), location)))
     }
 
     /// Handles one DynamoDB stream batch.

@@ -1,8 +1,6 @@
 //! The scheduler's configuration, read from the environment at cold start.
 //! A missing or malformed value fails the cold start naming the variable.
 
-use std::env;
-
 use chrono::Duration;
 use telemetry_lake::config::ConfigError;
 use telemetry_lake::env::{positive, required};
@@ -45,11 +43,6 @@ pub struct SchedulerConfig {
 }
 
 impl SchedulerConfig {
-    /// Reads the configuration from the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| env::var(name).ok())
-    }
-
     /// Reads the configuration through `get`, which returns a variable's value.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let positive = |name: &'static str, default: usize| match positive(&get, name, default)? {

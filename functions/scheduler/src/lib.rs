@@ -41,7 +41,9 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use lambda_runtime::LambdaEvent;
 use serde::Serialize;
-use telemetry_lake::providers::{ProviderSettings, ProviderSource, SourceError, Written};
+use telemetry_lake::providers::{
+    DynamoProviders, ProviderSettings, ProviderSource, SourceError, Written,
+};
 use telemetry_lake::schedule::{decide, execution_arn, execution_name, slot, Decision};
 
 use crate::config::SchedulerConfig;
@@ -152,6 +154,29 @@ enum Task {
     Start(ProviderSettings),
     Resume(ProviderSettings),
     Reconcile(ProviderSettings, String),
+}
+
+/// The SDK's first retry backoff of the scheduler's clients; it doubles
+/// (with jitter) per retry.
+pub const INITIAL_BACKOFF: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Scheduler<DynamoProviders> {
+    /// The function as it runs in Lambda and in the local run: the
+    /// configuration read through `env`, providers in DynamoDB, executions
+    /// in Step Functions, both clients retrying `AWS_MAX_ATTEMPTS` times.
+    pub fn load(
+        env: impl Fn(&str) -> Option<String>,
+        aws: &aws_config::SdkConfig,
+    ) -> Result<Self, telemetry_lake::config::ConfigError> {
+        let config = SchedulerConfig::from_lookup(env)?;
+        let attempts = config.aws_max_attempts;
+        let source = DynamoProviders::new(
+            dynamodb_client(aws, attempts, INITIAL_BACKOFF),
+            &config.providers_table,
+        );
+        let sfn = sfn_client(aws, attempts, INITIAL_BACKOFF);
+        Ok(Scheduler::new(config, source, sfn))
+    }
 }
 
 impl<S: ProviderSource> Scheduler<S> {

@@ -60,6 +60,18 @@ impl StartCrawler {
         StartCrawler { config, glue }
     }
 
+    /// The function as it runs in Lambda and in the local run: the
+    /// configuration read through `env`, the clients from `aws`.
+    pub fn load(
+        env: impl Fn(&str) -> Option<String>,
+        aws: &aws_config::SdkConfig,
+    ) -> Result<Self, telemetry_lake::config::ConfigError> {
+        Ok(Self::new(
+            StartCrawlerConfig::from_lookup(env)?,
+            aws_sdk_glue::Client::new(aws),
+        ))
+    }
+
     /// Lambda entry point.
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<RunPlan, Diagnostic> {
         self.process(event.payload).await.map_err(|e| {

@@ -46,6 +46,18 @@ impl StartQueries {
         StartQueries { config, athena }
     }
 
+    /// The function as it runs in Lambda and in the local run: the
+    /// configuration read through `env`, the clients from `aws`.
+    pub fn load(
+        env: impl Fn(&str) -> Option<String>,
+        aws: &aws_config::SdkConfig,
+    ) -> Result<Self, telemetry_lake::config::ConfigError> {
+        Ok(Self::new(
+            StartQueriesConfig::from_lookup(env)?,
+            aws_sdk_athena::Client::new(aws),
+        ))
+    }
+
     /// Lambda entry point.
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
         self.process(event.payload).await.map_err(|e| {

@@ -4,24 +4,20 @@
 //! machines' tasks served on the local Lambda endpoint.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use crawler_status::CrawlerStatus;
-use device_status::config::DeviceStatusConfig;
 use device_status::DeviceStatus;
 use kinesis_to_parquet::KinesisToParquet;
+use lambda_runtime::{Context, LambdaEvent};
 use query_status::QueryStatus;
 use reference_change_flag::ReferenceChangeFlag;
-use scheduler::config::SchedulerConfig;
 use scheduler::Scheduler;
 use start_crawler::StartCrawler;
 use start_queries::StartQueries;
-use telemetry_lake::change_flag::ChangeFlagStore;
-use telemetry_lake::config::StreamConfig;
 use telemetry_lake::lake_writer::S3Sink;
 use telemetry_lake::providers::DynamoProviders;
-use telemetry_lake::reference::{ReferenceCache, ReferenceTable};
 use telemetry_lake::repartition_config::{
     CrawlerStatusConfig, StartCrawlerConfig, StartQueriesConfig, CRAWLER_WAIT_SECONDS,
     QUERY_WAIT_SECONDS,
@@ -29,7 +25,7 @@ use telemetry_lake::repartition_config::{
 
 use super::stack::{ids, Stack};
 use crate::lambda_endpoint::LambdaEndpoint;
-use crate::moto::{s3_client, sdk_config};
+use crate::moto::sdk_config;
 
 /// Where the local run departs from the template's environment, and why:
 /// the reference change must be seen by the next batch, not a minute
@@ -39,9 +35,6 @@ pub const OVERRIDES: &[(&str, &str, &str)] = &[
     (ids::START_CRAWLER, CRAWLER_WAIT_SECONDS, "1"),
     (ids::START_CRAWLER, QUERY_WAIT_SECONDS, "1"),
 ];
-
-/// The SDK's first retry backoff in the scheduler (as in its `main`).
-const SCHEDULER_BACKOFF: Duration = Duration::from_millis(200);
 
 /// A function's environment: the template's, with [`OVERRIDES`].
 pub fn environment(stack: &Stack, function_id: &str) -> BTreeMap<String, String> {
@@ -53,8 +46,14 @@ pub fn environment(stack: &Stack, function_id: &str) -> BTreeMap<String, String>
     stack.environment(function_id, &overrides)
 }
 
-fn lookup(env: BTreeMap<String, String>) -> impl Fn(&str) -> Option<String> {
-    move |k| env.get(k).cloned()
+/// A variable's value in a function's environment.
+type Lookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// A function's environment as the lookup its `load` reads (shared by the
+/// invocations of a task, each of which loads the function as a cold start
+/// does).
+fn lookup(env: BTreeMap<String, String>) -> Lookup {
+    Arc::new(move |k| env.get(k).cloned())
 }
 
 /// The functions the pollers and the scheduler ticks call in process.
@@ -69,45 +68,22 @@ impl Consumers {
     /// Builds the four functions from the template, on moto.
     pub async fn new(stack: &Stack) -> Result<Self> {
         let sdk = sdk_config(&stack.endpoint, &stack.ctx.region).await;
-        let s3 = s3_client(&sdk);
-        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-
-        let config = StreamConfig::from_lookup(lookup(environment(stack, ids::KINESIS_TO_PARQUET)))
-            .context("kinesis-to-parquet's environment in the template")?;
-        let sink = S3Sink::new(s3.clone(), &config.lake_bucket);
-        let kinesis_to_parquet = KinesisToParquet::new(config, sink);
-
-        let config =
-            DeviceStatusConfig::from_lookup(lookup(environment(stack, ids::DEVICE_STATUS)))
+        let kinesis_to_parquet =
+            KinesisToParquet::load(&*lookup(environment(stack, ids::KINESIS_TO_PARQUET)), &sdk)
+                .await
+                .context("kinesis-to-parquet's environment in the template")?;
+        let device_status =
+            DeviceStatus::load(&*lookup(environment(stack, ids::DEVICE_STATUS)), &sdk)
+                .await
                 .context("device-status's environment in the template")?;
-        let table = ReferenceTable {
-            client: dynamodb.clone(),
-            table: config.reference_table.clone(),
-            key_attribute: config.reference_key_attribute.clone(),
-            metrics: config.metrics.clone(),
-        };
-        let flag = ChangeFlagStore::new(s3.clone(), config.change_flag.clone());
-        let cache = ReferenceCache::new(table, flag, config.change_flag_check);
-        let sink = S3Sink::new(s3.clone(), &config.dead_letter_bucket);
-        let device_status = DeviceStatus::new(&config, cache, dynamodb, sink)
-            .context("device-status's configuration")?;
 
-        let location = reference_change_flag::location_from_lookup(lookup(environment(
-            stack,
-            ids::REFERENCE_CHANGE_FLAG,
-        )))
+        let reference_change_flag = ReferenceChangeFlag::load(
+            &*lookup(environment(stack, ids::REFERENCE_CHANGE_FLAG)),
+            &sdk,
+        )
         .context("reference-change-flag's environment in the template")?;
-        let reference_change_flag = ReferenceChangeFlag::new(ChangeFlagStore::new(s3, location));
-
-        let config = SchedulerConfig::from_lookup(lookup(environment(stack, ids::SCHEDULER)))
+        let scheduler = Scheduler::load(&*lookup(environment(stack, ids::SCHEDULER)), &sdk)
             .context("the scheduler's environment in the template")?;
-        let attempts = config.aws_max_attempts;
-        let source = DynamoProviders::new(
-            scheduler::dynamodb_client(&sdk, attempts, SCHEDULER_BACKOFF),
-            &config.providers_table,
-        );
-        let sfn = scheduler::sfn_client(&sdk, attempts, SCHEDULER_BACKOFF);
-        let scheduler = Scheduler::new(config, source, sfn);
         Ok(Consumers {
             kinesis_to_parquet,
             device_status,
@@ -128,37 +104,44 @@ pub fn serve_workflow_tasks(lambda: &LambdaEndpoint, stack: &Stack) -> Result<()
         async move { sdk_config(&endpoint, &region).await }
     };
 
-    let config = StartCrawlerConfig::from_lookup(lookup(environment(stack, ids::START_CRAWLER)))
+    // Each configuration is read once here, so that a bad one stops the
+    // run before any task is invoked.
+    let env = lookup(environment(stack, ids::START_CRAWLER));
+    StartCrawlerConfig::from_lookup(&*env)
         .context("start-crawler's environment in the template")?;
     let sdk = clients.clone();
     lambda.register(&stack.name(ids::START_CRAWLER), move |input| {
-        let (config, sdk) = (config.clone(), sdk.clone());
+        let (env, sdk) = (env.clone(), sdk.clone());
         async move {
-            let glue = aws_sdk_glue::Client::new(&sdk().await);
-            let plan = StartCrawler::new(config, glue).process(input).await?;
+            let f = StartCrawler::load(&*env, &sdk().await).map_err(|e| e.to_string())?;
+            let plan = f
+                .handle(LambdaEvent::new(input, Context::default()))
+                .await?;
             Ok(serde_json::to_value(plan).unwrap_or_default())
         }
     });
 
-    let config = CrawlerStatusConfig::from_lookup(lookup(environment(stack, ids::CRAWLER_STATUS)))
+    let env = lookup(environment(stack, ids::CRAWLER_STATUS));
+    CrawlerStatusConfig::from_lookup(&*env)
         .context("crawler-status's environment in the template")?;
     let sdk = clients.clone();
     lambda.register(&stack.name(ids::CRAWLER_STATUS), move |input| {
-        let (config, sdk) = (config.clone(), sdk.clone());
+        let (env, sdk) = (env.clone(), sdk.clone());
         async move {
-            let glue = aws_sdk_glue::Client::new(&sdk().await);
-            Ok(CrawlerStatus::new(config, glue).process(input).await?)
+            let f = CrawlerStatus::load(&*env, &sdk().await).map_err(|e| e.to_string())?;
+            f.handle(LambdaEvent::new(input, Context::default())).await
         }
     });
 
-    let config = StartQueriesConfig::from_lookup(lookup(environment(stack, ids::START_QUERIES)))
+    let env = lookup(environment(stack, ids::START_QUERIES));
+    StartQueriesConfig::from_lookup(&*env)
         .context("start-queries's environment in the template")?;
     let sdk = clients.clone();
     lambda.register(&stack.name(ids::START_QUERIES), move |input| {
-        let (config, sdk) = (config.clone(), sdk.clone());
+        let (env, sdk) = (env.clone(), sdk.clone());
         async move {
-            let athena = aws_sdk_athena::Client::new(&sdk().await);
-            Ok(StartQueries::new(config, athena).process(input).await?)
+            let f = StartQueries::load(&*env, &sdk().await).map_err(|e| e.to_string())?;
+            f.handle(LambdaEvent::new(input, Context::default())).await
         }
     });
 
@@ -166,8 +149,8 @@ pub fn serve_workflow_tasks(lambda: &LambdaEndpoint, stack: &Stack) -> Result<()
     lambda.register(&stack.name(ids::QUERY_STATUS), move |input| {
         let sdk = sdk.clone();
         async move {
-            let athena = aws_sdk_athena::Client::new(&sdk().await);
-            Ok(QueryStatus::new(athena).process(input).await?)
+            let f = QueryStatus::load(&sdk().await);
+            f.handle(LambdaEvent::new(input, Context::default())).await
         }
     });
     Ok(())

@@ -7,8 +7,8 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::time::Duration as StdDuration;
 
+use crate::runtime::invoke;
 use anyhow::{Context as _, Result};
-use aws_lambda_events::event::streams::KinesisEventResponse;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use device_status::config::DeviceStatusConfig;
@@ -377,15 +377,16 @@ impl Feed<'_> {
                 reports.push(
                     poller
                         .drain(kinesis, |event| async move {
-                            let n = event.records.len();
-                            let (s, response) = consumers.kinesis_to_parquet.process(&event).await;
+                            let out =
+                                invoke(&event, |e| consumers.kinesis_to_parquet.handle(e)).await?;
+                            let s = &out.summary;
                             counts.good.set(counts.good.get() + s.good);
                             counts.bad.set(counts.bad.get() + s.bad);
-                            if response.batch_item_failures.is_empty() {
-                                counts.k2p_records.set(counts.k2p_records.get() + n);
+                            if out.response.batch_item_failures.is_empty() {
+                                counts.k2p_records.set(counts.k2p_records.get() + s.records);
                             }
                             show();
-                            response
+                            Ok(out.response)
                         })
                         .await?,
                 );
@@ -398,27 +399,16 @@ impl Feed<'_> {
                 reports.push(
                     poller
                         .drain(kinesis, |event| async move {
-                            let n = event.records.len();
-                            let response = match consumers.device_status.process(&event).await {
-                                Ok((_, response)) => response,
-                                // The whole batch failed: Lambda retries it.
-                                Err(_) => {
-                                    let mut r = KinesisEventResponse::default();
-                                    if let Some(seq) = event
-                                        .records
-                                        .first()
-                                        .map(|r| r.kinesis.sequence_number.clone())
-                                    {
-                                        r.add_failure(seq);
-                                    }
-                                    r
-                                }
-                            };
-                            if response.batch_item_failures.is_empty() {
-                                counts.ds_records.set(counts.ds_records.get() + n);
+                            // An error (no reference data) fails the batch:
+                            // the poller retries it whole, as Lambda does.
+                            let out = invoke(&event, |e| consumers.device_status.handle(e)).await?;
+                            if out.response.batch_item_failures.is_empty() {
+                                counts
+                                    .ds_records
+                                    .set(counts.ds_records.get() + out.summary.records);
                             }
                             show();
-                            response
+                            Ok(out.response)
                         })
                         .await?,
                 );
