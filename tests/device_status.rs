@@ -13,10 +13,6 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodbstreams::types::ShardIteratorType;
 use chrono::{NaiveDateTime, TimeZone, Utc};
-use device_status::config::{
-    DeviceStatusConfig, CHANGE_FLAG_BUCKET, CHANGE_FLAG_CHECK_SECONDS, DEAD_LETTER_BUCKET,
-    REFERENCE_TABLE, WINDOWS_TABLE, WRITE_CONCURRENCY,
-};
 use device_status::DeviceStatus;
 use integration_tests::{
     moto, s3_client, sdk_config, unique, Fault, FaultProxy, StreamFunction, REGION,
@@ -24,11 +20,18 @@ use integration_tests::{
 use lake_tools::kinesis_event::{sequence_number, stream_arn, StreamRecord};
 use reference_change_flag::ReferenceChangeFlag;
 use serde_json::{json, Value};
-use telemetry_lake::change_flag::{ChangeFlag, ChangeFlagStore, FlagLocation, Probe};
-use telemetry_lake::config::SCHEMA;
-use telemetry_lake::dead_letter::DeadLetter;
-use telemetry_lake::lake_writer::S3Sink;
-use telemetry_lake::reference::{ReferenceCache, ReferenceTable};
+use telemetry_lake::config::vars::SCHEMA;
+use telemetry_lake::config::vars::{
+    CHANGE_FLAG_BUCKET, CHANGE_FLAG_CHECK_SECONDS, DEAD_LETTER_BUCKET, REFERENCE_TABLE,
+    WINDOWS_TABLE, WRITE_CONCURRENCY,
+};
+use telemetry_lake::device_status::change_flag::{
+    ChangeFlag, ChangeFlagStore, FlagLocation, Probe,
+};
+use telemetry_lake::device_status::config::DeviceStatusConfig;
+use telemetry_lake::device_status::reference::{ReferenceCache, ReferenceTable};
+use telemetry_lake::lake::writer::S3Sink;
+use telemetry_lake::stream::dead_letter::DeadLetter;
 
 const SCHEMA_JSON: &str = include_str!("../config/ventilator.schema.json");
 const FLAG_KEY: &str = "reference/change-flag.json";
@@ -677,7 +680,7 @@ fn csv_line(r: &Reading) -> String {
 
 /// A KPL aggregated record (magic, protobuf, MD5) of `payloads`.
 fn kpl_record(payloads: &[Vec<u8>]) -> Vec<u8> {
-    use telemetry_lake::kpl::{frame, AggregatedRecord, UserRecord};
+    use telemetry_lake::stream::kpl::{frame, AggregatedRecord, UserRecord};
     frame(&AggregatedRecord {
         partition_key_table: vec!["pk".into()],
         explicit_hash_key_table: Vec::new(),

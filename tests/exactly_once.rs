@@ -34,9 +34,9 @@ use lake_tools::kinesis_event::{sequence_number, stream_arn, StreamRecord};
 use lake_tools::lake_reader;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence, RngSeed};
+use telemetry_lake::config::schema::Schema;
 use telemetry_lake::config::StreamConfig;
-use telemetry_lake::lake_writer::S3Sink;
-use telemetry_lake::schema::Schema;
+use telemetry_lake::lake::writer::S3Sink;
 
 const SCHEMA_JSON: &str = include_str!("../config/ventilator.schema.json");
 
@@ -300,7 +300,7 @@ async fn kinesis_to_parquet_case(case: &Case) -> Result<(), TestCaseError> {
         schema: Schema::parse(SCHEMA_JSON).expect("schema"),
         max_payload_bytes: 1 << 20,
         write_concurrency: 1,
-        format: telemetry_lake::format::Format::Json,
+        format: telemetry_lake::stream::format::Format::Json,
     };
     let f = KinesisToParquet::new(config, S3Sink::new(s3_client(&sdk), &bucket));
 

@@ -20,9 +20,9 @@ use lake_tools::kinesis_event::{sequence_number, stream_arn, StreamRecord};
 use lake_tools::lake_reader;
 use lake_tools::runtime::invoke;
 use telemetry_lake::config::StreamConfig;
-use telemetry_lake::dead_letter::{DeadLetter, Scope};
-use telemetry_lake::kpl::{self, AggregatedRecord, UserRecord};
-use telemetry_lake::lake_writer::S3Sink;
+use telemetry_lake::lake::writer::S3Sink;
+use telemetry_lake::stream::dead_letter::{DeadLetter, Scope};
+use telemetry_lake::stream::kpl::{self, AggregatedRecord, UserRecord};
 
 const LAKE_PREFIX: &str = "raw/metrics";
 const DL_PREFIX: &str = "dead-letters/metrics";
@@ -769,7 +769,7 @@ async fn the_schema_is_read_from_a_glue_table_and_used_for_csv() {
     .into_iter()
     .collect();
     let config =
-        telemetry_lake::glue_schema::load_config(|k| vars.get(k).cloned(), || glue.clone())
+        telemetry_lake::config::glue_schema::load_config(|k| vars.get(k).cloned(), || glue.clone())
             .await
             .expect("schema from Glue");
     let names: Vec<String> = config
@@ -811,10 +811,12 @@ async fn the_schema_is_read_from_a_glue_table_and_used_for_csv() {
     // A table that does not exist fails the cold start, naming it.
     let mut missing = vars.clone();
     missing.insert("SCHEMA_SOURCE", format!("glue:{database}.nope"));
-    let err =
-        telemetry_lake::glue_schema::load_config(|k| missing.get(k).cloned(), || glue.clone())
-            .await
-            .unwrap_err();
+    let err = telemetry_lake::config::glue_schema::load_config(
+        |k| missing.get(k).cloned(),
+        || glue.clone(),
+    )
+    .await
+    .unwrap_err();
     assert!(
         err.to_string().contains(&format!("{database}.nope")),
         "{err}"

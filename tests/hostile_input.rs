@@ -23,16 +23,18 @@ use lake_tools::kinesis_event::{sequence_number, stream_arn, StreamRecord};
 use lake_tools::lake_reader;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence, RngAlgorithm};
+use telemetry_lake::config::schema::Schema;
 use telemetry_lake::config::StreamConfig;
-use telemetry_lake::dates::{resolve, DateError, DateRequest};
-use telemetry_lake::decode::{decompress, Codec, DecodeError};
-use telemetry_lake::format::{Format, PayloadDecoder};
-use telemetry_lake::lake_writer::S3Sink;
-use telemetry_lake::partition::{object_key, IngestHour, StreamPosition};
-use telemetry_lake::repartition::{Repartition, SqlError, SqlTemplate, Tables, DEFAULT_TEMPLATE};
-use telemetry_lake::schedule::execution_name;
-use telemetry_lake::schema::Schema;
-use telemetry_lake::stream_batch::decode_payload;
+use telemetry_lake::lake::keys::{object_key, IngestHour, StreamPosition};
+use telemetry_lake::lake::writer::S3Sink;
+use telemetry_lake::repartition::dates::{resolve, DateError, DateRequest};
+use telemetry_lake::repartition::queries::{
+    Repartition, SqlError, SqlTemplate, Tables, DEFAULT_TEMPLATE,
+};
+use telemetry_lake::scheduler::schedule::execution_name;
+use telemetry_lake::stream::decompress::{decompress, Codec, DecodeError};
+use telemetry_lake::stream::format::{Format, PayloadDecoder};
+use telemetry_lake::stream::source::decode_payload;
 
 const SCHEMA_JSON: &str = include_str!("../config/ventilator.schema.json");
 /// Kinesis' record limit, the functions' default cap.
@@ -146,7 +148,7 @@ fn compression_bombs_are_stopped_by_the_decompressed_size_cap() {
             packed.len()
         );
         // The decoder stops at the cap: the error names the limit and codec,
-        // and it read at most cap + 1 bytes (`take(cap + 1)` in decode.rs).
+        // and it read at most cap + 1 bytes (`take(cap + 1)` in stream/decompress.rs).
         assert_eq!(
             decompress(&packed, CAP),
             Err(DecodeError::TooLarge {
@@ -627,7 +629,7 @@ fn hostile_table_names_are_rejected_and_rendered_sql_holds_only_dates() {
         (chrono::NaiveDate::MAX, chrono::NaiveDate::MAX),
     ] {
         let sql = r
-            .render(telemetry_lake::dates::DateRange { from, to })
+            .render(telemetry_lake::repartition::dates::DateRange { from, to })
             .expect("render");
         let timestamps: Vec<&str> = sql
             .split("TIMESTAMP '")

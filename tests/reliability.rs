@@ -33,16 +33,18 @@ use reference_change_flag::ReferenceChangeFlag;
 use serde_json::json;
 use start_crawler::StartCrawler;
 use start_queries::StartQueries;
-use telemetry_lake::change_flag::{ChangeFlagStore, FlagLocation};
-use telemetry_lake::config::StreamConfig;
-use telemetry_lake::lake_writer::S3Sink;
-use telemetry_lake::repartition_config::{
-    CrawlerStatusConfig, StartCrawlerConfig, StartQueriesConfig, ATHENA_WORKGROUP, GLUE_DATABASE,
-    RAW_CRAWLER_NAME, REFERENCE_TABLE as ATHENA_REFERENCE_TABLE, SOURCE_TABLE, TARGET_TABLE,
-    TRANSFORMED_CRAWLER_NAME,
+use telemetry_lake::config::schema::Schema;
+use telemetry_lake::config::vars::{
+    ATHENA_WORKGROUP, GLUE_DATABASE, RAW_CRAWLER_NAME, REFERENCE_TABLE as ATHENA_REFERENCE_TABLE,
+    SOURCE_TABLE, TARGET_TABLE, TRANSFORMED_CRAWLER_NAME,
 };
-use telemetry_lake::schema::Schema;
-use telemetry_lake::task_error::TaskError;
+use telemetry_lake::config::StreamConfig;
+use telemetry_lake::device_status::change_flag::{ChangeFlagStore, FlagLocation};
+use telemetry_lake::lake::writer::S3Sink;
+use telemetry_lake::repartition::config::{
+    CrawlerStatusConfig, StartCrawlerConfig, StartQueriesConfig,
+};
+use telemetry_lake::repartition::task_error::TaskError;
 
 const SCHEMA_JSON: &str = include_str!("../config/ventilator.schema.json");
 /// SDK attempts per call: the transient phase fails one in two calls, so a
@@ -119,7 +121,7 @@ async fn kinesis_to_parquet_loses_and_duplicates_nothing_under_every_fault() {
             max_payload_bytes: 1 << 20,
             // One PUT at a time: which call a fault hits is known.
             write_concurrency: 1,
-            format: telemetry_lake::format::Format::Json,
+            format: telemetry_lake::stream::format::Format::Json,
         };
         let f = KinesisToParquet::new(config, S3Sink::new(s3_client(&sdk), &bucket));
         let batch = |first: u64, ids: std::ops::RangeInclusive<i64>| {
@@ -518,7 +520,7 @@ async fn the_scheduler_starts_each_due_provider_once_under_every_fault() {
         .await;
         let proxy = FaultProxy::start(moto()).await;
         let faulty = sdk_config_with(&proxy.endpoint, ATTEMPTS, ATTEMPT_TIMEOUT).await;
-        let config = scheduler::config::SchedulerConfig {
+        let config = telemetry_lake::scheduler::config::SchedulerConfig {
             providers_table: table.clone(),
             state_machine_arn: machine.clone(),
             schedule_period: chrono::Duration::minutes(15),
@@ -529,7 +531,7 @@ async fn the_scheduler_starts_each_due_provider_once_under_every_fault() {
         let backoff = std::time::Duration::from_millis(10);
         let s = scheduler::Scheduler::new(
             config.clone(),
-            telemetry_lake::providers::DynamoProviders::new(
+            telemetry_lake::scheduler::providers::DynamoProviders::new(
                 scheduler::dynamodb_client(&faulty, ATTEMPTS, backoff),
                 &table,
             ),

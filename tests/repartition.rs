@@ -24,17 +24,20 @@ use query_status::QueryStatus;
 use serde_json::{json, Value};
 use start_crawler::StartCrawler;
 use start_queries::StartQueries;
-use telemetry_lake::config::StreamConfig;
-use telemetry_lake::dates::DateRange;
-use telemetry_lake::lake_writer::S3Sink;
-use telemetry_lake::repartition::client_request_token;
-use telemetry_lake::repartition_config::{
-    CrawlerStatusConfig, StartCrawlerConfig, StartQueriesConfig, ATHENA_WORKGROUP,
-    CRAWLER_WAIT_SECONDS, GLUE_DATABASE, MAX_CRAWLER_POLLS, MAX_QUERY_POLLS, QUERY_WAIT_SECONDS,
-    RAW_CRAWLER_NAME, REFERENCE_TABLE, SOURCE_TABLE, TARGET_TABLE, TRANSFORMED_CRAWLER_NAME,
+use telemetry_lake::config::schema::Schema;
+use telemetry_lake::config::vars::{
+    ATHENA_WORKGROUP, CRAWLER_WAIT_SECONDS, GLUE_DATABASE, MAX_CRAWLER_POLLS, MAX_QUERY_POLLS,
+    QUERY_WAIT_SECONDS, RAW_CRAWLER_NAME, REFERENCE_TABLE, SOURCE_TABLE, TARGET_TABLE,
+    TRANSFORMED_CRAWLER_NAME,
 };
-use telemetry_lake::schema::Schema;
-use telemetry_lake::task_error::TaskError;
+use telemetry_lake::config::StreamConfig;
+use telemetry_lake::lake::writer::S3Sink;
+use telemetry_lake::repartition::config::{
+    CrawlerStatusConfig, StartCrawlerConfig, StartQueriesConfig,
+};
+use telemetry_lake::repartition::dates::DateRange;
+use telemetry_lake::repartition::queries::client_request_token;
+use telemetry_lake::repartition::task_error::TaskError;
 
 const DATABASE: &str = "telemetry";
 const SOURCE: &str = "ventilator_metrics";
@@ -723,7 +726,7 @@ async fn write_lake(s3: &aws_sdk_s3::Client, bucket: &str, readings: &[Reading])
         schema: Schema::parse(include_str!("../config/ventilator.schema.json")).expect("schema"),
         max_payload_bytes: 1 << 20,
         write_concurrency: 4,
-        format: telemetry_lake::format::Format::Json,
+        format: telemetry_lake::stream::format::Format::Json,
     };
     let f = KinesisToParquet::new(config, S3Sink::new(s3.clone(), bucket));
     let (summary, response) = f.invoke(&event).await.expect("invoked");

@@ -17,11 +17,11 @@ use integration_tests::{
     unique, wait_for_execution, Fault, FaultProxy, REGION,
 };
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
-use scheduler::config::SchedulerConfig;
 use scheduler::{dynamodb_client, sfn_client, ScheduleSummary, Scheduler};
 use serde_json::json;
-use telemetry_lake::providers::{format_time, DynamoProviders};
-use telemetry_lake::schedule::{execution_arn, execution_name, slot};
+use telemetry_lake::scheduler::config::SchedulerConfig;
+use telemetry_lake::scheduler::providers::{format_time, DynamoProviders};
+use telemetry_lake::scheduler::schedule::{execution_arn, execution_name, slot};
 
 const ASL: &str = "provider-etl.asl.json";
 const SCHEDULED_EVENT: &str = include_str!("fixtures/scheduled_event.json");
@@ -882,7 +882,7 @@ fn the_template_and_the_state_machine_agree_with_the_code() {
     }
     assert!(section.contains(&format!("DefinitionUri: statemachine/{ASL}")));
     // The state machine writes the attributes the scheduler reads.
-    use telemetry_lake::providers::attr;
+    use telemetry_lake::scheduler::providers::attr;
     for name in [
         attr::PROVIDER,
         attr::STATUS,

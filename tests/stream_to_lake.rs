@@ -19,10 +19,10 @@ use lake_tools::lake_reader;
 use lake_tools::telemetry::{generate, TelemetryOptions};
 use serde::Deserialize;
 use serde_json::Value;
+use telemetry_lake::config::schema::Schema;
 use telemetry_lake::config::StreamConfig;
-use telemetry_lake::dead_letter::Scope;
-use telemetry_lake::lake_writer::S3Sink;
-use telemetry_lake::schema::Schema;
+use telemetry_lake::lake::writer::S3Sink;
+use telemetry_lake::stream::dead_letter::Scope;
 
 const LAKE_PREFIX: &str = "raw/ventilator_metrics";
 const DL_PREFIX: &str = "dead-letters/ventilator_metrics";
@@ -36,7 +36,7 @@ fn config(bucket: &str, max_payload_bytes: usize) -> StreamConfig {
         schema: Schema::parse(SCHEMA_JSON).expect("shipped schema"),
         max_payload_bytes,
         write_concurrency: 4,
-        format: telemetry_lake::format::Format::Json,
+        format: telemetry_lake::stream::format::Format::Json,
     }
 }
 
@@ -644,7 +644,7 @@ async fn dead_letters_under(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     prefix: &str,
-) -> Vec<telemetry_lake::dead_letter::DeadLetter> {
+) -> Vec<telemetry_lake::stream::dead_letter::DeadLetter> {
     let mut out = Vec::new();
     for o in lake_reader::list(s3, bucket, prefix).await.unwrap() {
         let body = lake_reader::get(s3, bucket, &o.key).await.unwrap();

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use lake_tools::template::Template;
-use telemetry_lake::schema::Schema;
+use telemetry_lake::config::schema::Schema;
 
 fn repo() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))

@@ -647,7 +647,7 @@ pub async fn create_table(
 /// with `max_attempts` attempts and `attempt_timeout` each; device 1's
 /// normal o2stats range is `o2` (the other metrics 10–20 and 5–8).
 pub struct DeviceStatusRig {
-    pub function: device_status::DeviceStatus<telemetry_lake::lake_writer::S3Sink>,
+    pub function: device_status::DeviceStatus<telemetry_lake::lake::writer::S3Sink>,
     /// A client straight to moto, for reading back.
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub windows_table: String,
@@ -661,7 +661,7 @@ impl DeviceStatusRig {
         o2: (f64, f64),
     ) -> Self {
         use aws_sdk_dynamodb::types::{AttributeValue, KeyType, ScalarAttributeType};
-        use device_status::config as c;
+        use telemetry_lake::config::vars as c;
         let sdk = sdk_config(moto(), REGION).await;
         let (dynamodb, s3) = (aws_sdk_dynamodb::Client::new(&sdk), s3_client(&sdk));
         let (reference, windows, bucket) = (unique("ref"), unique("win"), unique("ds"));
@@ -704,30 +704,36 @@ impl DeviceStatusRig {
             // One write at a time: which call a fault hits is known.
             (c::WRITE_CONCURRENCY, "1".to_string()),
             (
-                telemetry_lake::config::SCHEMA,
+                c::SCHEMA,
                 include_str!("../../config/ventilator.schema.json").to_string(),
             ),
         ]);
-        let config = c::DeviceStatusConfig::from_lookup(|k| vars.get(k).cloned()).expect("config");
+        let config = telemetry_lake::device_status::config::DeviceStatusConfig::from_lookup(|k| {
+            vars.get(k).cloned()
+        })
+        .expect("config");
         let faulty = aws_sdk_dynamodb::Client::new(
             &sdk_config_with(dynamodb_endpoint, max_attempts, attempt_timeout).await,
         );
-        let table = telemetry_lake::reference::ReferenceTable {
+        let table = telemetry_lake::device_status::reference::ReferenceTable {
             client: faulty.clone(),
             table: config.reference_table.clone(),
             key_attribute: config.reference_key_attribute.clone(),
             metrics: config.metrics.clone(),
         };
-        let flags = telemetry_lake::change_flag::ChangeFlagStore::new(
+        let flags = telemetry_lake::device_status::change_flag::ChangeFlagStore::new(
             s3.clone(),
-            telemetry_lake::change_flag::FlagLocation {
+            telemetry_lake::device_status::change_flag::FlagLocation {
                 bucket: bucket.clone(),
                 key: "reference/change-flag.json".into(),
             },
         );
-        let cache =
-            telemetry_lake::reference::ReferenceCache::new(table, flags, config.change_flag_check);
-        let sink = telemetry_lake::lake_writer::S3Sink::new(s3, &bucket);
+        let cache = telemetry_lake::device_status::reference::ReferenceCache::new(
+            table,
+            flags,
+            config.change_flag_check,
+        );
+        let sink = telemetry_lake::lake::writer::S3Sink::new(s3, &bucket);
         let function =
             device_status::DeviceStatus::new(&config, cache, faulty, sink).expect("function");
         DeviceStatusRig {
@@ -820,7 +826,7 @@ pub trait StreamFunction {
     >;
 }
 
-impl<S: telemetry_lake::lake_writer::ObjectSink> StreamFunction
+impl<S: telemetry_lake::lake::writer::ObjectSink> StreamFunction
     for kinesis_to_parquet::KinesisToParquet<S>
 {
     type Summary = kinesis_to_parquet::BatchSummary;
@@ -839,7 +845,9 @@ impl<S: telemetry_lake::lake_writer::ObjectSink> StreamFunction
     }
 }
 
-impl<S: telemetry_lake::lake_writer::ObjectSink> StreamFunction for device_status::DeviceStatus<S> {
+impl<S: telemetry_lake::lake::writer::ObjectSink> StreamFunction
+    for device_status::DeviceStatus<S>
+{
     type Summary = device_status::BatchSummary;
     async fn invoke(
         &self,

@@ -9,14 +9,14 @@
 use std::io::Write;
 
 use chrono::{TimeZone, Utc};
-use device_status::config::DeviceStatusConfig;
 use device_status::{aggregate_records, Aggregated, BatchPlan};
 use kinesis_to_parquet::KinesisToParquet;
 use telemetry_lake::config::StreamConfig;
-use telemetry_lake::lake_writer::{ObjectSink, SinkError};
-use telemetry_lake::reference::ReferenceData;
-use telemetry_lake::status::Range;
-use telemetry_lake::stream_batch::{KinesisBatch, StreamEvent};
+use telemetry_lake::device_status::config::DeviceStatusConfig;
+use telemetry_lake::device_status::reference::ReferenceData;
+use telemetry_lake::device_status::status::Range;
+use telemetry_lake::lake::writer::{ObjectSink, SinkError};
+use telemetry_lake::stream::event::{KinesisBatch, StreamEvent};
 
 use crate::kinesis_event::{event_json, sequence_number, stream_arn, StreamRecord};
 use crate::runtime::invoke;
@@ -186,14 +186,18 @@ fn payload_bytes(data: Vec<u8>, compression: Compression) -> Vec<u8> {
 /// The benchmark configuration: the ventilator schema and `format`.
 fn lookup(format: &'static str) -> impl Fn(&str) -> Option<String> {
     move |name: &str| -> Option<String> {
+        use telemetry_lake::config::vars as v;
         Some(match name {
-            "LAKE_BUCKET" | "REFERENCE_TABLE" | "WINDOWS_TABLE" | "CHANGE_FLAG_BUCKET"
-            | "DEAD_LETTER_BUCKET" => "bench".into(),
-            "LAKE_PREFIX" => "raw".into(),
-            "DEAD_LETTER_PREFIX" => "dl".into(),
-            "SCHEMA" => SCHEMA.into(),
-            "FORMAT" => format.into(),
-            "AVRO_SCHEMA" => AVRO_SCHEMA.into(),
+            v::LAKE_BUCKET
+            | v::REFERENCE_TABLE
+            | v::WINDOWS_TABLE
+            | v::CHANGE_FLAG_BUCKET
+            | v::DEAD_LETTER_BUCKET => "bench".into(),
+            v::LAKE_PREFIX => "raw".into(),
+            v::DEAD_LETTER_PREFIX => "dl".into(),
+            v::SCHEMA => SCHEMA.into(),
+            v::FORMAT => format.into(),
+            v::AVRO_SCHEMA => AVRO_SCHEMA.into(),
             _ => return None,
         })
     }

@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use arrow_array::RecordBatch;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use telemetry_lake::dead_letter::DeadLetter;
+use telemetry_lake::stream::dead_letter::DeadLetter;
 
 /// One object of a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]

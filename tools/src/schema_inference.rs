@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, NaiveDateTime};
 use serde_json::Value;
-use telemetry_lake::schema::{Field, FieldType, Schema, DEFAULT_TIMESTAMP_FORMAT};
+use telemetry_lake::config::schema::{Field, FieldType, Schema, DEFAULT_TIMESTAMP_FORMAT};
 
 /// What the samples showed of one column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

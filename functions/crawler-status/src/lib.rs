@@ -10,8 +10,8 @@
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::{json, Value};
-use telemetry_lake::repartition_config::{CrawlerRole, CrawlerStatusConfig};
-use telemetry_lake::task_error::{input_object, string_field, TaskError};
+use telemetry_lake::repartition::config::{CrawlerRole, CrawlerStatusConfig};
+use telemetry_lake::repartition::task_error::{input_object, string_field, TaskError};
 
 /// The function, built once per container.
 pub struct CrawlerStatus {

@@ -6,32 +6,32 @@
 //! windows table once per record, even under Lambda retries (see
 //! [`window_store`]).
 
-pub mod config;
-pub mod window_store;
-
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
-use telemetry_lake::change_flag::ChangeFlagStore;
+use telemetry_lake::config::schema::Schema;
 use telemetry_lake::config::ConfigError;
-use telemetry_lake::dead_letter::{to_json_lines, DeadLetter};
-use telemetry_lake::format::PayloadDecoder;
-use telemetry_lake::lake_writer::{s3_client, ObjectSink, S3Sink, DEAD_LETTER_EXTENSION};
-use telemetry_lake::partition::{object_key, IngestHour, StreamPosition};
-use telemetry_lake::record::Value;
-use telemetry_lake::reference::{ReferenceCache, ReferenceData, ReferenceError, ReferenceTable};
-use telemetry_lake::schema::Schema;
-use telemetry_lake::sequence;
-use telemetry_lake::status::{status_of, Status};
-use telemetry_lake::stream_batch::{decode_record, kafka_records, SourceRecord, StreamEvent};
-use telemetry_lake::stream_event::Handled;
-use telemetry_lake::windows::{BatchWindows, WindowSpec};
+use telemetry_lake::device_status::change_flag::ChangeFlagStore;
+use telemetry_lake::device_status::reference::{
+    ReferenceCache, ReferenceData, ReferenceError, ReferenceTable,
+};
+use telemetry_lake::device_status::status::{status_of, Status};
+use telemetry_lake::device_status::windows::{BatchWindows, WindowSpec};
+use telemetry_lake::lake::keys::{object_key, IngestHour, StreamPosition};
+use telemetry_lake::lake::writer::{s3_client, ObjectSink, S3Sink, DEAD_LETTER_EXTENSION};
+use telemetry_lake::stream::dead_letter::{to_json_lines, DeadLetter};
+use telemetry_lake::stream::document::Value;
+use telemetry_lake::stream::event::Handled;
+use telemetry_lake::stream::event::StreamEvent;
+use telemetry_lake::stream::format::PayloadDecoder;
+use telemetry_lake::stream::sequence;
+use telemetry_lake::stream::source::{decode_record, kafka_records, SourceRecord};
 
-use crate::config::{DeviceStatusConfig, RecordFields};
-use crate::window_store::{ApplyReport, WindowStore};
+use telemetry_lake::device_status::config::{DeviceStatusConfig, RecordFields};
+use telemetry_lake::device_status::window_store::{ApplyReport, WindowStore};
 
 /// How a batch is read: the schema, where the fields are, the windows.
 #[derive(Debug, Clone)]

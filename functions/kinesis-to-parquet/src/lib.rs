@@ -5,7 +5,7 @@
 //! A failure to write returns the first sequence number of the earliest run
 //! that could not be written as the batch item failure (Kinesis
 //! `ReportBatchItemFailures`), so Lambda retries from there and the retried
-//! objects overwrite, never duplicate (see `telemetry_lake::stream_batch`).
+//! objects overwrite, never duplicate (see `telemetry_lake::lake::runs`).
 //!
 //! The same function takes Lambda's MSK / self-managed Kafka event: records
 //! go through the same decode path, runs are per topic and partition, and
@@ -19,16 +19,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use lambda_runtime::LambdaEvent;
-use telemetry_lake::columns::ArrowSchema;
+use telemetry_lake::config::glue_schema::load_config;
 use telemetry_lake::config::{ConfigError, StreamConfig};
-use telemetry_lake::format::PayloadDecoder;
-use telemetry_lake::glue_schema::load_config;
-use telemetry_lake::lake_writer::{s3_client, write_runs, LakeLayout, ObjectSink, S3Sink};
-use telemetry_lake::parquet_writer::ParquetEncoder;
-use telemetry_lake::stream_batch::{
-    kafka_records, split_records, BatchCounts, Run, SourceRecord, StreamEvent,
-};
-use telemetry_lake::stream_event::Handled;
+use telemetry_lake::lake::columns::ArrowSchema;
+use telemetry_lake::lake::parquet::ParquetEncoder;
+use telemetry_lake::lake::runs::{split_records, BatchCounts, Run};
+use telemetry_lake::lake::writer::{s3_client, write_runs, LakeLayout, ObjectSink, S3Sink};
+use telemetry_lake::stream::event::Handled;
+use telemetry_lake::stream::event::StreamEvent;
+use telemetry_lake::stream::format::PayloadDecoder;
+use telemetry_lake::stream::source::{kafka_records, SourceRecord};
 
 /// The function's state, built once per container.
 pub struct KinesisToParquet<S> {

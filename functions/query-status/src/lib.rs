@@ -13,8 +13,8 @@
 use futures::future::try_join_all;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::{json, Value};
-use telemetry_lake::repartition::{aggregate, QueryState};
-use telemetry_lake::task_error::{input_object, TaskError};
+use telemetry_lake::repartition::queries::{aggregate, QueryState};
+use telemetry_lake::repartition::task_error::{input_object, TaskError};
 
 /// The function, built once per container.
 pub struct QueryStatus {

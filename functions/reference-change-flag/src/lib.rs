@@ -1,6 +1,6 @@
 //! The reference-change-flag function: triggered by the reference table's
 //! DynamoDB stream, it writes the next version of the change flag naming the
-//! keys the batch changed (see `telemetry_lake::change_flag`). Consumers
+//! keys the batch changed (see `telemetry_lake::device_status::change_flag`). Consumers
 //! probe the flag and reload their reference cache when it moved; the flag is
 //! never deleted, so every consumer instance sees every change.
 
@@ -8,28 +8,11 @@ use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use chrono::Utc;
 use lambda_runtime::LambdaEvent;
 use serde_json::Value;
-use telemetry_lake::change_flag::{ChangeFlag, ChangeFlagStore, FlagError, FlagLocation};
 use telemetry_lake::config::ConfigError;
-use telemetry_lake::lake_writer::s3_client;
-
-/// Bucket of the change flag.
-pub const CHANGE_FLAG_BUCKET: &str = "CHANGE_FLAG_BUCKET";
-/// Key of the change flag.
-pub const CHANGE_FLAG_KEY: &str = "CHANGE_FLAG_KEY";
-/// Default of [`CHANGE_FLAG_KEY`], the same as `device-status`'s.
-pub const DEFAULT_CHANGE_FLAG_KEY: &str = "reference/change-flag.json";
-
-/// Where the flag lives, from [`CHANGE_FLAG_BUCKET`] and [`CHANGE_FLAG_KEY`]
-/// read through `get`.
-pub fn location_from_lookup(
-    get: impl Fn(&str) -> Option<String>,
-) -> Result<FlagLocation, ConfigError> {
-    let set = |name: &str| get(name).filter(|v| !v.trim().is_empty());
-    Ok(FlagLocation {
-        bucket: set(CHANGE_FLAG_BUCKET).ok_or(ConfigError::Missing(CHANGE_FLAG_BUCKET))?,
-        key: set(CHANGE_FLAG_KEY).unwrap_or_else(|| DEFAULT_CHANGE_FLAG_KEY.to_string()),
-    })
-}
+use telemetry_lake::device_status::change_flag::{
+    ChangeFlag, ChangeFlagStore, FlagError, FlagLocation,
+};
+use telemetry_lake::lake::writer::s3_client;
 
 /// The changed key of a stream record: its key attributes' values (the
 /// text of `S` or `N`), joined by `#` in attribute-name order when the
@@ -83,7 +66,7 @@ impl ReferenceChangeFlag {
         env: impl Fn(&str) -> Option<String>,
         aws: &aws_config::SdkConfig,
     ) -> Result<Self, ConfigError> {
-        let location = location_from_lookup(env)?;
+        let location = FlagLocation::from_lookup(env)?;
         Ok(Self::new(ChangeFlagStore::new(s3_client(aws), location)))
     }
 
@@ -134,16 +117,5 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(changed_keys(&event), ["7", "3", "a#b"]);
-    }
-
-    #[test]
-    fn the_bucket_is_required() {
-        assert_eq!(
-            location_from_lookup(|_| None).unwrap_err().to_string(),
-            "environment variable CHANGE_FLAG_BUCKET is not set"
-        );
-        let loc =
-            location_from_lookup(|n| (n == CHANGE_FLAG_BUCKET).then(|| "b".to_string())).unwrap();
-        assert_eq!(loc.key, DEFAULT_CHANGE_FLAG_KEY);
     }
 }

@@ -12,7 +12,7 @@
 //!    two overlapping runs only one claim succeeds; the other reports the
 //!    provider as skipped.
 //! 2. **Start** the execution named `{provider}-{slot}` (see
-//!    `telemetry_lake::schedule::execution_name`). The name is deterministic,
+//!    `telemetry_lake::scheduler::schedule::execution_name`). The name is deterministic,
 //!    so Step Functions itself refuses a second execution for the same
 //!    provider and slot, whoever asks: a retried invocation, or a run that
 //!    claimed after another run's execution had already finished.
@@ -31,9 +31,6 @@
 //! provider FAILED, so it is due again. Starting first instead could leave an
 //! execution running that no item points at.
 
-pub mod config;
-pub mod executions;
-
 use std::time::Instant;
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
@@ -41,13 +38,15 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use lambda_runtime::LambdaEvent;
 use serde::Serialize;
-use telemetry_lake::providers::{
+use telemetry_lake::scheduler::providers::{
     DynamoProviders, ProviderSettings, ProviderSource, SourceError, Written,
 };
-use telemetry_lake::schedule::{decide, execution_arn, execution_name, slot, Decision};
+use telemetry_lake::scheduler::schedule::{decide, execution_arn, execution_name, slot, Decision};
 
-use crate::config::SchedulerConfig;
-use crate::executions::{describe, execution_input, outcome_status, show, start, Execution, Start};
+use telemetry_lake::scheduler::config::SchedulerConfig;
+use telemetry_lake::scheduler::executions::{
+    describe, execution_input, outcome_status, show, start, Execution, Start,
+};
 
 /// The function's state, built once per container.
 pub struct Scheduler<S> {
@@ -390,7 +389,7 @@ impl<S: ProviderSource> Scheduler<S> {
                 })
             }
             Ok(Execution::Ended(outcome)) => outcome,
-            Ok(Execution::DoesNotExist) => telemetry_lake::providers::RunOutcome::Failed {
+            Ok(Execution::DoesNotExist) => telemetry_lake::scheduler::providers::RunOutcome::Failed {
                 error: "ExecutionDoesNotExist".into(),
                 cause: format!(
                     "the provider was claimed for {arn} (at {}) but that execution was never started",
@@ -442,10 +441,12 @@ fn failed(p: &ProviderSettings, error: String) -> Outcome {
     })
 }
 
-fn provider_of(e: &telemetry_lake::providers::ProviderError) -> String {
+fn provider_of(e: &telemetry_lake::scheduler::providers::ProviderError) -> String {
     match e {
-        telemetry_lake::providers::ProviderError::Attribute { provider, .. } => provider.clone(),
-        telemetry_lake::providers::ProviderError::NoKey { .. } => "?".into(),
+        telemetry_lake::scheduler::providers::ProviderError::Attribute { provider, .. } => {
+            provider.clone()
+        }
+        telemetry_lake::scheduler::providers::ProviderError::NoKey { .. } => "?".into(),
     }
 }
 

@@ -15,9 +15,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use telemetry_lake::dates::{resolve, DateRequest};
-use telemetry_lake::repartition_config::{CrawlerRole, Polling, StartCrawlerConfig};
-use telemetry_lake::task_error::{input_object, string_field, TaskError};
+use telemetry_lake::repartition::config::{CrawlerRole, Polling, StartCrawlerConfig};
+use telemetry_lake::repartition::dates::{resolve, DateRequest};
+use telemetry_lake::repartition::task_error::{input_object, string_field, TaskError};
 
 /// Keys a request may hold.
 const REQUEST_KEYS: [&str; 4] = ["date", "from", "to", "crawler"];

@@ -17,9 +17,9 @@
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use telemetry_lake::dates::{parse_date, DateRange};
-use telemetry_lake::repartition_config::StartQueriesConfig;
-use telemetry_lake::task_error::{input_object, string_field, TaskError};
+use telemetry_lake::repartition::config::StartQueriesConfig;
+use telemetry_lake::repartition::dates::{parse_date, DateRange};
+use telemetry_lake::repartition::task_error::{input_object, string_field, TaskError};
 
 /// One started query.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

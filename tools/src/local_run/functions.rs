@@ -16,12 +16,14 @@ use reference_change_flag::ReferenceChangeFlag;
 use scheduler::Scheduler;
 use start_crawler::StartCrawler;
 use start_queries::StartQueries;
-use telemetry_lake::lake_writer::S3Sink;
-use telemetry_lake::providers::DynamoProviders;
-use telemetry_lake::repartition_config::{
-    CrawlerStatusConfig, StartCrawlerConfig, StartQueriesConfig, CRAWLER_WAIT_SECONDS,
-    QUERY_WAIT_SECONDS,
+use telemetry_lake::config::vars::{
+    CHANGE_FLAG_CHECK_SECONDS, CRAWLER_WAIT_SECONDS, QUERY_WAIT_SECONDS,
 };
+use telemetry_lake::lake::writer::S3Sink;
+use telemetry_lake::repartition::config::{
+    CrawlerStatusConfig, StartCrawlerConfig, StartQueriesConfig,
+};
+use telemetry_lake::scheduler::providers::DynamoProviders;
 
 use super::stack::{ids, Stack};
 use crate::lambda_endpoint::LambdaEndpoint;
@@ -31,7 +33,7 @@ use crate::moto::sdk_config;
 /// the reference change must be seen by the next batch, not a minute
 /// later; the workflow's waits are seconds, not a minute.
 pub const OVERRIDES: &[(&str, &str, &str)] = &[
-    (ids::DEVICE_STATUS, "CHANGE_FLAG_CHECK_SECONDS", "0"),
+    (ids::DEVICE_STATUS, CHANGE_FLAG_CHECK_SECONDS, "0"),
     (ids::START_CRAWLER, CRAWLER_WAIT_SECONDS, "1"),
     (ids::START_CRAWLER, QUERY_WAIT_SECONDS, "1"),
 ];

@@ -11,9 +11,10 @@ use crate::runtime::invoke;
 use anyhow::{Context as _, Result};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use device_status::config::DeviceStatusConfig;
 use serde_json::json;
-use telemetry_lake::providers::attr;
+use telemetry_lake::config::vars::{DEAD_LETTER_PREFIX, LAKE_PREFIX};
+use telemetry_lake::device_status::config::DeviceStatusConfig;
+use telemetry_lake::scheduler::providers::attr;
 
 use super::functions::{environment, Consumers};
 use super::stack::{ids, Stack};
@@ -101,7 +102,7 @@ pub async fn play(stack: &Stack, options: &Options, progress: &mut Progress) -> 
             if let Some(p) = published {
                 v.set(p.version);
             }
-            Ok::<(), telemetry_lake::change_flag::FlagError>(())
+            Ok::<(), telemetry_lake::device_status::change_flag::FlagError>(())
         }
     };
     let report = reference_stream.drain(flag).await?;
@@ -256,11 +257,8 @@ pub async fn play(stack: &Stack, options: &Options, progress: &mut Progress) -> 
 
     // ----------------------------------------------------------- read back
     progress.stage("reading back what landed");
-    let lake_prefix = k2p_env.get("LAKE_PREFIX").cloned().unwrap_or_default();
-    let dl_prefix = k2p_env
-        .get("DEAD_LETTER_PREFIX")
-        .cloned()
-        .unwrap_or_default();
+    let lake_prefix = k2p_env.get(LAKE_PREFIX).cloned().unwrap_or_default();
+    let dl_prefix = k2p_env.get(DEAD_LETTER_PREFIX).cloned().unwrap_or_default();
     let lake = summary::read_lake(&s3, &bucket, &lake_prefix).await?;
     let dead_letters = summary::read_dead_letters(&s3, &bucket, &dl_prefix).await?;
     let windows = summary::read_windows(&ddb, &ds_config.windows_table).await?;

@@ -1,0 +1,128 @@
+//! Every environment variable a function reads, each named once.
+//!
+//! The configuration readers (`config`, `device_status::config`,
+//! `repartition::config`, `scheduler::config`) take their names from here,
+//! and [`ALL`] lists them with their descriptions: `tests/configuration.rs`
+//! checks that docs/configuration.md documents each one and that the
+//! template sets no variable that is not here.
+
+/// Declares each variable as a constant holding its own name, with its doc
+/// comment, and lists them all in [`ALL`].
+macro_rules! variables {
+    ($($(#[doc = $doc:literal])+ $name:ident,)+) => {
+        $($(#[doc = $doc])+ pub const $name: &str = stringify!($name);)+
+
+        /// Every variable: its name and its description.
+        pub const ALL: &[(&str, &str)] = &[$((stringify!($name), concat!($($doc, "\n"),+)),)+];
+    };
+}
+
+variables! {
+    // The stream functions (`kinesis-to-parquet`, `device-status`): where
+    // the lake is, the declared schema and the record format.
+    /// Bucket of the lake and its dead letters.
+    LAKE_BUCKET,
+    /// Prefix of the Parquet lake inside the bucket.
+    LAKE_PREFIX,
+    /// Prefix of dead letters inside the bucket.
+    DEAD_LETTER_PREFIX,
+    /// The declared schema, JSON or compact (`name:type,...`).
+    SCHEMA,
+    /// A file holding the declared schema, read when `SCHEMA` is unset.
+    SCHEMA_FILE,
+    /// The largest payload accepted, after decompression, in bytes.
+    MAX_PAYLOAD_BYTES,
+    /// How many objects a batch writes at once.
+    WRITE_CONCURRENCY,
+    /// The record format: `json` (default), `csv`, `avro`, `avro-ocf` or `grok`.
+    FORMAT,
+    /// CSV: `true` when each payload starts with a header line (default `false`).
+    CSV_HEADER,
+    /// CSV: the column separator, one ASCII character or `tab` (default `,`).
+    CSV_DELIMITER,
+    /// CSV: the quote character, one ASCII character (default `"`).
+    CSV_QUOTE,
+    /// Avro datum: the writer schema (JSON).
+    AVRO_SCHEMA,
+    /// Avro datum: a file holding the writer schema, read when `AVRO_SCHEMA` is unset.
+    AVRO_SCHEMA_FILE,
+    /// Grok: the pattern matched against each line (Glue's `grokPattern`).
+    GROK_PATTERN,
+    /// Grok: custom patterns, one `NAME regex` per line (Glue's `grokCustomPatterns`).
+    GROK_CUSTOM_PATTERNS,
+    /// Where the declared schema comes from: `config` (default: [`SCHEMA`] or
+    /// [`SCHEMA_FILE`]) or `glue:DATABASE.TABLE` (a Glue Data Catalog table).
+    SCHEMA_SOURCE,
+    // `device-status` and `reference-change-flag`.
+    /// The reference table (normal ranges per device).
+    REFERENCE_TABLE,
+    /// The reference table's key attribute.
+    REFERENCE_KEY_ATTRIBUTE,
+    /// The windows table.
+    WINDOWS_TABLE,
+    /// Bucket of the change flag.
+    CHANGE_FLAG_BUCKET,
+    /// Key of the change flag.
+    CHANGE_FLAG_KEY,
+    /// Seconds between two probes of the change flag (0: every batch).
+    CHANGE_FLAG_CHECK_SECONDS,
+    /// Bucket of the dead letters.
+    DEAD_LETTER_BUCKET,
+    /// The record field naming the device.
+    DEVICE_ID_FIELD,
+    /// The record field holding the event time.
+    EVENT_TIME_FIELD,
+    /// The readings and their range attributes: `field:min_attr:max_attr,...`.
+    METRICS,
+    /// Window length in seconds.
+    WINDOW_SIZE_SECONDS,
+    /// Seconds between window starts.
+    WINDOW_SLIDE_SECONDS,
+    /// Days a window item is kept after its end (DynamoDB TTL).
+    RETENTION_DAYS,
+    // `scheduler`.
+    /// The providers table.
+    PROVIDERS_TABLE,
+    /// ARN of the provider-etl state machine.
+    STATE_MACHINE_ARN,
+    /// Minutes between schedule ticks; scheduled times are floored to it to name
+    /// executions.
+    SCHEDULE_PERIOD_MINUTES,
+    /// Minutes a provider may stay RUNNING before its execution is checked.
+    STALE_RUNNING_MINUTES,
+    /// Providers started (or reconciled) at once.
+    START_CONCURRENCY,
+    /// Attempts of each AWS call (the first plus retries) before it fails.
+    AWS_MAX_ATTEMPTS,
+    // The repartition workflow's tasks.
+    /// The crawler of the raw lake (partitioned by ingest time).
+    RAW_CRAWLER_NAME,
+    /// The crawler of the repartitioned table.
+    TRANSFORMED_CRAWLER_NAME,
+    /// IANA zone in which "yesterday" is computed.
+    TIME_ZONE,
+    /// Longest range of days one run accepts.
+    MAX_RANGE_DAYS,
+    /// Seconds between two polls of a crawler.
+    CRAWLER_WAIT_SECONDS,
+    /// Polls of a crawler before the workflow gives up.
+    MAX_CRAWLER_POLLS,
+    /// Seconds between two polls of the queries.
+    QUERY_WAIT_SECONDS,
+    /// Polls of the queries before the workflow gives up.
+    MAX_QUERY_POLLS,
+    /// Athena workgroup the queries run in (it holds the results location).
+    ATHENA_WORKGROUP,
+    /// Glue database of the three tables.
+    GLUE_DATABASE,
+    /// The raw lake's table.
+    SOURCE_TABLE,
+    /// The repartitioned table.
+    TARGET_TABLE,
+    /// Most partitions one query may write.
+    MAX_PARTITIONS_PER_QUERY,
+    /// Hours of readings before the range that feed the moving averages.
+    LOOKBACK_HOURS,
+    /// A file replacing the SQL template built into the function.
+    SQL_TEMPLATE_FILE,
+}

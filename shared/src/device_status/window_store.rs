@@ -1,0 +1,378 @@
+//! Applying a batch's window aggregates to the windows table, exactly once
+//! per record under Lambda retries.
+//!
+//! One item per (device, status, window): `pk` = `{device}#{status}`, `sk` =
+//! the window start (ISO-8601 UTC), with `count`, `sum_<metric>`,
+//! `avg_<metric>`, `window_start`, `window_end`, `expires_at` (TTL) and one
+//! watermark `wm_<shardId>` per shard: the highest sequence number of that
+//! shard already counted in the item.
+//!
+//! The items are read first (`BatchGetItem`, consistent); the records at or
+//! below an item's watermark are left out of its contribution; then one
+//! `UpdateItem` per item ADDs count and sums, SETs averages and watermarks,
+//! conditioned on `count` still being what was read. Every applied write
+//! changes `count`, so the condition fails when anything (another shard's
+//! batch, an overlapping retry) wrote the item in between; the item is then
+//! read again and the contribution recomputed, a bounded number of times.
+//!
+//! The watermark relies on the records of a shard reaching the function in
+//! order, one batch at a time: `ParallelizationFactor: 1` on the event source
+//! mapping. With a higher factor, batches of one shard run concurrently and
+//! out of order, and a batch with lower sequence numbers would be dropped as
+//! already applied.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use crate::device_status::windows::{iso, BatchWindows, WindowKey};
+use crate::stream::sequence;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_smithy_types::error::display::DisplayErrorContext;
+use futures::stream::{self, StreamExt};
+
+/// Attempts of a conditional write before the item is reported failed.
+const MAX_CONDITION_ATTEMPTS: usize = 5;
+/// Rounds of `BatchGetItem` on unprocessed keys before they are reported failed.
+const MAX_READ_ROUNDS: usize = 5;
+/// Keys per `BatchGetItem` call (the API's limit).
+const BATCH_GET_KEYS: usize = 100;
+
+/// The partition key attribute of the windows table.
+pub const PK: &str = "pk";
+/// The sort key attribute of the windows table.
+pub const SK: &str = "sk";
+
+type Item = HashMap<String, AttributeValue>;
+
+/// The windows table.
+#[derive(Debug, Clone)]
+pub struct WindowStore {
+    pub client: aws_sdk_dynamodb::Client,
+    pub table: String,
+    /// The metric fields, in the order of the batch's readings.
+    pub metrics: Vec<String>,
+    /// Window length in seconds.
+    pub window_secs: i64,
+    /// Seconds an item is kept after its window ends.
+    pub retention_secs: i64,
+    /// Items written at once.
+    pub concurrency: usize,
+}
+
+/// What applying a batch did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Items updated.
+    pub written: usize,
+    /// Items that already held every record of the batch.
+    pub already_applied: usize,
+    /// Items that could not be read or written, with the reason.
+    pub failed: Vec<(WindowKey, String)>,
+    /// The smallest sequence number among the records of the failed items:
+    /// every record before it had all its windows applied.
+    pub retry_from: Option<String>,
+}
+
+enum Outcome {
+    Written,
+    AlreadyApplied,
+    Failed(String),
+}
+
+impl WindowStore {
+    /// Applies every window of `batch`.
+    pub async fn apply(&self, batch: &BatchWindows) -> ApplyReport {
+        let keys: Vec<&WindowKey> = batch.keys().collect();
+        let mut report = ApplyReport::default();
+        let mut read: Vec<(&WindowKey, Result<Option<Item>, String>)> = Vec::new();
+        for chunk in keys.chunks(BATCH_GET_KEYS) {
+            let items = self.read_many(chunk).await;
+            read.extend(chunk.iter().copied().zip(items));
+        }
+        let outcomes: Vec<(&WindowKey, Outcome)> = stream::iter(read)
+            .map(|(key, current)| async move {
+                let outcome = match current {
+                    Ok(current) => self.apply_one(batch, key, current).await,
+                    Err(e) => Outcome::Failed(e),
+                };
+                (key, outcome)
+            })
+            .buffer_unordered(self.concurrency.max(1))
+            .collect()
+            .await;
+        for (key, outcome) in outcomes {
+            match outcome {
+                Outcome::Written => report.written += 1,
+                Outcome::AlreadyApplied => report.already_applied += 1,
+                Outcome::Failed(e) => {
+                    if let Some(first) = batch.first_sequence(key) {
+                        let earlier = report
+                            .retry_from
+                            .as_deref()
+                            .is_none_or(|r| sequence::compare(first, r) == Ordering::Less);
+                        if earlier {
+                            report.retry_from = Some(first.to_string());
+                        }
+                    }
+                    report.failed.push((key.clone(), e));
+                }
+            }
+        }
+        report.failed.sort_by(|a, b| a.0.cmp(&b.0));
+        report
+    }
+
+    /// Reads up to 100 items, consistently, retrying unprocessed keys.
+    async fn read_many(&self, keys: &[&WindowKey]) -> Vec<Result<Option<Item>, String>> {
+        let mut found: HashMap<(String, String), Item> = HashMap::new();
+        let mut pending: Vec<Item> = keys.iter().map(|k| item_key(k)).collect();
+        let mut error = None;
+        for round in 0..MAX_READ_ROUNDS {
+            if pending.is_empty() {
+                break;
+            }
+            if round > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(50 << round)).await;
+            }
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut pending)))
+                .consistent_read(true)
+                .build();
+            let request = match request {
+                Ok(r) => r,
+                Err(e) => {
+                    error = Some(e.to_string());
+                    break;
+                }
+            };
+            let sent = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request.clone())
+                .send()
+                .await;
+            match sent {
+                Ok(out) => {
+                    for item in out
+                        .responses
+                        .unwrap_or_default()
+                        .remove(&self.table)
+                        .unwrap_or_default()
+                    {
+                        if let (Some(pk), Some(sk)) = (text(&item, PK), text(&item, SK)) {
+                            found.insert((pk.to_string(), sk.to_string()), item);
+                        }
+                    }
+                    pending = out
+                        .unprocessed_keys
+                        .unwrap_or_default()
+                        .remove(&self.table)
+                        .map(|k| k.keys)
+                        .unwrap_or_default();
+                }
+                Err(e) => {
+                    error = Some(format!(
+                        "could not read items of {}: {}",
+                        self.table,
+                        DisplayErrorContext(&e)
+                    ));
+                    pending = request.keys;
+                    break;
+                }
+            }
+        }
+        let unread: Vec<(String, String)> = pending
+            .iter()
+            .filter_map(|k| Some((text(k, PK)?.to_string(), text(k, SK)?.to_string())))
+            .collect();
+        keys.iter()
+            .map(|k| {
+                let id = (pk(k), iso(k.start));
+                if unread.contains(&id) {
+                    Err(error.clone().unwrap_or_else(|| {
+                        format!(
+                            "{} left the item unprocessed {MAX_READ_ROUNDS} times",
+                            self.table
+                        )
+                    }))
+                } else {
+                    Ok(found.remove(&id))
+                }
+            })
+            .collect()
+    }
+
+    async fn apply_one(
+        &self,
+        batch: &BatchWindows,
+        key: &WindowKey,
+        current: Option<Item>,
+    ) -> Outcome {
+        let mut current = current;
+        for _ in 0..MAX_CONDITION_ATTEMPTS {
+            let item = current.as_ref();
+            let contribution = batch.contribution(key, |shard| {
+                item.and_then(|i| text(i, &watermark_attribute(shard)))
+            });
+            if contribution.count == 0 {
+                return Outcome::AlreadyApplied;
+            }
+            let old_count = item.and_then(|i| number(i, "count")).unwrap_or(0.0);
+            let new_count = old_count + contribution.count as f64;
+            let end = key.start + self.window_secs;
+
+            let mut names: HashMap<String, String> = HashMap::new();
+            let mut values: HashMap<String, AttributeValue> = HashMap::new();
+            let mut set = Vec::new();
+            let mut add = Vec::new();
+            let mut bind =
+                |name: &str, value: AttributeValue, names: &mut HashMap<String, String>| {
+                    let i = names.len();
+                    names.insert(format!("#a{i}"), name.to_string());
+                    values.insert(format!(":v{i}"), value);
+                    (format!("#a{i}"), format!(":v{i}"))
+                };
+            for (attr, value) in [
+                ("device", s(&key.device)),
+                ("status", s(key.status.as_str())),
+                ("window_start", s(&iso(key.start))),
+                ("window_end", s(&iso(end))),
+                ("expires_at", n(end + self.retention_secs)),
+            ] {
+                let (a, v) = bind(attr, value, &mut names);
+                set.push(format!("{a} = {v}"));
+            }
+            for (m, field) in self.metrics.iter().enumerate() {
+                let sum_attr = format!("sum_{field}");
+                let old_sum = item.and_then(|i| number(i, &sum_attr)).unwrap_or(0.0);
+                let added = contribution.sums[m];
+                let (a, v) = bind(&sum_attr, nf(added), &mut names);
+                add.push(format!("{a} {v}"));
+                let (a, v) = bind(
+                    &format!("avg_{field}"),
+                    nf((old_sum + added) / new_count),
+                    &mut names,
+                );
+                set.push(format!("{a} = {v}"));
+            }
+            for (shard, seq) in &contribution.watermarks {
+                let (a, v) = bind(&watermark_attribute(shard), s(seq), &mut names);
+                set.push(format!("{a} = {v}"));
+            }
+            let (count_name, count_value) = bind(
+                "count",
+                AttributeValue::N(contribution.count.to_string()),
+                &mut names,
+            );
+            add.push(format!("{count_name} {count_value}"));
+            let condition = match item.and_then(|i| i.get("count")) {
+                None => format!("attribute_not_exists({count_name})"),
+                Some(old) => {
+                    values.insert(":old_count".into(), old.clone());
+                    format!("{count_name} = :old_count")
+                }
+            };
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(item_key(key)))
+                .update_expression(format!("SET {} ADD {}", set.join(", "), add.join(", ")))
+                .condition_expression(condition)
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values(Some(values))
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Outcome::Written,
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+                {
+                    tracing::info!(pk = %pk(key), sk = %iso(key.start), "window item changed since read; reading again");
+                    match self.read_one(key).await {
+                        Ok(item) => current = item,
+                        Err(e) => return Outcome::Failed(e),
+                    }
+                }
+                Err(e) => {
+                    return Outcome::Failed(format!(
+                        "could not update {} {}/{}: {}",
+                        self.table,
+                        pk(key),
+                        iso(key.start),
+                        DisplayErrorContext(&e)
+                    ))
+                }
+            }
+        }
+        Outcome::Failed(format!(
+            "{} {}/{} kept changing under {MAX_CONDITION_ATTEMPTS} conditional writes",
+            self.table,
+            pk(key),
+            iso(key.start)
+        ))
+    }
+
+    async fn read_one(&self, key: &WindowKey) -> Result<Option<Item>, String> {
+        self.client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(item_key(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map(|out| out.item)
+            .map_err(|e| {
+                format!(
+                    "could not read {} {}: {}",
+                    self.table,
+                    pk(key),
+                    DisplayErrorContext(&e)
+                )
+            })
+    }
+}
+
+/// The item's partition key: `{device}#{status}`.
+pub fn pk(key: &WindowKey) -> String {
+    format!("{}#{}", key.device, key.status.as_str())
+}
+
+/// The attribute holding a shard's watermark.
+pub fn watermark_attribute(shard: &str) -> String {
+    format!("wm_{shard}")
+}
+
+fn item_key(key: &WindowKey) -> Item {
+    HashMap::from([
+        (PK.to_string(), s(&pk(key))),
+        (SK.to_string(), s(&iso(key.start))),
+    ])
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_string())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+/// A float as a DynamoDB number: Rust prints the shortest text that reads
+/// back to the same `f64`, without exponent.
+fn nf(v: f64) -> AttributeValue {
+    AttributeValue::N(format!("{v}"))
+}
+
+fn text<'a>(item: &'a Item, attr: &str) -> Option<&'a str> {
+    item.get(attr)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+fn number(item: &Item, attr: &str) -> Option<f64> {
+    item.get(attr)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}

@@ -1,0 +1,255 @@
+//! The record formats a stream may carry, chosen per stream in
+//! configuration, and the one decode path every stream consumer uses:
+//! decompression (any format), then the format's parser, then conversion of
+//! each record to the declared schema.
+//!
+//! Formats are those a Glue streaming source reads: JSON, CSV, Avro datum
+//! (with a declared writer schema), Avro object container files (schema in
+//! the payload) and Grok patterns over log lines. Each payload gives zero or
+//! more documents; every document is either a row (its values in schema
+//! order) or a [`Rejection`] naming what was wrong.
+
+mod avro;
+mod csv;
+mod grok;
+mod rejection;
+mod text;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use crate::config::schema::Schema;
+use crate::stream::dead_letter::Scope;
+use crate::stream::decompress::{decompress, Codec, DecodeError};
+use crate::stream::document::{parse_document, RecordError, Value};
+
+pub use self::avro::AvroWriterSchema;
+pub use self::csv::CsvOptions;
+pub use self::grok::GrokPattern;
+pub use self::rejection::Rejection;
+
+/// The format of the records of a stream.
+#[derive(Debug, Clone)]
+pub enum Format {
+    /// One JSON object per payload, or one per line.
+    Json,
+    /// CSV lines (RFC 4180 quoting), with or without a header line.
+    Csv(CsvOptions),
+    /// Binary Avro datums written with a declared writer schema.
+    AvroDatum(Arc<AvroWriterSchema>),
+    /// Avro object container files: the schema travels in the payload.
+    AvroFile,
+    /// Log lines matched by a grok pattern.
+    Grok(Arc<GrokPattern>),
+}
+
+impl Format {
+    /// The format's name in configuration and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Csv(_) => "csv",
+            Format::AvroDatum(_) => "avro",
+            Format::AvroFile => "avro-ocf",
+            Format::Grok(_) => "grok",
+        }
+    }
+
+    fn is_text(&self) -> bool {
+        matches!(self, Format::Json | Format::Csv(_) | Format::Grok(_))
+    }
+}
+
+/// Turns payloads of one format into rows of the declared schema.
+#[derive(Debug, Clone)]
+pub struct PayloadDecoder {
+    format: Format,
+    schema: Schema,
+    max_payload_bytes: usize,
+}
+
+impl PayloadDecoder {
+    /// A decoder for payloads of `format` holding records of `schema`, each
+    /// payload at most `max_payload_bytes` once decompressed.
+    pub fn new(format: Format, schema: Schema, max_payload_bytes: usize) -> Self {
+        PayloadDecoder {
+            format,
+            schema,
+            max_payload_bytes,
+        }
+    }
+
+    /// The declared schema.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// The format.
+    pub fn format(&self) -> &Format {
+        &self.format
+    }
+
+    /// Decompresses a record's payload, splits it into documents and converts
+    /// each to the schema, calling `on_document` once per document with its
+    /// values or the reason it is bad (once, for the payload, when the
+    /// payload as a whole cannot be read). Every stream consumer validates
+    /// through here, so a record is good or bad for the same reason
+    /// everywhere.
+    pub fn decode<F>(&self, data: &[u8], mut on_document: F)
+    where
+        F: for<'b> FnMut(Result<Vec<Value<'b>>, Rejection<'b>>),
+    {
+        let payload = |reason: &'static str, detail: String| Rejection {
+            index: 0,
+            reason,
+            detail,
+            scope: Scope::Payload,
+            bytes: data,
+            sub_sequence_number: None,
+        };
+        let bytes = match decompress(data, self.max_payload_bytes) {
+            Ok(bytes) => bytes,
+            // Two bytes with a checksum mark a zlib stream: binary data
+            // (Avro) begins that way about once in 800 payloads. When such a
+            // payload does not inflate, it is read as it is.
+            Err(DecodeError::Corrupt {
+                codec: Codec::Zlib, ..
+            }) if !self.format.is_text() && data.len() <= self.max_payload_bytes => {
+                Cow::Borrowed(data)
+            }
+            Err(e) => {
+                let reason = match e {
+                    DecodeError::TooLarge { .. } => "payload_too_large",
+                    DecodeError::Corrupt { .. } => "decompression_failed",
+                };
+                on_document(Err(payload(reason, e.to_string())));
+                return;
+            }
+        };
+        let blank = if self.format.is_text() {
+            bytes.iter().all(u8::is_ascii_whitespace)
+        } else {
+            bytes.is_empty()
+        };
+        if blank {
+            let e = RecordError::Empty;
+            on_document(Err(payload(e.kind(), e.to_string())));
+            return;
+        }
+        let text = if self.format.is_text() {
+            // simdutf8 checks a good payload faster than std; std then finds
+            // where a bad one goes wrong, which simdutf8's fast check does
+            // not say.
+            match simdutf8::basic::from_utf8(&bytes) {
+                Ok(text) => text,
+                Err(_) => {
+                    let e = RecordError::InvalidUtf8 {
+                        offset: std::str::from_utf8(&bytes)
+                            .err()
+                            .map_or(0, |e| e.valid_up_to()),
+                    };
+                    on_document(Err(payload(e.kind(), e.to_string())));
+                    return;
+                }
+            }
+        } else {
+            ""
+        };
+        let schema = &self.schema;
+        match &self.format {
+            Format::Json => {
+                for_each_document(text, |index, doc| match parse_document(schema, doc) {
+                    Ok(values) => on_document(Ok(values)),
+                    Err(e) => on_document(Err(Rejection::document(index, &e, doc.as_bytes()))),
+                })
+            }
+            Format::Csv(options) => csv::decode(options, schema, text, &mut on_document),
+            Format::Grok(pattern) => pattern.decode(schema, text, &mut on_document),
+            Format::AvroDatum(writer) => writer.decode(schema, &bytes, &mut on_document),
+            Format::AvroFile => avro::decode_file(schema, &bytes, &mut on_document),
+        }
+    }
+}
+
+/// Calls `f` for each JSON document of a payload: the whole payload when it
+/// is one document (even pretty-printed over several lines), otherwise each
+/// non-blank line (newline-delimited JSON).
+fn for_each_document<'a>(text: &'a str, mut f: impl FnMut(usize, &'a str)) {
+    let trimmed = text.trim();
+    if !trimmed.contains('\n') || is_single_document(trimmed) {
+        f(0, trimmed);
+        return;
+    }
+    let lines = trimmed.split('\n').map(str::trim).filter(|l| !l.is_empty());
+    for (i, line) in lines.enumerate() {
+        f(i, line);
+    }
+}
+
+/// True when the whole text is exactly one JSON value.
+fn is_single_document(text: &str) -> bool {
+    serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// What a decoder made of one payload: rows rendered with `{:?}`, and
+    /// rejections as (index, reason, scope, bytes).
+    pub(crate) type Outcome = (Vec<String>, Vec<(usize, String, Scope, Vec<u8>)>);
+
+    pub(crate) fn run(decoder: &PayloadDecoder, data: &[u8]) -> Outcome {
+        let mut rows = Vec::new();
+        let mut bad = Vec::new();
+        decoder.decode(data, |r| match r {
+            Ok(values) => rows.push(format!("{values:?}")),
+            Err(r) => bad.push((r.index, r.reason.to_string(), r.scope, r.bytes.to_vec())),
+        });
+        (rows, bad)
+    }
+
+    #[test]
+    fn documents_are_split_on_newlines_unless_the_payload_is_one_document() {
+        let mut seen = Vec::new();
+        for_each_document("{\"a\":1}\n\n {\"a\":2}\r\n", |i, d| {
+            seen.push((i, d.to_string()))
+        });
+        assert_eq!(
+            seen,
+            vec![(0, "{\"a\":1}".to_string()), (1, "{\"a\":2}".to_string())]
+        );
+
+        let mut seen = Vec::new();
+        for_each_document("{\n  \"a\": 1\n}\n", |i, d| seen.push((i, d.to_string())));
+        assert_eq!(seen.len(), 1);
+    }
+
+    #[test]
+    fn payload_level_failures_are_the_same_for_every_format() {
+        let schema = Schema::parse("a:int64").unwrap();
+        for format in [
+            Format::Json,
+            Format::Csv(CsvOptions::default()),
+            Format::AvroFile,
+        ] {
+            let d = PayloadDecoder::new(format.clone(), schema.clone(), 64);
+            let (_, bad) = run(&d, b"");
+            assert_eq!(bad[0].1, "empty_payload", "{}", format.name());
+            let (_, bad) = run(&d, &[b'x'; 65]);
+            assert_eq!(bad[0].1, "payload_too_large", "{}", format.name());
+            let (_, bad) = run(&d, &[0x1f, 0x8b, 0, 1, 2]);
+            assert_eq!(bad[0].1, "decompression_failed", "{}", format.name());
+        }
+        // An Avro datum that happens to start like a zlib header is read as it is.
+        let d = PayloadDecoder::new(Format::AvroFile, schema.clone(), 64);
+        let (_, bad) = run(&d, &[0x08, 0x1d, 1, 2]);
+        assert_eq!(bad[0].1, "invalid_avro");
+        let d = PayloadDecoder::new(Format::Csv(CsvOptions::default()), schema, 64);
+        let (_, bad) = run(&d, b"1\xff\n");
+        assert_eq!(
+            (bad[0].1.as_str(), bad[0].2),
+            ("invalid_utf8", Scope::Payload)
+        );
+    }
+}

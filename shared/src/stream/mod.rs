@@ -1,0 +1,15 @@
+//! A stream event and its records, up to the values of each good document:
+//! the event reader ([`event`]), one record whatever its source
+//! ([`source`]), decompression ([`decompress`]), the record formats
+//! ([`format`]) with the JSON document reader ([`document`]), KPL
+//! aggregation ([`kpl`]), dead letters ([`dead_letter`]) and sequence
+//! numbers ([`sequence`]).
+
+pub mod dead_letter;
+pub mod decompress;
+pub mod document;
+pub mod event;
+pub mod format;
+pub mod kpl;
+pub mod sequence;
+pub mod source;
