@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, HashMap};
 
 use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
-use aws_lambda_events::event::streams::KinesisEventResponse;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
     ScalarAttributeType, StreamSpecification, StreamViewType,
@@ -15,7 +14,8 @@ use aws_sdk_dynamodbstreams::types::ShardIteratorType;
 use chrono::{NaiveDateTime, TimeZone, Utc};
 use device_status::DeviceStatus;
 use integration_tests::{
-    moto, s3_client, sdk_config, unique, Fault, FaultProxy, StreamFunction, REGION,
+    dead_letters_under, failures, kpl_record, moto, s3_client, sdk_config, unique, window_items,
+    Fault, FaultProxy, StreamFunction, REGION,
 };
 use lake_tools::kinesis_event::{sequence_number, stream_arn, StreamRecord};
 use reference_change_flag::ReferenceChangeFlag;
@@ -217,17 +217,10 @@ impl Setup {
 
     /// Every window item, keyed by (pk, window start).
     async fn windows(&self) -> BTreeMap<(String, String), Window> {
-        let out = self
-            .dynamodb
-            .scan()
-            .table_name(&self.windows_table)
-            .consistent_read(true)
-            .send()
+        window_items(&self.dynamodb, &self.windows_table)
             .await
-            .expect("scan windows");
-        out.items()
-            .iter()
-            .map(|i| {
+            .into_iter()
+            .map(|(key, i)| {
                 let s = |a: &str| i[a].as_s().expect(a).clone();
                 let n = |a: &str| i[a].as_n().expect(a).parse::<f64>().expect(a);
                 let w = Window {
@@ -252,40 +245,13 @@ impl Setup {
                         .map(|(k, v)| (k.clone(), v.as_s().expect("wm").clone()))
                         .collect(),
                 };
-                ((s("pk"), s("window_start")), w)
+                (key, w)
             })
             .collect()
     }
 
     async fn dead_letters(&self) -> Vec<DeadLetter> {
-        let list = self
-            .s3
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix("dead-letters/device-status/")
-            .send()
-            .await
-            .expect("list dead letters");
-        let mut letters = Vec::new();
-        for o in list.contents() {
-            let body = self
-                .s3
-                .get_object()
-                .bucket(&self.bucket)
-                .key(o.key().expect("key"))
-                .send()
-                .await
-                .expect("get dead letters")
-                .body
-                .collect()
-                .await
-                .expect("body")
-                .into_bytes();
-            for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-                letters.push(serde_json::from_slice(line).expect("dead letter"));
-            }
-        }
-        letters
+        dead_letters_under(&self.s3, &self.bucket, "dead-letters/device-status/").await
     }
 
     async fn flag(&self) -> ChangeFlag {
@@ -384,14 +350,6 @@ fn readings_event(shard: u32, first: u64, readings: &[Reading]) -> Vec<u8> {
         .map(|r| r.doc().to_string().into_bytes())
         .collect();
     event(shard, first, &payloads)
-}
-
-fn failures(response: &KinesisEventResponse) -> Vec<String> {
-    response
-        .batch_item_failures
-        .iter()
-        .filter_map(|f| f.item_identifier.clone())
-        .collect()
 }
 
 // -------------------------------------------------------------- expected --
@@ -676,24 +634,6 @@ fn csv_line(r: &Reading) -> String {
         "{},2026-11-23 {},SN-{},{},{},{},Acme",
         r.device, r.time, r.device, r.pressure, r.o2, r.volume
     )
-}
-
-/// A KPL aggregated record (magic, protobuf, MD5) of `payloads`.
-fn kpl_record(payloads: &[Vec<u8>]) -> Vec<u8> {
-    use telemetry_lake::stream::kpl::{frame, AggregatedRecord, UserRecord};
-    frame(&AggregatedRecord {
-        partition_key_table: vec!["pk".into()],
-        explicit_hash_key_table: Vec::new(),
-        records: payloads
-            .iter()
-            .map(|p| UserRecord {
-                partition_key_index: 0,
-                explicit_hash_key_index: None,
-                data: p.clone(),
-                tags: Vec::new(),
-            })
-            .collect(),
-    })
 }
 
 #[tokio::test]

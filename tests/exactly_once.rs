@@ -1,4 +1,4 @@
-//! Exactly-once outcomes under Lambda's retries (issue 10, item 2): a
+//! Exactly-once outcomes under Lambda's retries: a
 //! `proptest` property over `kinesis-to-parquet` with random batches (good
 //! and bad records, one or two shards, two arrival hours), random S3 faults
 //! through the fault proxy, and random invocation timeouts after the writes.
@@ -34,11 +34,9 @@ use lake_tools::kinesis_event::{sequence_number, stream_arn, StreamRecord};
 use lake_tools::lake_reader;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence, RngSeed};
-use telemetry_lake::config::schema::Schema;
 use telemetry_lake::config::StreamConfig;
 use telemetry_lake::lake::writer::S3Sink;
 
-const SCHEMA_JSON: &str = include_str!("../config/ventilator.schema.json");
 
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -294,13 +292,8 @@ async fn kinesis_to_parquet_case(case: &Case) -> Result<(), TestCaseError> {
     // One SDK attempt: every injected fault reaches the function.
     let sdk = sdk_config_with(&proxy.endpoint, 1, std::time::Duration::from_secs(10)).await;
     let config = StreamConfig {
-        lake_bucket: bucket.clone(),
-        lake_prefix: "raw/v".into(),
-        dead_letter_prefix: "dead-letters/v".into(),
-        schema: Schema::parse(SCHEMA_JSON).expect("schema"),
-        max_payload_bytes: 1 << 20,
         write_concurrency: 1,
-        format: telemetry_lake::stream::format::Format::Json,
+        ..integration_tests::stream_config(&bucket)
     };
     let f = KinesisToParquet::new(config, S3Sink::new(s3_client(&sdk), &bucket));
 

@@ -13,7 +13,8 @@ use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, RecordBatch};
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use integration_tests::{
-    moto, s3_with_bucket, sdk_config, unique, Fault, FaultProxy, StreamFunction, REGION,
+    dead_letters_under, kpl_record, moto, parquet_objects, s3_with_bucket, sdk_config, unique,
+    Fault, FaultProxy, StreamFunction, REGION,
 };
 use kinesis_to_parquet::KinesisToParquet;
 use lake_tools::kinesis_event::{sequence_number, stream_arn, StreamRecord};
@@ -22,7 +23,6 @@ use lake_tools::runtime::invoke;
 use telemetry_lake::config::StreamConfig;
 use telemetry_lake::lake::writer::S3Sink;
 use telemetry_lake::stream::dead_letter::{DeadLetter, Scope};
-use telemetry_lake::stream::kpl::{self, AggregatedRecord, UserRecord};
 
 const LAKE_PREFIX: &str = "raw/metrics";
 const DL_PREFIX: &str = "dead-letters/metrics";
@@ -113,17 +113,11 @@ fn rows_of(batch: &RecordBatch) -> Vec<Row> {
 
 /// Every Parquet object of the lake with its rows.
 async fn lake(s3: &aws_sdk_s3::Client, bucket: &str) -> BTreeMap<String, Vec<Row>> {
-    let mut out = BTreeMap::new();
-    for o in lake_reader::list(s3, bucket, LAKE_PREFIX).await.unwrap() {
-        let bytes = lake_reader::get(s3, bucket, &o.key).await.unwrap();
-        let rows = lake_reader::parquet_batches(bytes)
-            .unwrap()
-            .iter()
-            .flat_map(rows_of)
-            .collect();
-        out.insert(o.key, rows);
-    }
-    out
+    parquet_objects(s3, bucket, LAKE_PREFIX)
+        .await
+        .into_iter()
+        .map(|(key, batches)| (key, batches.iter().flat_map(rows_of).collect()))
+        .collect()
 }
 
 /// All rows of the lake, in key then row order.
@@ -133,12 +127,7 @@ async fn all_rows(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<Row> {
 
 /// Every dead letter, in key then line order.
 async fn dead_letters(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<DeadLetter> {
-    let mut out = Vec::new();
-    for o in lake_reader::list(s3, bucket, DL_PREFIX).await.unwrap() {
-        let bytes = lake_reader::get(s3, bucket, &o.key).await.unwrap();
-        out.extend(lake_reader::dead_letters(&bytes).unwrap());
-    }
-    out
+    dead_letters_under(s3, bucket, DL_PREFIX).await
 }
 
 /// A dead letter reduced to (sequence number, document index, reason, scope, bytes).
@@ -526,30 +515,12 @@ async fn grok_lines_fill_fields_by_capture_name_with_custom_patterns() {
 
 // -------------------------------------------------------------------- KPL --
 
-/// An aggregated record as the KPL writes it: magic, protobuf, MD5.
-fn kpl_record(payloads: &[&[u8]]) -> Vec<u8> {
-    kpl::frame(&AggregatedRecord {
-        partition_key_table: vec!["pk-a".into(), "pk-b".into()],
-        explicit_hash_key_table: Vec::new(),
-        records: payloads
-            .iter()
-            .enumerate()
-            .map(|(i, p)| UserRecord {
-                partition_key_index: (i % 2) as u64,
-                explicit_hash_key_index: None,
-                data: p.to_vec(),
-                tags: Vec::new(),
-            })
-            .collect(),
-    })
-}
-
 #[tokio::test]
 async fn kpl_aggregates_are_split_into_user_records_each_validated_on_its_own() {
     let (s3, bucket) = s3_with_bucket("kpl").await;
     let f = function(&s3, &bucket, &[]);
     let zipped = gzip(br#"{"id":3,"at":"2020-06-12 14:07:00","name":"zipped"}"#);
-    let good = kpl_record(&[
+    let good = kpl_record::<&[u8]>(&[
         br#"{"id":1,"at":"2020-06-12 14:05:59","name":"alpha"}"#,
         br#"{"id":"two","at":"2020-06-12 14:05:59","name":"beta"}"#,
         &zipped,

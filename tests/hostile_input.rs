@@ -1,4 +1,4 @@
-//! Hostile input (issue 10, items 3 and 4): what an attacker or a broken
+//! Hostile input: what an attacker or a broken
 //! producer can put on the stream, and values that reach other systems.
 //!
 //! * A bounded `proptest` fuzz of the shared decode path (`decode_payload`:
@@ -32,7 +32,7 @@ use telemetry_lake::repartition::queries::{
     Repartition, SqlError, SqlTemplate, Tables, DEFAULT_TEMPLATE,
 };
 use telemetry_lake::scheduler::schedule::execution_name;
-use telemetry_lake::stream::decompress::{decompress, Codec, DecodeError};
+use telemetry_lake::stream::decompress::{decompress, Codec, DecompressError};
 use telemetry_lake::stream::format::{Format, PayloadDecoder};
 use telemetry_lake::stream::source::decode_payload;
 
@@ -151,7 +151,7 @@ fn compression_bombs_are_stopped_by_the_decompressed_size_cap() {
         // and it read at most cap + 1 bytes (`take(cap + 1)` in stream/decompress.rs).
         assert_eq!(
             decompress(&packed, CAP),
-            Err(DecodeError::TooLarge {
+            Err(DecompressError::TooLarge {
                 limit: CAP,
                 codec: Some(codec)
             }),
@@ -182,7 +182,10 @@ fn compression_bombs_are_stopped_by_the_decompressed_size_cap() {
     }
     for (codec, packed) in compress_all(&over) {
         assert!(
-            matches!(decompress(&packed, CAP), Err(DecodeError::TooLarge { .. })),
+            matches!(
+                decompress(&packed, CAP),
+                Err(DecompressError::TooLarge { .. })
+            ),
             "{}",
             codec.name()
         );
@@ -441,13 +444,9 @@ proptest! {
 async fn hostile_records_become_dead_letters_with_reasons_in_s3() {
     let (s3, bucket) = s3_with_bucket("hostile").await;
     let config = StreamConfig {
-        lake_bucket: bucket.clone(),
-        lake_prefix: "raw/v".into(),
-        dead_letter_prefix: "dead-letters/v".into(),
-        schema: Schema::parse(SCHEMA_JSON).expect("schema"),
         max_payload_bytes: CAP,
         write_concurrency: 2,
-        format: Format::Json,
+        ..integration_tests::stream_config(&bucket)
     };
     let f = KinesisToParquet::new(config, S3Sink::new(s3.clone(), &bucket));
     let bomb = compress_all(&vec![b' '; 16 * 1024 * 1024]).remove(2).1;

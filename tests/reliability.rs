@@ -1,4 +1,4 @@
-//! Every function under injected faults (issue 10, item 1): throttling with
+//! Every function under injected faults: throttling with
 //! each service's own error shape, 500, 503, an answer later than the
 //! client's attempt timeout (the request still reaches moto afterwards) and a
 //! dropped connection, through the fault proxy between the SDK and moto.
@@ -16,13 +16,12 @@ use std::collections::BTreeMap;
 
 use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use aws_lambda_events::event::streams::KinesisEventResponse;
 use aws_sdk_dynamodb::types::{AttributeValue, KeyType, ScalarAttributeType};
 use chrono::{TimeZone, Utc};
 use crawler_status::CrawlerStatus;
 use integration_tests::{
-    create_state_machine_from, create_workgroup, lake_i64_column, moto, s3_client, sdk_config,
-    sdk_config_with, unique, DeviceStatusRig, FaultKind, FaultProxy, StreamFunction,
+    create_state_machine_from, create_workgroup, failures, lake_i64_column, moto, s3_client,
+    sdk_config, sdk_config_with, unique, DeviceStatusRig, FaultKind, FaultProxy, StreamFunction,
     ATTEMPT_TIMEOUT, FAULT_DELAY, REGION,
 };
 use kinesis_to_parquet::KinesisToParquet;
@@ -33,7 +32,6 @@ use reference_change_flag::ReferenceChangeFlag;
 use serde_json::json;
 use start_crawler::StartCrawler;
 use start_queries::StartQueries;
-use telemetry_lake::config::schema::Schema;
 use telemetry_lake::config::vars::{
     ATHENA_WORKGROUP, GLUE_DATABASE, RAW_CRAWLER_NAME, REFERENCE_TABLE as ATHENA_REFERENCE_TABLE,
     SOURCE_TABLE, TARGET_TABLE, TRANSFORMED_CRAWLER_NAME,
@@ -46,7 +44,6 @@ use telemetry_lake::repartition::config::{
 };
 use telemetry_lake::repartition::task_error::TaskError;
 
-const SCHEMA_JSON: &str = include_str!("../config/ventilator.schema.json");
 /// SDK attempts per call: the transient phase fails one in two calls, so a
 /// call succeeds by its second attempt.
 const ATTEMPTS: u32 = 3;
@@ -90,14 +87,6 @@ fn kinesis_event(first: u64, payloads: &[Vec<u8>]) -> Vec<u8> {
     )
 }
 
-fn failures(response: &KinesisEventResponse) -> Vec<String> {
-    response
-        .batch_item_failures
-        .iter()
-        .filter_map(|f| f.item_identifier.clone())
-        .collect()
-}
-
 // ----------------------------------------------------- kinesis-to-parquet --
 
 #[tokio::test]
@@ -114,14 +103,9 @@ async fn kinesis_to_parquet_loses_and_duplicates_nothing_under_every_fault() {
         let proxy = FaultProxy::start(moto()).await;
         let sdk = sdk_config_with(&proxy.endpoint, ATTEMPTS, ATTEMPT_TIMEOUT).await;
         let config = StreamConfig {
-            lake_bucket: bucket.clone(),
-            lake_prefix: "raw/v".into(),
-            dead_letter_prefix: "dead-letters/v".into(),
-            schema: Schema::parse(SCHEMA_JSON).expect("schema"),
-            max_payload_bytes: 1 << 20,
             // One PUT at a time: which call a fault hits is known.
             write_concurrency: 1,
-            format: telemetry_lake::stream::format::Format::Json,
+            ..integration_tests::stream_config(&bucket)
         };
         let f = KinesisToParquet::new(config, S3Sink::new(s3_client(&sdk), &bucket));
         let batch = |first: u64, ids: std::ops::RangeInclusive<i64>| {

@@ -24,7 +24,6 @@ use query_status::QueryStatus;
 use serde_json::{json, Value};
 use start_crawler::StartCrawler;
 use start_queries::StartQueries;
-use telemetry_lake::config::schema::Schema;
 use telemetry_lake::config::vars::{
     ATHENA_WORKGROUP, CRAWLER_WAIT_SECONDS, GLUE_DATABASE, MAX_CRAWLER_POLLS, MAX_QUERY_POLLS,
     QUERY_WAIT_SECONDS, RAW_CRAWLER_NAME, REFERENCE_TABLE, SOURCE_TABLE, TARGET_TABLE,
@@ -720,13 +719,9 @@ async fn write_lake(s3: &aws_sdk_s3::Client, bucket: &str, readings: &[Reading])
         &records,
     );
     let config = StreamConfig {
-        lake_bucket: bucket.to_string(),
         lake_prefix: LAKE_PREFIX.to_string(),
         dead_letter_prefix: "dead-letters/ventilator_metrics".to_string(),
-        schema: Schema::parse(include_str!("../config/ventilator.schema.json")).expect("schema"),
-        max_payload_bytes: 1 << 20,
-        write_concurrency: 4,
-        format: telemetry_lake::stream::format::Format::Json,
+        ..integration_tests::stream_config(bucket)
     };
     let f = KinesisToParquet::new(config, S3Sink::new(s3.clone(), bucket));
     let (summary, response) = f.invoke(&event).await.expect("invoked");

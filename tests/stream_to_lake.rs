@@ -7,11 +7,11 @@ use std::io::Write;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMicrosecondType};
 use arrow_array::RecordBatch;
-use aws_lambda_events::event::streams::KinesisEventResponse;
 use base64::Engine;
 use chrono::{DateTime, Duration, NaiveDateTime, TimeZone, Utc};
 use integration_tests::{
-    moto, s3_client, s3_with_bucket, sdk_config, unique, Fault, FaultProxy, StreamFunction, REGION,
+    dead_letters_under, failures, moto, parquet_objects, s3_client, s3_with_bucket, sdk_config,
+    unique, Fault, FaultProxy, StreamFunction, REGION,
 };
 use kinesis_to_parquet::{BatchSummary, KinesisToParquet};
 use lake_tools::kinesis_event::{sequence_number, stream_arn, StreamRecord};
@@ -19,24 +19,19 @@ use lake_tools::lake_reader;
 use lake_tools::telemetry::{generate, TelemetryOptions};
 use serde::Deserialize;
 use serde_json::Value;
-use telemetry_lake::config::schema::Schema;
 use telemetry_lake::config::StreamConfig;
 use telemetry_lake::lake::writer::S3Sink;
 use telemetry_lake::stream::dead_letter::Scope;
 
 const LAKE_PREFIX: &str = "raw/ventilator_metrics";
 const DL_PREFIX: &str = "dead-letters/ventilator_metrics";
-const SCHEMA_JSON: &str = include_str!("../config/ventilator.schema.json");
 
 fn config(bucket: &str, max_payload_bytes: usize) -> StreamConfig {
     StreamConfig {
-        lake_bucket: bucket.to_string(),
         lake_prefix: LAKE_PREFIX.to_string(),
         dead_letter_prefix: DL_PREFIX.to_string(),
-        schema: Schema::parse(SCHEMA_JSON).expect("shipped schema"),
         max_payload_bytes,
-        write_concurrency: 4,
-        format: telemetry_lake::stream::format::Format::Json,
+        ..integration_tests::stream_config(bucket)
     }
 }
 
@@ -177,17 +172,11 @@ fn expected_row(doc: &Value) -> Row {
 
 /// Every object under a prefix with its rows (Parquet) or lines (dead letters).
 async fn lake_rows(s3: &aws_sdk_s3::Client, bucket: &str) -> BTreeMap<String, Vec<Row>> {
-    let mut out = BTreeMap::new();
-    for o in lake_reader::list(s3, bucket, LAKE_PREFIX).await.unwrap() {
-        let bytes = lake_reader::get(s3, bucket, &o.key).await.unwrap();
-        let rows = lake_reader::parquet_batches(bytes)
-            .unwrap()
-            .iter()
-            .flat_map(rows_of)
-            .collect();
-        out.insert(o.key, rows);
-    }
-    out
+    parquet_objects(s3, bucket, LAKE_PREFIX)
+        .await
+        .into_iter()
+        .map(|(key, batches)| (key, batches.iter().flat_map(rows_of).collect()))
+        .collect()
 }
 
 /// How many rows the lake's Parquet objects hold in all.
@@ -458,13 +447,6 @@ fn three_hours(n: usize, seq_offset: u64) -> Vec<StreamRecord> {
         .collect()
 }
 
-fn failures(r: &KinesisEventResponse) -> Vec<String> {
-    r.batch_item_failures
-        .iter()
-        .filter_map(|f| f.item_identifier.clone())
-        .collect()
-}
-
 async fn assert_each_record_once(s3: &aws_sdk_s3::Client, bucket: &str, records: &[StreamRecord]) {
     let rows: Vec<Row> = lake_rows(s3, bucket)
         .await
@@ -637,18 +619,4 @@ async fn a_fractional_arrival_time_is_read_to_the_millisecond_and_chooses_the_ho
             .collect::<Vec<_>>(),
         [("2", "2026-11-22T10:59:59.120Z")]
     );
-}
-
-/// Every dead letter under `prefix`, in key order.
-async fn dead_letters_under(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    prefix: &str,
-) -> Vec<telemetry_lake::stream::dead_letter::DeadLetter> {
-    let mut out = Vec::new();
-    for o in lake_reader::list(s3, bucket, prefix).await.unwrap() {
-        let body = lake_reader::get(s3, bucket, &o.key).await.unwrap();
-        out.extend(lake_reader::dead_letters(&body).unwrap());
-    }
-    out
 }

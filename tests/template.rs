@@ -93,7 +93,7 @@ fn every_record_format_the_template_offers_is_one_the_function_reads() {
     );
 }
 
-// ------------------------------------------- parsed template (issue 7)
+// ---------------------------------------------------- parsed template
 
 use integration_tests::template::{load, referenced, resources};
 use lake_tools::asl;

@@ -745,23 +745,12 @@ impl DeviceStatusRig {
 
     /// Every window item as (pk, window start) → (count, sum of o2stats).
     pub async fn windows(&self) -> std::collections::BTreeMap<(String, String), (u64, f64)> {
-        let out = self
-            .dynamodb
-            .scan()
-            .table_name(&self.windows_table)
-            .consistent_read(true)
-            .send()
+        window_items(&self.dynamodb, &self.windows_table)
             .await
-            .expect("scan windows");
-        out.items()
-            .iter()
-            .map(|i| {
-                let s = |a: &str| i[a].as_s().expect(a).clone();
+            .into_iter()
+            .map(|(key, i)| {
                 let n = |a: &str| i[a].as_n().expect(a).parse::<f64>().expect(a);
-                (
-                    (s("pk"), s("window_start")),
-                    (n("count") as u64, n("sum_o2stats")),
-                )
+                (key, (n("count") as u64, n("sum_o2stats")))
             })
             .collect()
     }
@@ -804,42 +793,26 @@ pub const REPARTITION_PATH: [&str; 10] = [
     "Repartitioned",
 ];
 
+/// What a stream function did with one invocation and what it answered
+/// Lambda, or the error the runtime reports (the batch is then retried).
+pub type Invoked<S> =
+    Result<(S, aws_lambda_events::event::streams::KinesisEventResponse), lambda_runtime::Error>;
+
 /// The stream functions as the Lambda runtime calls them: from an event's
 /// JSON bytes, read by `lambda_runtime`'s deserialisation into the event
 /// type `main` declares, handed to the handler `main` registers.
 pub trait StreamFunction {
     /// What the function logs of one invocation.
     type Summary;
-    /// One invocation with `event` as its body: the function's answer and
-    /// summary, or the error the runtime reports (the batch is retried).
-    fn invoke(
-        &self,
-        event: &[u8],
-    ) -> impl std::future::Future<
-        Output = Result<
-            (
-                Self::Summary,
-                aws_lambda_events::event::streams::KinesisEventResponse,
-            ),
-            lambda_runtime::Error,
-        >,
-    >;
+    /// One invocation with `event` as its body.
+    fn invoke(&self, event: &[u8]) -> impl std::future::Future<Output = Invoked<Self::Summary>>;
 }
 
 impl<S: telemetry_lake::lake::writer::ObjectSink> StreamFunction
     for kinesis_to_parquet::KinesisToParquet<S>
 {
     type Summary = kinesis_to_parquet::BatchSummary;
-    async fn invoke(
-        &self,
-        event: &[u8],
-    ) -> Result<
-        (
-            Self::Summary,
-            aws_lambda_events::event::streams::KinesisEventResponse,
-        ),
-        lambda_runtime::Error,
-    > {
+    async fn invoke(&self, event: &[u8]) -> Invoked<Self::Summary> {
         let out = lake_tools::runtime::invoke(event, |e| self.handle(e)).await?;
         Ok((out.summary, out.response))
     }
@@ -849,16 +822,7 @@ impl<S: telemetry_lake::lake::writer::ObjectSink> StreamFunction
     for device_status::DeviceStatus<S>
 {
     type Summary = device_status::BatchSummary;
-    async fn invoke(
-        &self,
-        event: &[u8],
-    ) -> Result<
-        (
-            Self::Summary,
-            aws_lambda_events::event::streams::KinesisEventResponse,
-        ),
-        lambda_runtime::Error,
-    > {
+    async fn invoke(&self, event: &[u8]) -> Invoked<Self::Summary> {
         let out = lake_tools::runtime::invoke(event, |e| self.handle(e)).await?;
         Ok((out.summary, out.response))
     }
@@ -909,4 +873,120 @@ pub fn fractional_arrival_event() -> Vec<u8> {
         record(3, "1795345200.12", &doc(1, "11:00:00")),
     )
     .into_bytes()
+}
+
+/// The sequence numbers a Lambda response reports as batch item failures.
+pub fn failures(response: &aws_lambda_events::event::streams::KinesisEventResponse) -> Vec<String> {
+    response
+        .batch_item_failures
+        .iter()
+        .filter_map(|f| f.item_identifier.clone())
+        .collect()
+}
+
+/// Every Parquet object under `prefix` with its record batches, by key,
+/// read back with the `parquet` crate's Arrow reader.
+pub async fn parquet_objects(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> std::collections::BTreeMap<String, Vec<arrow_array::RecordBatch>> {
+    let mut out = std::collections::BTreeMap::new();
+    for o in lake_tools::lake_reader::list(s3, bucket, prefix)
+        .await
+        .unwrap()
+    {
+        let bytes = lake_tools::lake_reader::get(s3, bucket, &o.key)
+            .await
+            .unwrap();
+        out.insert(
+            o.key,
+            lake_tools::lake_reader::parquet_batches(bytes).unwrap(),
+        );
+    }
+    out
+}
+
+/// Every dead letter under `prefix`, in key then line order.
+pub async fn dead_letters_under(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Vec<telemetry_lake::stream::dead_letter::DeadLetter> {
+    let mut out = Vec::new();
+    for o in lake_tools::lake_reader::list(s3, bucket, prefix)
+        .await
+        .unwrap()
+    {
+        let bytes = lake_tools::lake_reader::get(s3, bucket, &o.key)
+            .await
+            .unwrap();
+        out.extend(lake_tools::lake_reader::dead_letters(&bytes).unwrap());
+    }
+    out
+}
+
+/// An aggregated record as the KPL writes it (magic, protobuf, MD5) of
+/// `payloads`, their partition keys alternating between two.
+pub fn kpl_record<P: AsRef<[u8]>>(payloads: &[P]) -> Vec<u8> {
+    use telemetry_lake::stream::kpl::{frame, AggregatedRecord, UserRecord};
+    frame(&AggregatedRecord {
+        partition_key_table: vec!["pk-a".into(), "pk-b".into()],
+        explicit_hash_key_table: Vec::new(),
+        records: payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| UserRecord {
+                partition_key_index: (i % 2) as u64,
+                explicit_hash_key_index: None,
+                data: p.as_ref().to_vec(),
+                tags: Vec::new(),
+            })
+            .collect(),
+    })
+}
+
+/// Every item of a windows table, read consistently, keyed by (pk, window
+/// start).
+pub async fn window_items(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> std::collections::BTreeMap<
+    (String, String),
+    std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+> {
+    let out = dynamodb
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("scan windows");
+    out.items()
+        .iter()
+        .map(|i| {
+            let s = |a: &str| i[a].as_s().expect(a).clone();
+            ((s("pk"), s("window_start")), i.clone())
+        })
+        .collect()
+}
+
+/// The shipped declared schema of the worked example.
+pub const VENTILATOR_SCHEMA: &str = include_str!("../../config/ventilator.schema.json");
+
+/// A `kinesis-to-parquet` configuration for the worked example: JSON
+/// payloads of the shipped schema, the lake under `raw/v`, dead letters
+/// under `dead-letters/v`, 1 MiB payloads, four writes at once. Tests
+/// change what they exercise with `StreamConfig { .., ..stream_config(b) }`.
+pub fn stream_config(bucket: &str) -> telemetry_lake::config::StreamConfig {
+    telemetry_lake::config::StreamConfig {
+        lake_bucket: bucket.to_string(),
+        lake_prefix: "raw/v".into(),
+        dead_letter_prefix: "dead-letters/v".into(),
+        schema: telemetry_lake::config::schema::Schema::parse(VENTILATOR_SCHEMA)
+            .expect("the shipped schema"),
+        max_payload_bytes: 1 << 20,
+        write_concurrency: 4,
+        format: telemetry_lake::stream::format::Format::Json,
+    }
 }

@@ -1,11 +1,10 @@
-//! `template.yaml` as JSON: CloudFormation's short tags (`!Ref`, `!GetAtt`,
-//! `!Sub`, `!If`, ...) become their long forms (`{"Ref": ..}`,
-//! `{"Fn::GetAtt": [resource, attribute]}`, `{"Fn::Sub": ..}`), so checks
-//! over the template read it as CloudFormation itself does.
+//! `template.yaml` as JSON, for checks over the whole template, read by the
+//! project's one template reader (`lake_tools::template`): CloudFormation's
+//! short tags become their long forms, as CloudFormation itself reads them.
 
 use std::path::{Path, PathBuf};
 
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -21,48 +20,7 @@ pub fn load() -> Value {
 
 /// A CloudFormation YAML template (or snippet) as JSON.
 pub fn parse(yaml: &str) -> Result<Value, serde_yaml::Error> {
-    serde_yaml::from_str::<serde_yaml::Value>(yaml).map(|v| to_json(&v))
-}
-
-fn to_json(value: &serde_yaml::Value) -> Value {
-    use serde_yaml::Value as Y;
-    match value {
-        Y::Null => Value::Null,
-        Y::Bool(b) => Value::Bool(*b),
-        Y::Number(n) => serde_json::to_value(n).unwrap_or(Value::Null),
-        Y::String(s) => Value::String(s.clone()),
-        Y::Sequence(items) => Value::Array(items.iter().map(to_json).collect()),
-        Y::Mapping(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| {
-                    let key = match k {
-                        Y::String(s) => s.clone(),
-                        other => serde_yaml::to_string(other)
-                            .unwrap_or_default()
-                            .trim()
-                            .to_string(),
-                    };
-                    (key, to_json(v))
-                })
-                .collect::<Map<_, _>>(),
-        ),
-        Y::Tagged(tagged) => {
-            let tag = tagged.tag.to_string();
-            let tag = tag.trim_start_matches('!');
-            let inner = to_json(&tagged.value);
-            match tag {
-                "Ref" => json!({ "Ref": inner }),
-                "Condition" => json!({ "Condition": inner }),
-                "GetAtt" => match inner.as_str().and_then(|s| s.split_once('.')) {
-                    Some((resource, attribute)) => {
-                        json!({ "Fn::GetAtt": [resource, attribute] })
-                    }
-                    None => json!({ "Fn::GetAtt": inner }),
-                },
-                other => Value::Object(Map::from_iter([(format!("Fn::{other}"), inner)])),
-            }
-        }
-    }
+    lake_tools::template::long_form_json(yaml)
 }
 
 /// The template's resources of one type, by logical ID.
@@ -100,6 +58,7 @@ pub fn alternatives(value: &Value) -> Vec<&Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn short_tags_become_long_forms() {

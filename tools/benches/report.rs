@@ -266,8 +266,8 @@ fn throughput(md: &mut String, me: &str) {
          the objects handed to a sink that drops them (`kinesis-to-parquet`) or the windows \
          computed (`device-status`). MB/s counts the event's JSON. \"× floor\" is the run's time \
          over the floor's on the same event (the event read and its payloads base64-decoded); \
-         \"× floor with payloads\" over the floor that also parses every JSON payload (issue 9's \
-         definition; see below).\n"
+         \"× floor with payloads\" over the floor that also parses every JSON payload (see \
+         below).\n"
     );
     let _ = writeln!(
         md,
@@ -299,8 +299,8 @@ fn throughput(md: &mut String, me: &str) {
          run: `serde_json` behind `serde_path_to_error` finds where the event ends, sonic-rs \
          reads it, base64-simd decodes the payloads), and, for comparison, with \
          `aws_lambda_events`' model through `serde_json`, and through `serde_json::Value` \
-         first (what their `main` did before: the handler took `LambdaEvent<Value>`). \
-         \"With payloads parsed\" adds what issue 9's floor includes: every payload parsed by \
+         first (a handler taking `LambdaEvent<Value>` reads it so). \
+         \"With payloads parsed\" adds every payload parsed by \
          sonic-rs into a struct of the reading's seven fields (strings borrowed, nothing \
          converted or checked beyond JSON types).\n"
     );

@@ -277,7 +277,7 @@ struct Reading<'a> {
     manufacturer: &'a str,
 }
 
-/// The floor as issue 9 defines it: [`floor`], plus parsing every (JSON)
+/// The floor with payloads: [`floor`], plus parsing every (JSON)
 /// payload with sonic-rs into a struct of its fields, strings borrowed, no
 /// conversion and no validation beyond the JSON types. Returns the payloads
 /// that parsed.

@@ -338,6 +338,56 @@ fn scalar(v: &Value) -> Option<String> {
     }
 }
 
+/// A CloudFormation YAML template (or snippet) as JSON, its short tags
+/// (`!Ref`, `!GetAtt`, `!Sub`, `!If`, ...) in their long forms
+/// (`{"Ref": ..}`, `{"Fn::GetAtt": [resource, attribute]}`,
+/// `{"Fn::Sub": ..}`), as CloudFormation itself reads them.
+pub fn long_form_json(yaml: &str) -> Result<serde_json::Value, serde_yaml::Error> {
+    serde_yaml::from_str::<Value>(yaml).map(|v| to_json(&v))
+}
+
+fn to_json(value: &Value) -> serde_json::Value {
+    use serde_json::{json, Map, Value as J};
+    use Value as Y;
+    match value {
+        Y::Null => J::Null,
+        Y::Bool(b) => J::Bool(*b),
+        Y::Number(n) => serde_json::to_value(n).unwrap_or(J::Null),
+        Y::String(s) => J::String(s.clone()),
+        Y::Sequence(items) => J::Array(items.iter().map(to_json).collect()),
+        Y::Mapping(map) => J::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        Y::String(s) => s.clone(),
+                        other => serde_yaml::to_string(other)
+                            .unwrap_or_default()
+                            .trim()
+                            .to_string(),
+                    };
+                    (key, to_json(v))
+                })
+                .collect::<Map<_, _>>(),
+        ),
+        Y::Tagged(tagged) => {
+            let tag = tagged.tag.to_string();
+            let tag = tag.trim_start_matches('!');
+            let inner = to_json(&tagged.value);
+            match tag {
+                "Ref" => json!({ "Ref": inner }),
+                "Condition" => json!({ "Condition": inner }),
+                "GetAtt" => match inner.as_str().and_then(|s| s.split_once('.')) {
+                    Some((resource, attribute)) => {
+                        json!({ "Fn::GetAtt": [resource, attribute] })
+                    }
+                    None => json!({ "Fn::GetAtt": inner }),
+                },
+                other => J::Object(Map::from_iter([(format!("Fn::{other}"), inner)])),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,7 +24,7 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
-use crate::device_status::windows::{iso, BatchWindows, WindowKey};
+use crate::device_status::windows::{iso, BatchWindows, Contribution, WindowKey};
 use crate::stream::sequence;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use aws_smithy_types::error::display::DisplayErrorContext;
@@ -43,6 +43,14 @@ pub const PK: &str = "pk";
 pub const SK: &str = "sk";
 
 type Item = HashMap<String, AttributeValue>;
+
+/// One conditional `UpdateItem` of a window item.
+struct Update {
+    expression: String,
+    condition: String,
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
 
 /// The windows table.
 #[derive(Debug, Clone)]
@@ -217,70 +225,16 @@ impl WindowStore {
             if contribution.count == 0 {
                 return Outcome::AlreadyApplied;
             }
-            let old_count = item.and_then(|i| number(i, "count")).unwrap_or(0.0);
-            let new_count = old_count + contribution.count as f64;
-            let end = key.start + self.window_secs;
-
-            let mut names: HashMap<String, String> = HashMap::new();
-            let mut values: HashMap<String, AttributeValue> = HashMap::new();
-            let mut set = Vec::new();
-            let mut add = Vec::new();
-            let mut bind =
-                |name: &str, value: AttributeValue, names: &mut HashMap<String, String>| {
-                    let i = names.len();
-                    names.insert(format!("#a{i}"), name.to_string());
-                    values.insert(format!(":v{i}"), value);
-                    (format!("#a{i}"), format!(":v{i}"))
-                };
-            for (attr, value) in [
-                ("device", s(&key.device)),
-                ("status", s(key.status.as_str())),
-                ("window_start", s(&iso(key.start))),
-                ("window_end", s(&iso(end))),
-                ("expires_at", n(end + self.retention_secs)),
-            ] {
-                let (a, v) = bind(attr, value, &mut names);
-                set.push(format!("{a} = {v}"));
-            }
-            for (m, field) in self.metrics.iter().enumerate() {
-                let sum_attr = format!("sum_{field}");
-                let old_sum = item.and_then(|i| number(i, &sum_attr)).unwrap_or(0.0);
-                let added = contribution.sums[m];
-                let (a, v) = bind(&sum_attr, nf(added), &mut names);
-                add.push(format!("{a} {v}"));
-                let (a, v) = bind(
-                    &format!("avg_{field}"),
-                    nf((old_sum + added) / new_count),
-                    &mut names,
-                );
-                set.push(format!("{a} = {v}"));
-            }
-            for (shard, seq) in &contribution.watermarks {
-                let (a, v) = bind(&watermark_attribute(shard), s(seq), &mut names);
-                set.push(format!("{a} = {v}"));
-            }
-            let (count_name, count_value) = bind(
-                "count",
-                AttributeValue::N(contribution.count.to_string()),
-                &mut names,
-            );
-            add.push(format!("{count_name} {count_value}"));
-            let condition = match item.and_then(|i| i.get("count")) {
-                None => format!("attribute_not_exists({count_name})"),
-                Some(old) => {
-                    values.insert(":old_count".into(), old.clone());
-                    format!("{count_name} = :old_count")
-                }
-            };
+            let update = self.update(key, item, &contribution);
             let result = self
                 .client
                 .update_item()
                 .table_name(&self.table)
                 .set_key(Some(item_key(key)))
-                .update_expression(format!("SET {} ADD {}", set.join(", "), add.join(", ")))
-                .condition_expression(condition)
-                .set_expression_attribute_names(Some(names))
-                .set_expression_attribute_values(Some(values))
+                .update_expression(update.expression)
+                .condition_expression(update.condition)
+                .set_expression_attribute_names(Some(update.names))
+                .set_expression_attribute_values(Some(update.values))
                 .send()
                 .await;
             match result {
@@ -312,6 +266,73 @@ impl WindowStore {
             pk(key),
             iso(key.start)
         ))
+    }
+
+    /// The conditional update that adds `contribution` to the window item
+    /// as read (`item`, absent when there is none yet): counts and sums
+    /// added, averages and watermarks set, on condition that the count is
+    /// still the one read.
+    fn update(&self, key: &WindowKey, item: Option<&Item>, contribution: &Contribution) -> Update {
+        let old_count = item.and_then(|i| number(i, "count")).unwrap_or(0.0);
+        let new_count = old_count + contribution.count as f64;
+        let end = key.start + self.window_secs;
+
+        let mut names: HashMap<String, String> = HashMap::new();
+        let mut values: HashMap<String, AttributeValue> = HashMap::new();
+        let mut set = Vec::new();
+        let mut add = Vec::new();
+        let mut bind = |name: &str, value: AttributeValue, names: &mut HashMap<String, String>| {
+            let i = names.len();
+            names.insert(format!("#a{i}"), name.to_string());
+            values.insert(format!(":v{i}"), value);
+            (format!("#a{i}"), format!(":v{i}"))
+        };
+        for (attr, value) in [
+            ("device", s(&key.device)),
+            ("status", s(key.status.as_str())),
+            ("window_start", s(&iso(key.start))),
+            ("window_end", s(&iso(end))),
+            ("expires_at", n(end + self.retention_secs)),
+        ] {
+            let (a, v) = bind(attr, value, &mut names);
+            set.push(format!("{a} = {v}"));
+        }
+        for (m, field) in self.metrics.iter().enumerate() {
+            let sum_attr = format!("sum_{field}");
+            let old_sum = item.and_then(|i| number(i, &sum_attr)).unwrap_or(0.0);
+            let added = contribution.sums[m];
+            let (a, v) = bind(&sum_attr, nf(added), &mut names);
+            add.push(format!("{a} {v}"));
+            let (a, v) = bind(
+                &format!("avg_{field}"),
+                nf((old_sum + added) / new_count),
+                &mut names,
+            );
+            set.push(format!("{a} = {v}"));
+        }
+        for (shard, seq) in &contribution.watermarks {
+            let (a, v) = bind(&watermark_attribute(shard), s(seq), &mut names);
+            set.push(format!("{a} = {v}"));
+        }
+        let (count_name, count_value) = bind(
+            "count",
+            AttributeValue::N(contribution.count.to_string()),
+            &mut names,
+        );
+        add.push(format!("{count_name} {count_value}"));
+        let condition = match item.and_then(|i| i.get("count")) {
+            None => format!("attribute_not_exists({count_name})"),
+            Some(old) => {
+                values.insert(":old_count".into(), old.clone());
+                format!("{count_name} = :old_count")
+            }
+        };
+        Update {
+            expression: format!("SET {} ADD {}", set.join(", "), add.join(", ")),
+            condition,
+            names,
+            values,
+        }
     }
 
     async fn read_one(&self, key: &WindowKey) -> Result<Option<Item>, String> {

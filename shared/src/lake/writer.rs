@@ -159,7 +159,7 @@ async fn write_run<S: ObjectSink>(
     // The Parquet object is written even when the run has no good rows (an
     // empty file): a retry of a bisected batch must overwrite what a longer
     // earlier attempt wrote under the same key, or those rows stay in the
-    // lake beside their own later copy (found by tests/exactly_once.rs).
+    // lake beside their own later copy (tests/exactly_once.rs).
     {
         let metadata = [
             ("telemetry_lake.stream", run.stream.clone()),

@@ -78,8 +78,7 @@ impl TaskError {
             SdkError::ConstructionFailure(_) => false,
             // Any 5xx is the service's fault, whatever its code (as the SDK's
             // own retry classifier has it): a 500 with a code missing from
-            // the list was NonRetryable and failed the workflow (found by
-            // tests/reliability.rs).
+            // the list must not fail the workflow as NonRetryable.
             SdkError::ServiceError(service) => {
                 service.raw().status().is_server_error()
                     || service

@@ -10,6 +10,8 @@ use base64::Engine;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::stream::document::DocumentError;
+
 /// Which bytes a dead letter holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -18,6 +20,51 @@ pub enum Scope {
     Payload,
     /// One document of the payload, after decompression.
     Document,
+}
+
+/// Why one document (or the whole payload) of a record is a bad record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection<'b> {
+    /// The document's position in the payload (0 for the whole payload).
+    pub index: usize,
+    /// The machine-readable reason (`invalid_json`, `payload_too_large`, ...).
+    pub reason: &'static str,
+    /// The reason in words.
+    pub detail: String,
+    /// Whether `bytes` is the whole payload or one document.
+    pub scope: Scope,
+    /// The rejected bytes.
+    pub bytes: &'b [u8],
+    /// The user record's index in a KPL aggregated record, if it was one.
+    pub sub_sequence_number: Option<u64>,
+}
+
+impl<'b> Rejection<'b> {
+    pub(crate) fn document(index: usize, e: &DocumentError, bytes: &'b [u8]) -> Self {
+        Rejection {
+            index,
+            reason: e.kind(),
+            detail: e.to_string(),
+            scope: Scope::Document,
+            bytes,
+            sub_sequence_number: None,
+        }
+    }
+}
+
+/// Where a rejected record came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    /// The stream name, or the Kafka topic.
+    pub stream: &'a str,
+    /// The shard id, or the Kafka partition number.
+    pub shard: &'a str,
+    /// The sequence number, or the Kafka offset.
+    pub sequence_number: &'a str,
+    /// When the record reached the stream.
+    pub arrival: DateTime<Utc>,
+    /// The Kafka partition and offset, for a record read from Kafka.
+    pub kafka: Option<(i64, i64)>,
 }
 
 /// One bad record.
@@ -55,32 +102,21 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
-    /// A dead letter for `bytes`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        stream: &str,
-        shard: &str,
-        sequence_number: &str,
-        document_index: usize,
-        arrival: DateTime<Utc>,
-        reason: &str,
-        detail: String,
-        scope: Scope,
-        bytes: &[u8],
-    ) -> Self {
+    /// The dead letter of a record from `origin`, rejected for `why`.
+    pub fn rejected(origin: &Origin<'_>, why: Rejection<'_>) -> Self {
         DeadLetter {
-            stream: stream.to_string(),
-            shard: shard.to_string(),
-            sequence_number: sequence_number.to_string(),
-            sub_sequence_number: None,
-            partition: None,
-            offset: None,
-            document_index,
-            arrival_time: arrival.to_rfc3339_opts(SecondsFormat::Millis, true),
-            reason: reason.to_string(),
-            detail,
-            scope,
-            data: base64::engine::general_purpose::STANDARD.encode(bytes),
+            stream: origin.stream.to_string(),
+            shard: origin.shard.to_string(),
+            sequence_number: origin.sequence_number.to_string(),
+            sub_sequence_number: why.sub_sequence_number,
+            partition: origin.kafka.map(|(partition, _)| partition),
+            offset: origin.kafka.map(|(_, offset)| offset),
+            document_index: why.index,
+            arrival_time: origin.arrival.to_rfc3339_opts(SecondsFormat::Millis, true),
+            reason: why.reason.to_string(),
+            detail: why.detail,
+            scope: why.scope,
+            data: base64::engine::general_purpose::STANDARD.encode(why.bytes),
         }
     }
 
@@ -110,16 +146,23 @@ mod tests {
     #[test]
     fn json_lines_round_trip_with_the_original_bytes() {
         let t = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap();
-        let l = DeadLetter::new(
-            "s",
-            "shardId-1",
-            "12",
-            3,
-            t,
-            "invalid_json",
-            "bad".into(),
-            Scope::Document,
-            b"\xff{",
+        let origin = Origin {
+            stream: "s",
+            shard: "shardId-1",
+            sequence_number: "12",
+            arrival: t,
+            kafka: None,
+        };
+        let l = DeadLetter::rejected(
+            &origin,
+            Rejection {
+                index: 3,
+                reason: "invalid_json",
+                detail: "bad".into(),
+                scope: Scope::Document,
+                bytes: b"\xff{",
+                sub_sequence_number: None,
+            },
         );
         let text = to_json_lines(&[l.clone(), l.clone()]);
         let lines: Vec<&[u8]> = text

@@ -60,7 +60,7 @@ impl Codec {
 
 /// Why a payload could not be turned into bytes to parse.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum DecodeError {
+pub enum DecompressError {
     #[error("payload is larger than {limit} bytes{}", codec.map(|c| format!(" after {} decompression", c.name())).unwrap_or_default())]
     TooLarge { limit: usize, codec: Option<Codec> },
     #[error("{} payload could not be decompressed: {message}", codec.name())]
@@ -69,10 +69,10 @@ pub enum DecodeError {
 
 /// Returns the payload's bytes with any compression undone, borrowing when
 /// there was none.
-pub fn decompress(data: &[u8], max_bytes: usize) -> Result<Cow<'_, [u8]>, DecodeError> {
+pub fn decompress(data: &[u8], max_bytes: usize) -> Result<Cow<'_, [u8]>, DecompressError> {
     let Some(codec) = Codec::detect(data) else {
         if data.len() > max_bytes {
-            return Err(DecodeError::TooLarge {
+            return Err(DecompressError::TooLarge {
                 limit: max_bytes,
                 codec: None,
             });
@@ -97,7 +97,7 @@ pub fn decompress(data: &[u8], max_bytes: usize) -> Result<Cow<'_, [u8]>, Decode
         .read_to_end(&mut out)
         .map_err(|e| corrupt(codec, &e))?;
     if out.len() > max_bytes {
-        return Err(DecodeError::TooLarge {
+        return Err(DecompressError::TooLarge {
             limit: max_bytes,
             codec: Some(codec),
         });
@@ -105,8 +105,8 @@ pub fn decompress(data: &[u8], max_bytes: usize) -> Result<Cow<'_, [u8]>, Decode
     Ok(Cow::Owned(out))
 }
 
-fn corrupt(codec: Codec, e: &std::io::Error) -> DecodeError {
-    DecodeError::Corrupt {
+fn corrupt(codec: Codec, e: &std::io::Error) -> DecompressError {
+    DecompressError::Corrupt {
         codec,
         message: e.to_string(),
     }
@@ -170,7 +170,7 @@ mod tests {
         for (codec, packed) in all_codecs(&zeros) {
             assert_eq!(
                 decompress(&packed, 64 * 1024),
-                Err(DecodeError::TooLarge {
+                Err(DecompressError::TooLarge {
                     limit: 64 * 1024,
                     codec: Some(codec)
                 }),
@@ -180,7 +180,7 @@ mod tests {
         }
         assert!(matches!(
             decompress(&zeros, 1024),
-            Err(DecodeError::TooLarge { codec: None, .. })
+            Err(DecompressError::TooLarge { codec: None, .. })
         ));
     }
 
@@ -192,7 +192,7 @@ mod tests {
                 continue; // too short to still carry the magic bytes
             }
             match decompress(cut, 1024) {
-                Err(DecodeError::Corrupt { codec: c, .. }) => assert_eq!(c, codec),
+                Err(DecompressError::Corrupt { codec: c, .. }) => assert_eq!(c, codec),
                 other => panic!("{}: expected corrupt, got {other:?}", codec.name()),
             }
         }
@@ -220,7 +220,7 @@ mod tests {
         let tail = [gzip(TEXT), b"not gzip".to_vec()].concat();
         assert!(matches!(
             decompress(&tail, 1024),
-            Err(DecodeError::Corrupt {
+            Err(DecompressError::Corrupt {
                 codec: Codec::Gzip,
                 ..
             })

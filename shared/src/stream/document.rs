@@ -29,7 +29,7 @@ pub enum Value<'a> {
 
 /// Why a document is a bad record.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum RecordError {
+pub enum DocumentError {
     #[error("payload is not valid UTF-8 (first bad byte at offset {offset})")]
     InvalidUtf8 { offset: usize },
     #[error("invalid JSON at line {line} column {column}: {message}")]
@@ -74,23 +74,23 @@ pub enum RecordError {
     GrokNoMatch { pattern: String },
 }
 
-impl RecordError {
+impl DocumentError {
     /// A stable, machine-readable name of the reason, used to group dead letters.
     pub fn kind(&self) -> &'static str {
         match self {
-            RecordError::InvalidUtf8 { .. } => "invalid_utf8",
-            RecordError::InvalidJson { .. } => "invalid_json",
-            RecordError::NotAnObject { .. } => "not_an_object",
-            RecordError::MissingField { .. } => "missing_field",
-            RecordError::WrongType { .. } => "wrong_type",
-            RecordError::OutOfRange { .. } => "out_of_range",
-            RecordError::InvalidTimestamp { .. } => "invalid_timestamp",
-            RecordError::Empty => "empty_payload",
-            RecordError::InvalidCsv { .. } => "invalid_csv",
-            RecordError::WrongColumnCount { .. } => "wrong_column_count",
-            RecordError::MissingColumn { .. } => "missing_column",
-            RecordError::InvalidAvro { .. } => "invalid_avro",
-            RecordError::GrokNoMatch { .. } => "grok_no_match",
+            DocumentError::InvalidUtf8 { .. } => "invalid_utf8",
+            DocumentError::InvalidJson { .. } => "invalid_json",
+            DocumentError::NotAnObject { .. } => "not_an_object",
+            DocumentError::MissingField { .. } => "missing_field",
+            DocumentError::WrongType { .. } => "wrong_type",
+            DocumentError::OutOfRange { .. } => "out_of_range",
+            DocumentError::InvalidTimestamp { .. } => "invalid_timestamp",
+            DocumentError::Empty => "empty_payload",
+            DocumentError::InvalidCsv { .. } => "invalid_csv",
+            DocumentError::WrongColumnCount { .. } => "wrong_column_count",
+            DocumentError::MissingColumn { .. } => "missing_column",
+            DocumentError::InvalidAvro { .. } => "invalid_avro",
+            DocumentError::GrokNoMatch { .. } => "grok_no_match",
         }
     }
 }
@@ -134,14 +134,14 @@ impl Raw<'_> {
 }
 
 /// Parses one JSON document into its values, in schema order.
-pub fn parse_document<'a>(schema: &Schema, doc: &'a str) -> Result<Vec<Value<'a>>, RecordError> {
+pub fn parse_document<'a>(schema: &Schema, doc: &'a str) -> Result<Vec<Value<'a>>, DocumentError> {
     if let Some(values) = read_fast(schema, doc) {
         return Ok(values);
     }
     let mut raw: Vec<Raw<'a>> = Vec::with_capacity(schema.fields.len());
     raw.resize_with(schema.fields.len(), || Raw::Absent);
     if let Some(found) = read_checked(schema, doc, &mut raw).map_err(|e| json_error(&e))? {
-        return Err(RecordError::NotAnObject { found });
+        return Err(DocumentError::NotAnObject { found });
     }
     schema
         .fields
@@ -204,36 +204,36 @@ fn read_checked<'a>(
         .and_then(|found| de.end().map(|()| found))
 }
 
-fn json_error(e: &serde_json::Error) -> RecordError {
+fn json_error(e: &serde_json::Error) -> DocumentError {
     // serde_json appends " at line L column C"; keep only the message.
     let full = e.to_string();
     let message = match full.rfind(" at line ") {
         Some(i) => full[..i].to_string(),
         None => full,
     };
-    RecordError::InvalidJson {
+    DocumentError::InvalidJson {
         line: e.line(),
         column: e.column(),
         message,
     }
 }
 
-fn convert<'a>(field: &Field, raw: Raw<'a>) -> Result<Value<'a>, RecordError> {
-    let wrong = |raw: &Raw<'_>| RecordError::WrongType {
+fn convert<'a>(field: &Field, raw: Raw<'a>) -> Result<Value<'a>, DocumentError> {
+    let wrong = |raw: &Raw<'_>| DocumentError::WrongType {
         field: field.name.clone(),
         expected: field.field_type.name(),
         found: raw.describe(),
     };
     Ok(match (&field.field_type, raw) {
         (_, Raw::Absent | Raw::Null) if field.required => {
-            return Err(RecordError::MissingField {
+            return Err(DocumentError::MissingField {
                 field: field.name.clone(),
             })
         }
         (_, Raw::Absent | Raw::Null) => Value::Null,
         (FieldType::Int64, Raw::Int(i)) => Value::Int64(i),
         (FieldType::Int64, Raw::BigInt(s)) => {
-            return Err(RecordError::OutOfRange {
+            return Err(DocumentError::OutOfRange {
                 field: field.name.clone(),
                 value: s,
             })
@@ -253,17 +253,17 @@ fn convert<'a>(field: &Field, raw: Raw<'a>) -> Result<Value<'a>, RecordError> {
 pub fn convert_text<'a>(
     field: &Field,
     text: Option<Cow<'a, str>>,
-) -> Result<Value<'a>, RecordError> {
+) -> Result<Value<'a>, DocumentError> {
     let text = match text {
         Some(t) if !t.is_empty() => t,
         _ if field.required => {
-            return Err(RecordError::MissingField {
+            return Err(DocumentError::MissingField {
                 field: field.name.clone(),
             })
         }
         _ => return Ok(Value::Null),
     };
-    let wrong = |t: &str| RecordError::WrongType {
+    let wrong = |t: &str| DocumentError::WrongType {
         field: field.name.clone(),
         expected: field.field_type.name(),
         found: Raw::Str(Cow::Borrowed(t)).describe(),
@@ -281,7 +281,7 @@ pub fn convert_text<'a>(
                         std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow
                     ) =>
                 {
-                    return Err(RecordError::OutOfRange {
+                    return Err(DocumentError::OutOfRange {
                         field: field.name.clone(),
                         value: t.to_string(),
                     })
@@ -302,7 +302,7 @@ pub fn convert_text<'a>(
 }
 
 /// Parses a timestamp string with the field's format, in microseconds.
-pub(crate) fn parse_timestamp(field: &Field, s: &str) -> Result<i64, RecordError> {
+pub(crate) fn parse_timestamp(field: &Field, s: &str) -> Result<i64, DocumentError> {
     let format = field.timestamp_format();
     let parsed = if format.eq_ignore_ascii_case("rfc3339") {
         DateTime::parse_from_rfc3339(s).ok().map(|t| t.naive_utc())
@@ -311,13 +311,13 @@ pub(crate) fn parse_timestamp(field: &Field, s: &str) -> Result<i64, RecordError
     } else {
         NaiveDateTime::parse_from_str(s, format).ok()
     };
-    // Years 1 to 9999 only (reliability issue 10): chrono takes year 0,
+    // Years 1 to 9999 only: chrono takes year 0,
     // negative and five-digit years, which Athena's and Hive's TIMESTAMP and
     // the lake's year partitions cannot hold; such a reading is bad data.
     parsed
         .filter(|t| (1..=9999).contains(&t.year()))
         .map(|t| t.and_utc().timestamp_micros())
-        .ok_or_else(|| RecordError::InvalidTimestamp {
+        .ok_or_else(|| DocumentError::InvalidTimestamp {
             field: field.name.clone(),
             value: s.chars().take(64).collect(),
             format: format.to_string(),
@@ -599,7 +599,7 @@ mod tests {
         Schema::parse("id:int64,at:timestamp,name:string,score:float64?,ok:boolean?").unwrap()
     }
 
-    fn parse(doc: &str) -> Result<Vec<Value<'_>>, RecordError> {
+    fn parse(doc: &str) -> Result<Vec<Value<'_>>, DocumentError> {
         parse_document(&schema(), doc)
     }
 
@@ -699,12 +699,12 @@ mod tests {
     }
 
     /// What serde_json alone makes of a document (the reference reader).
-    fn checked(doc: &str) -> Result<Vec<Value<'_>>, RecordError> {
+    fn checked(doc: &str) -> Result<Vec<Value<'_>>, DocumentError> {
         let schema = schema();
         let mut raw: Vec<Raw<'_>> = Vec::new();
         raw.resize_with(schema.fields.len(), || Raw::Absent);
         match read_checked(&schema, doc, &mut raw).map_err(|e| json_error(&e))? {
-            Some(found) => Err(RecordError::NotAnObject { found }),
+            Some(found) => Err(DocumentError::NotAnObject { found }),
             None => schema
                 .fields
                 .iter()

@@ -9,9 +9,9 @@ use aws_lambda_events::event::kafka::KafkaEvent;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 
-use crate::stream::dead_letter::{DeadLetter, Scope};
+use crate::stream::dead_letter::{DeadLetter, Origin, Rejection, Scope};
 use crate::stream::document::Value;
-use crate::stream::format::{PayloadDecoder, Rejection};
+use crate::stream::format::PayloadDecoder;
 use crate::stream::kpl;
 
 /// One record of a batch, whatever its source (Kinesis or Kafka).
@@ -73,25 +73,14 @@ pub fn decode_record<F>(
 ) where
     F: for<'b> FnMut(&[Value<'b>]),
 {
-    let mut reject = |r: Rejection<'_>| {
-        let mut letter = DeadLetter::new(
-            &rec.stream,
-            &rec.shard,
-            &rec.position,
-            r.index,
-            rec.arrival,
-            r.reason,
-            r.detail,
-            r.scope,
-            r.bytes,
-        );
-        letter.sub_sequence_number = r.sub_sequence_number;
-        if let Some((partition, offset)) = rec.kafka {
-            letter.partition = Some(partition);
-            letter.offset = Some(offset);
-        }
-        dead_letters.push(letter);
+    let origin = Origin {
+        stream: &rec.stream,
+        shard: &rec.shard,
+        sequence_number: &rec.position,
+        arrival: rec.arrival,
+        kafka: rec.kafka,
     };
+    let mut reject = |r: Rejection<'_>| dead_letters.push(DeadLetter::rejected(&origin, r));
     match &rec.data {
         Ok(data) => decode_payload(data, decoder, |outcome| match outcome {
             Ok(values) => on_good(&values),

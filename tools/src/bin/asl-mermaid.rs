@@ -1,7 +1,7 @@
 //! Renders the state machines under `statemachine/` as Mermaid diagrams.
 //!
 //! `asl-mermaid FILE.asl.json` prints one diagram. `asl-mermaid --update
-//! README.md ...` rewrites, in each Markdown file, the ```` ```mermaid ````
+//! docs/operations.md ...` rewrites, in each Markdown file, the ```` ```mermaid ````
 //! block after every `<!-- asl-mermaid PATH -->` marker with the diagram of
 //! PATH (relative to the current directory, the repository root);
 //! `--check` fails instead when one is out of date (tests/template.rs checks

@@ -10,9 +10,9 @@ use std::borrow::Cow;
 use apache_avro::types::Value as Avro;
 
 use crate::config::schema::{Field, FieldType, Schema};
+use crate::stream::dead_letter::Rejection;
 use crate::stream::dead_letter::Scope;
-use crate::stream::document::{parse_timestamp, RecordError, Value};
-use crate::stream::format::rejection::Rejection;
+use crate::stream::document::{parse_timestamp, DocumentError, Value};
 
 /// The declared writer schema of Avro datums.
 #[derive(Debug, Clone)]
@@ -57,7 +57,7 @@ impl AvroWriterSchema {
                 }
                 Err(message) => {
                     // The rest cannot be split into datums any more.
-                    let e = RecordError::InvalidAvro { message };
+                    let e = DocumentError::InvalidAvro { message };
                     on_document(Err(Rejection::document(index, &e, before)));
                     return;
                 }
@@ -76,7 +76,7 @@ where
     let reader = match apache_avro::Reader::new(bytes) {
         Ok(reader) => reader,
         Err(e) => {
-            let e = RecordError::InvalidAvro {
+            let e = DocumentError::InvalidAvro {
                 message: format!("not an Avro object container file: {e}"),
             };
             on_document(Err(Rejection {
@@ -94,7 +94,7 @@ where
         match datum {
             Ok(datum) => emit(schema, index, &datum, &[], on_document),
             Err(e) => {
-                let e = RecordError::InvalidAvro {
+                let e = DocumentError::InvalidAvro {
                     message: format!("record {index}: {e}"),
                 };
                 on_document(Err(Rejection {
@@ -139,9 +139,9 @@ fn datum_json(datum: &Avro) -> String {
         .unwrap_or_else(|_| format!("{datum:?}"))
 }
 
-fn convert_record<'a>(schema: &Schema, datum: &'a Avro) -> Result<Vec<Value<'a>>, RecordError> {
+fn convert_record<'a>(schema: &Schema, datum: &'a Avro) -> Result<Vec<Value<'a>>, DocumentError> {
     let Avro::Record(fields) = unwrap_union(datum) else {
-        return Err(RecordError::InvalidAvro {
+        return Err(DocumentError::InvalidAvro {
             message: format!("expected a record, found {}", describe(datum)),
         });
     };
@@ -165,15 +165,15 @@ fn unwrap_union(v: &Avro) -> &Avro {
     }
 }
 
-fn convert<'a>(field: &Field, v: Option<&'a Avro>) -> Result<Value<'a>, RecordError> {
-    let wrong = |v: &Avro| RecordError::WrongType {
+fn convert<'a>(field: &Field, v: Option<&'a Avro>) -> Result<Value<'a>, DocumentError> {
+    let wrong = |v: &Avro| DocumentError::WrongType {
         field: field.name.clone(),
         expected: field.field_type.name(),
         found: describe(v),
     };
     Ok(match (&field.field_type, v) {
         (_, None | Some(Avro::Null)) if field.required => {
-            return Err(RecordError::MissingField {
+            return Err(DocumentError::MissingField {
                 field: field.name.clone(),
             })
         }
@@ -192,7 +192,7 @@ fn convert<'a>(field: &Field, v: Option<&'a Avro>) -> Result<Value<'a>, RecordEr
         (FieldType::Timestamp, Some(Avro::TimestampMillis(t))) => match t.checked_mul(1000) {
             Some(t) => Value::Timestamp(t),
             None => {
-                return Err(RecordError::OutOfRange {
+                return Err(DocumentError::OutOfRange {
                     field: field.name.clone(),
                     value: format!("{t} ms"),
                 })

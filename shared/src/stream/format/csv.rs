@@ -12,9 +12,9 @@ use std::ops::Range;
 use csv_core::ReadRecordResult;
 
 use crate::config::schema::Schema;
+use crate::stream::dead_letter::Rejection;
 use crate::stream::dead_letter::Scope;
-use crate::stream::document::{convert_text, RecordError, Value};
-use crate::stream::format::rejection::Rejection;
+use crate::stream::document::{convert_text, DocumentError, Value};
 
 /// How CSV payloads are written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,13 +137,13 @@ impl Rows {
     /// Field `k` of `row` as text, `None` past its last. The payload is
     /// valid UTF-8, so its fields are too, unless a separator or quote
     /// outside ASCII cut a character in two.
-    fn text(&self, row: &Row, k: usize) -> Result<Option<&str>, RecordError> {
+    fn text(&self, row: &Row, k: usize) -> Result<Option<&str>, DocumentError> {
         let Some(bytes) = self.field(row, k) else {
             return Ok(None);
         };
         std::str::from_utf8(bytes)
             .map(Some)
-            .map_err(|_| RecordError::InvalidCsv {
+            .map_err(|_| DocumentError::InvalidCsv {
                 line: row.line,
                 message: format!("invalid UTF-8 in field {}", k + 1),
             })
@@ -171,7 +171,7 @@ where
                     .is_ok_and(|h| h.is_some_and(|h| h.trim() == field.name))
             });
             if at.is_none() && field.required {
-                let e = RecordError::MissingColumn {
+                let e = DocumentError::MissingColumn {
                     field: field.name.clone(),
                 };
                 on_document(Err(Rejection {
@@ -205,7 +205,7 @@ where
             continue; // a blank line
         }
         if width != expected {
-            let e = RecordError::WrongColumnCount {
+            let e = DocumentError::WrongColumnCount {
                 line: row.line,
                 expected,
                 found: width,
@@ -213,7 +213,7 @@ where
             on_document(Err(Rejection::document(index, &e, raw.as_bytes())));
             continue;
         }
-        let values: Result<Vec<Value<'_>>, RecordError> = schema
+        let values: Result<Vec<Value<'_>>, DocumentError> = schema
             .fields
             .iter()
             .zip(&columns)

@@ -6,8 +6,8 @@
 use std::borrow::Cow;
 
 use crate::config::schema::Schema;
-use crate::stream::document::{convert_text, RecordError, Value};
-use crate::stream::format::rejection::Rejection;
+use crate::stream::dead_letter::Rejection;
+use crate::stream::document::{convert_text, DocumentError, Value};
 use crate::stream::format::text::lines;
 
 /// A compiled grok pattern.
@@ -55,13 +55,13 @@ impl GrokPattern {
     {
         for (index, line) in lines(text) {
             let Some(matches) = self.pattern.match_against(line) else {
-                let e = RecordError::GrokNoMatch {
+                let e = DocumentError::GrokNoMatch {
                     pattern: self.source.clone(),
                 };
                 on_document(Err(Rejection::document(index, &e, line.as_bytes())));
                 continue;
             };
-            let values: Result<Vec<Value<'_>>, RecordError> = schema
+            let values: Result<Vec<Value<'_>>, DocumentError> = schema
                 .fields
                 .iter()
                 .map(|f| convert_text(f, matches.get(&f.name).map(Cow::Borrowed)))

@@ -12,21 +12,19 @@
 mod avro;
 mod csv;
 mod grok;
-mod rejection;
 mod text;
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::config::schema::Schema;
-use crate::stream::dead_letter::Scope;
-use crate::stream::decompress::{decompress, Codec, DecodeError};
-use crate::stream::document::{parse_document, RecordError, Value};
+use crate::stream::dead_letter::{Rejection, Scope};
+use crate::stream::decompress::{decompress, Codec, DecompressError};
+use crate::stream::document::{parse_document, DocumentError, Value};
 
 pub use self::avro::AvroWriterSchema;
 pub use self::csv::CsvOptions;
 pub use self::grok::GrokPattern;
-pub use self::rejection::Rejection;
 
 /// The format of the records of a stream.
 #[derive(Debug, Clone)]
@@ -112,15 +110,15 @@ impl PayloadDecoder {
             // Two bytes with a checksum mark a zlib stream: binary data
             // (Avro) begins that way about once in 800 payloads. When such a
             // payload does not inflate, it is read as it is.
-            Err(DecodeError::Corrupt {
+            Err(DecompressError::Corrupt {
                 codec: Codec::Zlib, ..
             }) if !self.format.is_text() && data.len() <= self.max_payload_bytes => {
                 Cow::Borrowed(data)
             }
             Err(e) => {
                 let reason = match e {
-                    DecodeError::TooLarge { .. } => "payload_too_large",
-                    DecodeError::Corrupt { .. } => "decompression_failed",
+                    DecompressError::TooLarge { .. } => "payload_too_large",
+                    DecompressError::Corrupt { .. } => "decompression_failed",
                 };
                 on_document(Err(payload(reason, e.to_string())));
                 return;
@@ -132,7 +130,7 @@ impl PayloadDecoder {
             bytes.is_empty()
         };
         if blank {
-            let e = RecordError::Empty;
+            let e = DocumentError::Empty;
             on_document(Err(payload(e.kind(), e.to_string())));
             return;
         }
@@ -143,7 +141,7 @@ impl PayloadDecoder {
             match simdutf8::basic::from_utf8(&bytes) {
                 Ok(text) => text,
                 Err(_) => {
-                    let e = RecordError::InvalidUtf8 {
+                    let e = DocumentError::InvalidUtf8 {
                         offset: std::str::from_utf8(&bytes)
                             .err()
                             .map_or(0, |e| e.valid_up_to()),
