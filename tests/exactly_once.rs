@@ -37,7 +37,6 @@ use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence, Rn
 use telemetry_lake::config::StreamConfig;
 use telemetry_lake::lake::writer::S3Sink;
 
-
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RT.get_or_init(|| {

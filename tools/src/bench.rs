@@ -7,14 +7,17 @@
 //! over `serde_json`) into the event type each `main` declares.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
-use device_status::{aggregate_records, Aggregated, BatchPlan};
+use device_status::DeviceStatus;
 use kinesis_to_parquet::KinesisToParquet;
 use telemetry_lake::config::StreamConfig;
 use telemetry_lake::device_status::config::DeviceStatusConfig;
 use telemetry_lake::device_status::reference::ReferenceData;
 use telemetry_lake::device_status::status::Range;
+use telemetry_lake::device_status::window_store::{ApplyReport, WindowSink};
+use telemetry_lake::device_status::windows::BatchWindows;
 use telemetry_lake::lake::writer::{ObjectSink, SinkError};
 use telemetry_lake::stream::event::{KinesisBatch, StreamEvent};
 
@@ -206,6 +209,15 @@ fn lookup(format: &'static str) -> impl Fn(&str) -> Option<String> {
 /// A sink that keeps nothing: the benchmarks measure everything but the PUT.
 pub struct Discard;
 
+impl WindowSink for Discard {
+    async fn apply(&self, batch: &BatchWindows) -> ApplyReport {
+        ApplyReport {
+            written: std::hint::black_box(batch).keys().count(),
+            ..ApplyReport::default()
+        }
+    }
+}
+
 impl ObjectSink for Discard {
     async fn put(&self, _key: String, body: Vec<u8>, _ct: &'static str) -> Result<(), SinkError> {
         std::hint::black_box(body);
@@ -220,11 +232,11 @@ pub fn kinesis_to_parquet(case: Case) -> KinesisToParquet<Discard> {
     KinesisToParquet::new(config, Discard)
 }
 
-/// `device-status`'s batch plan and a warm reference cache in which every
-/// device has the generator's normal ranges.
-pub fn device_status(case: Case) -> (BatchPlan, ReferenceData) {
+/// `device-status` as its `main` builds it, but with reference data in
+/// which every device has the generator's normal ranges (a warm cache) and
+/// sinks that drop the windows and the dead letters.
+pub fn device_status(case: Case) -> DeviceStatus<Discard, Discard, Arc<ReferenceData>> {
     let config = DeviceStatusConfig::from_lookup(lookup(case.format)).expect("bench configuration");
-    let plan = BatchPlan::of(&config).expect("bench plan");
     let ranges = vec![
         Range {
             min: 90.0,
@@ -241,7 +253,8 @@ pub fn device_status(case: Case) -> (BatchPlan, ReferenceData) {
     ];
     let reference =
         ReferenceData::from_ranges((1..=DEVICES).map(|d| (d.to_string(), ranges.clone())));
-    (plan, reference)
+    DeviceStatus::with_stores(&config, Arc::new(reference), Discard, Discard)
+        .expect("bench configuration")
 }
 
 /// Reads an invocation's body as `lambda_runtime` does for a handler of
@@ -319,11 +332,18 @@ pub async fn run_kinesis_to_parquet(body: &[u8], f: &KinesisToParquet<Discard>) 
     out.summary.records
 }
 
-/// One `device-status` invocation minus the DynamoDB writes (windows
-/// computed, not written), from the event's bytes.
-pub fn run_device_status(body: &[u8], plan: &BatchPlan, reference: &ReferenceData) -> Aggregated {
-    let batch = read_event(body);
-    aggregate_records(batch.records(), plan, reference)
+/// One `device-status` invocation minus the DynamoDB and S3 writes (the
+/// windows computed and handed to a sink that drops them), from the event's
+/// bytes through the runtime's path; returns the records read.
+pub async fn run_device_status(
+    body: &[u8],
+    f: &DeviceStatus<Discard, Discard, Arc<ReferenceData>>,
+) -> usize {
+    let out = invoke(body, |e| f.handle(e))
+        .await
+        .expect("a Kinesis event");
+    assert!(out.response.batch_item_failures.is_empty());
+    out.summary.records
 }
 
 /// The process's peak resident set size so far, in KiB (Linux).

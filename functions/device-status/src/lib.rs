@@ -12,11 +12,10 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
-use telemetry_lake::config::schema::Schema;
 use telemetry_lake::config::ConfigError;
 use telemetry_lake::device_status::change_flag::ChangeFlagStore;
 use telemetry_lake::device_status::reference::{
-    ReferenceCache, ReferenceData, ReferenceError, ReferenceTable,
+    ReferenceCache, ReferenceData, ReferenceError, ReferenceSource, ReferenceTable,
 };
 use telemetry_lake::device_status::status::{status_of, Status};
 use telemetry_lake::device_status::windows::{BatchWindows, WindowSpec};
@@ -31,27 +30,24 @@ use telemetry_lake::stream::sequence;
 use telemetry_lake::stream::source::{decode_record, kafka_records, SourceRecord};
 
 use telemetry_lake::device_status::config::{DeviceStatusConfig, RecordFields};
-use telemetry_lake::device_status::window_store::{ApplyReport, WindowStore};
+use telemetry_lake::device_status::window_store::{ApplyReport, WindowSink, WindowStore};
 
-/// How a batch is read: the schema, where the fields are, the windows.
+/// How a batch is read: where the fields are, the windows, and the
+/// format-aware decoder every stream consumer shares (schema and payload cap
+/// included).
 #[derive(Debug, Clone)]
-pub struct BatchPlan {
-    pub schema: Schema,
-    pub fields: RecordFields,
-    pub windows: WindowSpec,
-    pub max_payload_bytes: usize,
-    /// The format-aware decoder every stream consumer shares.
-    pub decoder: PayloadDecoder,
+struct BatchPlan {
+    fields: RecordFields,
+    windows: WindowSpec,
+    decoder: PayloadDecoder,
 }
 
 impl BatchPlan {
     /// The plan of a configuration (whose fields were checked at load).
-    pub fn of(config: &DeviceStatusConfig) -> Result<Self, ConfigError> {
+    fn of(config: &DeviceStatusConfig) -> Result<Self, ConfigError> {
         Ok(BatchPlan {
-            schema: config.schema.clone(),
             fields: config.fields()?,
             windows: config.windows,
-            max_payload_bytes: config.max_payload_bytes,
             decoder: PayloadDecoder::new(
                 config.format.clone(),
                 config.schema.clone(),
@@ -63,7 +59,7 @@ impl BatchPlan {
 
 /// A batch decoded, joined and grouped by window, before any write.
 #[derive(Debug)]
-pub struct Aggregated {
+struct Aggregated {
     pub windows: BatchWindows,
     pub dead_letters: Vec<DeadLetter>,
     /// Stream records in the batch.
@@ -79,7 +75,7 @@ pub struct Aggregated {
 /// Decodes, validates, joins and aggregates records of any source (Kinesis,
 /// or Kafka where the window watermarks are kept per topic and partition
 /// and offsets play the sequence numbers).
-pub fn aggregate_records<'e>(
+fn aggregate_records<'e>(
     records: impl IntoIterator<Item = SourceRecord<'e>>,
     plan: &BatchPlan,
     reference: &ReferenceData,
@@ -147,10 +143,14 @@ pub fn aggregate_records<'e>(
 }
 
 /// The function's state, built once per container.
-pub struct DeviceStatus<S> {
+///
+/// `S` takes the dead letters, `W` the windows and `R` gives the reference
+/// data: S3, the windows table and the cached reference table when the
+/// function runs.
+pub struct DeviceStatus<S, W = WindowStore, R = ReferenceCache> {
     plan: BatchPlan,
-    cache: ReferenceCache,
-    store: WindowStore,
+    reference: R,
+    windows: W,
     dead_letter_sink: S,
     dead_letter_prefix: String,
 }
@@ -205,7 +205,7 @@ impl DeviceStatus<S3Sink> {
 }
 
 impl<S: ObjectSink> DeviceStatus<S> {
-    /// Prepares the function.
+    /// Prepares the function on the windows table of `config`.
     pub fn new(
         config: &DeviceStatusConfig,
         cache: ReferenceCache,
@@ -220,18 +220,30 @@ impl<S: ObjectSink> DeviceStatus<S> {
             retention_secs: config.retention.as_secs() as i64,
             concurrency: config.write_concurrency,
         };
+        Self::with_stores(config, cache, store, dead_letter_sink)
+    }
+}
+
+impl<S: ObjectSink, W: WindowSink, R: ReferenceSource> DeviceStatus<S, W, R> {
+    /// Prepares the function on the given reference data and window sink.
+    pub fn with_stores(
+        config: &DeviceStatusConfig,
+        reference: R,
+        windows: W,
+        dead_letter_sink: S,
+    ) -> Result<Self, ConfigError> {
         Ok(DeviceStatus {
             plan: BatchPlan::of(config)?,
-            cache,
-            store,
+            reference,
+            windows,
             dead_letter_sink,
             dead_letter_prefix: config.dead_letter_prefix.clone(),
         })
     }
 
-    /// The reference cache (to observe reloads).
-    pub fn cache(&self) -> &ReferenceCache {
-        &self.cache
+    /// The reference data's source (the cache, to observe reloads).
+    pub fn cache(&self) -> &R {
+        &self.reference
     }
 
     /// Handles one invocation, as the Lambda runtime delivers it: a Kinesis
@@ -268,7 +280,7 @@ impl<S: ObjectSink> DeviceStatus<S> {
         records: impl IntoIterator<Item = SourceRecord<'e>>,
     ) -> Result<BatchSummary, DeviceStatusError> {
         let started = Instant::now();
-        let reference = self.cache.current().await?;
+        let reference = self.reference.current().await?;
         let agg = aggregate_records(records, &self.plan, &reference);
         if !agg.unknown_devices.is_empty() {
             let sample: Vec<&str> = agg
@@ -284,7 +296,7 @@ impl<S: ObjectSink> DeviceStatus<S> {
                 "devices without reference ranges; kept under UNKNOWN"
             );
         }
-        let report = self.store.apply(&agg.windows).await;
+        let report = self.windows.apply(&agg.windows).await;
         for (key, error) in &report.failed {
             tracing::error!(device = %key.device, status = %key.status, window_start = key.start, error = %error, "window not written; the batch will be retried");
         }

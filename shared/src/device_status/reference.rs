@@ -189,6 +189,28 @@ struct Loaded {
     loads: u64,
 }
 
+/// Where a batch's reference data comes from: the cached reference table
+/// ([`ReferenceCache`]) when the function runs, fixed ranges when they are
+/// known up front (the benchmarks).
+pub trait ReferenceSource {
+    /// The reference data to join the next batch with.
+    fn current(
+        &self,
+    ) -> impl std::future::Future<Output = Result<Arc<ReferenceData>, ReferenceError>>;
+}
+
+impl ReferenceSource for ReferenceCache {
+    async fn current(&self) -> Result<Arc<ReferenceData>, ReferenceError> {
+        ReferenceCache::current(self).await
+    }
+}
+
+impl ReferenceSource for Arc<ReferenceData> {
+    async fn current(&self) -> Result<Arc<ReferenceData>, ReferenceError> {
+        Ok(Arc::clone(self))
+    }
+}
+
 impl ReferenceCache {
     /// A cache that probes the flag at most once per `check_every`.
     pub fn new(table: ReferenceTable, flag: ChangeFlagStore, check_every: Duration) -> Self {

@@ -52,6 +52,19 @@ struct Update {
     values: HashMap<String, AttributeValue>,
 }
 
+/// Where a batch's windows are applied, once per record: the windows table
+/// ([`WindowStore`]) when the function runs.
+pub trait WindowSink {
+    /// Applies the batch's contribution to every window it touches.
+    fn apply(&self, batch: &BatchWindows) -> impl std::future::Future<Output = ApplyReport>;
+}
+
+impl WindowSink for WindowStore {
+    async fn apply(&self, batch: &BatchWindows) -> ApplyReport {
+        WindowStore::apply(self, batch).await
+    }
+}
+
 /// The windows table.
 #[derive(Debug, Clone)]
 pub struct WindowStore {
