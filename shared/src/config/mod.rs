@@ -205,15 +205,8 @@ pub fn schema_from(get: &impl Fn(&str) -> Option<String>) -> Result<Schema, Conf
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| map.get(k).cloned()
-    }
+    use crate::config::env::lookup_from as lookup;
 
     const BASE: &[(&str, &str)] = &[
         (LAKE_BUCKET, "b"),

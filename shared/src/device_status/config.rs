@@ -245,17 +245,10 @@ pub fn parse_metrics(text: &str) -> Result<Vec<MetricSpec>, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     const SCHEMA_JSON: &str = include_str!("../../../config/ventilator.schema.json");
 
-    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| map.get(k).cloned()
-    }
+    use crate::config::env::lookup_from as lookup;
 
     fn base() -> Vec<(&'static str, &'static str)> {
         vec![
