@@ -32,9 +32,9 @@ use crate::lake::keys::stream_name;
 use crate::stream::source::SourceRecord;
 
 /// The shard of a record whose event carries none.
-pub(crate) const UNKNOWN_SHARD: &str = "unknown-shard";
+const UNKNOWN_SHARD: &str = "unknown-shard";
 /// The stream of a record whose event carries no ARN.
-pub(crate) const UNKNOWN_STREAM_ARN: &str = "unknown-stream";
+const UNKNOWN_STREAM_ARN: &str = "unknown-stream";
 
 /// The event a stream function receives: a Kinesis batch, or an MSK /
 /// self-managed Kafka batch (`records` by topic-partition).
@@ -45,8 +45,9 @@ pub enum StreamEvent {
 }
 
 impl StreamEvent {
-    /// Reads an event from its JSON text.
-    pub fn from_json(text: &str) -> Result<Self, sonic_rs::Error> {
+    /// Reads an event from its JSON text (what the `Deserialize` impl
+    /// hands over).
+    fn from_json(text: &str) -> Result<Self, sonic_rs::Error> {
         let mut de = sonic_rs::Deserializer::from_str(text);
         // Every payload byte is in the text as base64 (4 characters per 3
         // bytes): reserving that much up front means the payload buffer is
