@@ -1334,12 +1334,7 @@ async fn a_fractional_arrival_time_is_read_to_the_millisecond_and_chooses_the_ho
     let (summary, response) = function.invoke(&event).await.expect("invoked");
     assert!(failures(&response).is_empty(), "{response:?}");
     assert_eq!((summary.good, summary.bad), (2, 1));
-    let keys: Vec<String> = lake_tools::lake_reader::list(&setup.s3, &setup.bucket, "")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|o| o.key)
-        .collect();
+    let keys: Vec<String> = integration_tests::object_keys(&setup.s3, &setup.bucket, "").await;
     assert_eq!(
         keys,
         ["dead-letters/device-status/ingest_year=2026/ingest_month=11/ingest_day=22/ingest_hour=10/vent.shardId-000000000000.2.jsonl"]

@@ -593,12 +593,7 @@ async fn a_kafka_event_lands_under_topic_partition_and_offset_keys_and_twice_is_
     assert_eq!(serde_json::to_value(&out).unwrap(), serde_json::json!({}));
 
     let hour = "ingest_year=2026/ingest_month=11/ingest_day=28/ingest_hour=10";
-    let listed: Vec<String> = lake_reader::list(&s3, &bucket, "")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|o| o.key)
-        .collect();
+    let listed: Vec<String> = integration_tests::object_keys(&s3, &bucket, "").await;
     assert_eq!(
         listed,
         vec![
@@ -643,12 +638,7 @@ async fn a_kafka_event_lands_under_topic_partition_and_offset_keys_and_twice_is_
     invoke(KAFKA_EVENT.as_bytes(), |e| f.handle(e))
         .await
         .expect("processed again");
-    let again: Vec<String> = lake_reader::list(&s3, &bucket, "")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|o| o.key)
-        .collect();
+    let again: Vec<String> = integration_tests::object_keys(&s3, &bucket, "").await;
     assert_eq!(again, listed);
     assert_eq!(lake(&s3, &bucket).await, first);
 }
@@ -673,12 +663,7 @@ async fn a_kafka_batch_that_cannot_be_written_fails_and_its_retry_writes_the_sam
     invoke(KAFKA_EVENT.as_bytes(), |e| f.handle(e))
         .await
         .expect("the retry succeeds");
-    let keys: Vec<String> = lake_reader::list(&s3, &bucket, LAKE_PREFIX)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|o| o.key)
-        .collect();
+    let keys: Vec<String> = integration_tests::object_keys(&s3, &bucket, LAKE_PREFIX).await;
     assert_eq!(keys.len(), 2, "{keys:?}");
     assert_eq!(all_rows(&s3, &bucket).await.len(), 3);
 }

@@ -203,12 +203,7 @@ async fn a_mixed_batch_lands_exactly_the_expected_rows_and_dead_letters() {
     // keyed by the first sequence number of the hour's run.
     let shard = fx.shard.as_str();
     let (s0, s3rd) = (sequence_number(3, 0), sequence_number(3, 3));
-    let keys: Vec<String> = lake_reader::list(&s3, &bucket, "")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|o| o.key)
-        .collect();
+    let keys: Vec<String> = integration_tests::object_keys(&s3, &bucket, "").await;
     let mut expected_keys = vec![
         hour_key(DL_PREFIX, 10, "ventilators", shard, &s0, "jsonl"),
         hour_key(DL_PREFIX, 11, "ventilators", shard, &s3rd, "jsonl"),
@@ -596,12 +591,7 @@ async fn a_fractional_arrival_time_is_read_to_the_millisecond_and_chooses_the_ho
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
     assert_eq!((summary.good, summary.bad), (2, 1));
 
-    let keys: Vec<String> = lake_reader::list(&s3, &bucket, "")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|o| o.key)
-        .collect();
+    let keys: Vec<String> = integration_tests::object_keys(&s3, &bucket, "").await;
     let shard = "shardId-000000000000";
     assert_eq!(
         keys,

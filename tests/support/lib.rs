@@ -990,3 +990,13 @@ pub fn stream_config(bucket: &str) -> telemetry_lake::config::StreamConfig {
         format: telemetry_lake::stream::format::Format::Json,
     }
 }
+
+/// The keys of every object under `prefix`, in key order.
+pub async fn object_keys(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {
+    lake_tools::lake_reader::list(s3, bucket, prefix)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect()
+}
