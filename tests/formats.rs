@@ -234,6 +234,27 @@ async fn csv_without_a_header_follows_the_schema_order_and_each_bad_line_is_dead
 }
 
 #[tokio::test]
+async fn a_csv_line_that_begins_like_a_zlib_header_is_a_row() {
+    // `80` passes zlib's two-byte header check (0x3830 is a multiple of 31
+    // with deflate's method nibble): as CSV it is device 80.
+    let (s3, bucket) = s3_with_bucket("csv-zlib-like").await;
+    let f = function(&s3, &bucket, &[("FORMAT", "csv")]);
+    let (event, _) = event(
+        "csv",
+        &[b"80,2020-06-12 14:05:59,device 80,1.5\n81,2020-06-12 14:06:00,next,\n".to_vec()],
+    );
+    run(&f, &event).await;
+    assert_eq!(
+        all_rows(&s3, &bucket).await,
+        vec![
+            row(80, "2020-06-12 14:05:59", "device 80", Some(1.5)),
+            row(81, "2020-06-12 14:06:00", "next", None),
+        ]
+    );
+    assert!(dead_letters(&s3, &bucket).await.is_empty());
+}
+
+#[tokio::test]
 async fn csv_with_a_header_maps_columns_by_name_and_a_missing_required_column_rejects_the_payload()
 {
     let (s3, bucket) = s3_with_bucket("csvh").await;

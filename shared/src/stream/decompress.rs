@@ -36,6 +36,14 @@ impl Codec {
         }
     }
 
+    /// True for the codecs whose magic bytes plain data can begin with:
+    /// zlib's two-byte header (21 printable pairs, `80,` and `x^` among
+    /// them, pass its checksum) and bzip2's printable `BZh1`..`BZh9`. A
+    /// payload detected as one of these is compressed only if it decodes.
+    pub fn magic_is_weak(self) -> bool {
+        matches!(self, Codec::Zlib | Codec::Bzip2)
+    }
+
     /// Detects the codec of a payload, `None` for anything uncompressed.
     pub fn detect(data: &[u8]) -> Option<Codec> {
         const SNAPPY_STREAM_ID: &[u8] = b"\xff\x06\x00\x00sNaPpY";

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use crate::config::schema::Schema;
 use crate::stream::dead_letter::{Rejection, Scope};
-use crate::stream::decompress::{decompress, Codec, DecompressError};
+use crate::stream::decompress::{decompress, DecompressError};
 use crate::stream::document::{parse_document, DocumentError, Value};
 
 pub use self::avro::AvroWriterSchema;
@@ -107,12 +107,18 @@ impl PayloadDecoder {
         };
         let bytes = match decompress(data, self.max_payload_bytes) {
             Ok(bytes) => bytes,
-            // Two bytes with a checksum mark a zlib stream: binary data
-            // (Avro) begins that way about once in 800 payloads. When such a
-            // payload does not inflate, it is read as it is.
-            Err(DecompressError::Corrupt {
-                codec: Codec::Zlib, ..
-            }) if !self.format.is_text() && data.len() <= self.max_payload_bytes => {
+            // A codec whose magic is printable text or a two-byte checksum
+            // (zlib's `80,` or `x^`, bzip2's `BZh1`) is only taken for
+            // compression when the payload also decodes: a CSV line for
+            // device 80, a log line or an Avro datum can begin that way. One
+            // that does not decode is read as it is, when the format could
+            // read it (text formats need valid UTF-8; a corrupt stream that
+            // is not text stays `decompression_failed`).
+            Err(DecompressError::Corrupt { codec, .. })
+                if codec.magic_is_weak()
+                    && data.len() <= self.max_payload_bytes
+                    && (!self.format.is_text() || simdutf8::basic::from_utf8(data).is_ok()) =>
+            {
                 Cow::Borrowed(data)
             }
             Err(e) => {
@@ -192,6 +198,7 @@ fn is_single_document(text: &str) -> bool {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::stream::decompress::Codec;
 
     /// What a decoder made of one payload: rows rendered with `{:?}`, and
     /// rejections as (index, reason, scope, bytes).
@@ -221,6 +228,65 @@ pub(crate) mod tests {
         let mut seen = Vec::new();
         for_each_document("{\n  \"a\": 1\n}\n", |i, d| seen.push((i, d.to_string())));
         assert_eq!(seen.len(), 1);
+    }
+
+    /// Every printable pair of bytes that a zlib header check accepts.
+    fn zlib_looking_prefixes() -> Vec<[u8; 2]> {
+        let printable = || (b' '..=b'~').chain([b'\t']);
+        printable()
+            .flat_map(|a| printable().map(move |b| [a, b]))
+            .filter(|p| Codec::detect(p) == Some(Codec::Zlib))
+            .collect()
+    }
+
+    #[test]
+    fn text_that_begins_like_a_zlib_or_bzip2_header_is_read_as_text() {
+        let prefixes = zlib_looking_prefixes();
+        assert!(prefixes.len() >= 19, "{prefixes:?}");
+        assert!(prefixes.contains(b"80") && prefixes.contains(b"x^"));
+        let csv = PayloadDecoder::new(
+            Format::Csv(CsvOptions::default()),
+            Schema::parse("a:string,b:int64").unwrap(),
+            1024,
+        );
+        let grok = PayloadDecoder::new(
+            Format::Grok(Arc::new(
+                GrokPattern::compile("%{GREEDYDATA:a}", "").unwrap(),
+            )),
+            Schema::parse("a:string").unwrap(),
+            1024,
+        );
+        for p in prefixes.iter().map(|p| std::str::from_utf8(p).unwrap()) {
+            let line = format!("{p}. ventilator 80 ok\n");
+            assert_eq!(
+                run(&grok, line.as_bytes()),
+                (vec![format!("[String({:?})]", line.trim_end())], vec![]),
+                "grok line {line:?}"
+            );
+            if !p.contains(',') {
+                let row = format!("{p}7,80\n");
+                let (rows, bad) = run(&csv, row.as_bytes());
+                assert_eq!((rows.len(), bad), (1, vec![]), "csv line {row:?}");
+            }
+        }
+        let (rows, bad) = run(&csv, b"BZh9,80\n");
+        assert_eq!(
+            (rows.len(), bad),
+            (1, vec![]),
+            "a line that begins like bzip2"
+        );
+
+        // Real compressed payloads are still undone, and a corrupt stream
+        // that is not text still says so.
+        let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut zlib, b"80,81\n").unwrap();
+        let (rows, bad) = run(&csv, &zlib.finish().unwrap());
+        assert_eq!(
+            (rows, bad),
+            (vec![r#"[String("80"), Int64(81)]"#.to_string()], vec![])
+        );
+        let (_, bad) = run(&csv, &[0x78, 0x9c, 0xff, 0xfe, 0x00]);
+        assert_eq!(bad[0].1, "decompression_failed");
     }
 
     #[test]
