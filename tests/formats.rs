@@ -665,6 +665,67 @@ async fn a_kafka_event_lands_under_topic_partition_and_offset_keys_and_twice_is_
 }
 
 #[tokio::test]
+async fn a_kafka_record_with_a_bad_timestamp_is_dead_lettered_alone() {
+    // The producer sets a record's timestamp: -1 (none), a fraction, a
+    // number past chrono's range, a string, or nothing at all.
+    let mut event: serde_json::Value = serde_json::from_str(KAFKA_EVENT).unwrap();
+    let partition = event["records"]["ventilator-metrics-1"]
+        .as_array_mut()
+        .unwrap();
+    let good = partition[0].clone();
+    let bad = [
+        serde_json::json!(-1),
+        serde_json::json!(1795860003000.5),
+        serde_json::json!(9_000_000_000_000_000_i64),
+        serde_json::json!(1e20),
+        serde_json::json!("2026-11-22T10:40:00Z"),
+        serde_json::Value::Null,
+    ];
+    for (offset, timestamp) in (44..).zip(bad) {
+        let mut r = good.clone();
+        r["offset"] = offset.into();
+        r["timestamp"] = timestamp;
+        partition.push(r);
+    }
+    let (s3, bucket) = s3_with_bucket("kafka-time").await;
+    let f = function(&s3, &bucket, &[]);
+    let out = invoke(event.to_string().as_bytes(), |e| f.handle(e))
+        .await
+        .expect("one bad timestamp does not fail the event");
+    assert_eq!(serde_json::to_value(&out).unwrap(), serde_json::json!({}));
+
+    // Every good record lands where it did without them, and each bad one is
+    // its own dead letter in its neighbours' hour.
+    let hour = "ingest_year=2026/ingest_month=11/ingest_day=28/ingest_hour=10";
+    assert_eq!(
+        integration_tests::object_keys(&s3, &bucket, "").await,
+        vec![
+            format!("{DL_PREFIX}/{hour}/ventilator-metrics.1.41.jsonl"),
+            format!("{LAKE_PREFIX}/{hour}/ventilator-metrics.0.17.snappy.parquet"),
+            format!("{LAKE_PREFIX}/{hour}/ventilator-metrics.1.41.snappy.parquet"),
+        ]
+    );
+    assert_eq!(all_rows(&s3, &bucket).await.len(), 3);
+    let got: Vec<(Option<i64>, String)> = dead_letters(&s3, &bucket)
+        .await
+        .iter()
+        .map(|l| (l.offset, l.reason.clone()))
+        .collect();
+    let mut want = vec![
+        (Some(42), "wrong_type".to_string()),
+        (Some(43), "empty_payload".to_string()),
+    ];
+    want.extend((44..50).map(|o| (Some(o), "invalid_kafka_timestamp".to_string())));
+    assert_eq!(got, want);
+    let letters = dead_letters(&s3, &bucket).await;
+    assert!(
+        letters[2].detail.contains("no timestamp (-1)"),
+        "{letters:?}"
+    );
+    assert!(letters[4].detail.contains("out of range"), "{letters:?}");
+}
+
+#[tokio::test]
 async fn a_kafka_batch_that_cannot_be_written_fails_and_its_retry_writes_the_same_keys() {
     let proxy = FaultProxy::start(moto()).await;
     let (s3, bucket) = s3_with_bucket("kafkafail").await;

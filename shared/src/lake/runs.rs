@@ -121,16 +121,16 @@ pub fn split_records<'e>(
 mod tests {
     use super::*;
     use crate::config::schema::Schema;
+    use crate::stream::event::StreamEvent;
     use crate::stream::format::Format;
     use crate::stream::source::kafka_records;
-    use aws_lambda_events::event::kafka::KafkaEvent;
     use base64::Engine;
     use serde_json::json;
 
     #[test]
     fn kafka_records_are_ordered_and_carry_partition_and_offset() {
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        let event: KafkaEvent = serde_json::from_value(json!({
+        let event = json!({
             "eventSource": "aws:kafka",
             "records": {
                 "t-1": [
@@ -144,9 +144,11 @@ mod tests {
                      "timestampType": "CREATE_TIME", "value": b64("{\"a\":1}"), "headers": []}
                 ]
             }
-        }))
-        .unwrap();
-        let records = kafka_records(&event);
+        });
+        let Ok(StreamEvent::Kafka(batch)) = serde_json::from_str(&event.to_string()) else {
+            panic!("not read as a Kafka batch");
+        };
+        let records = kafka_records(&batch);
         let at: Vec<(i64, i64)> = records.iter().filter_map(|r| r.kafka).collect();
         assert_eq!(at, vec![(0, 3), (1, 7), (1, 8)]);
         let decoder = PayloadDecoder::new(Format::Json, Schema::parse("a:int64").unwrap(), 1024);

@@ -20,7 +20,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
 
-use aws_lambda_events::event::kafka::{KafkaEvent, KafkaRecord};
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use chrono::{DateTime, Utc};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -41,7 +40,37 @@ const UNKNOWN_STREAM_ARN: &str = "unknown-stream";
 #[derive(Debug)]
 pub enum StreamEvent {
     Kinesis(KinesisBatch),
-    Kafka(KafkaEvent),
+    Kafka(KafkaBatch),
+}
+
+/// A Kafka batch (MSK or self-managed) as Lambda delivers it: the fields the
+/// functions read.
+#[derive(Debug, Default)]
+pub struct KafkaBatch {
+    pub event_source: Option<String>,
+    pub event_source_arn: Option<String>,
+    pub bootstrap_servers: Option<String>,
+    /// The records by topic-partition (`"topic-0"`).
+    pub records: HashMap<String, Vec<KafkaRecord>>,
+}
+
+/// One Kafka record of a batch.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaRecord {
+    #[serde(default)]
+    pub topic: Option<String>,
+    pub partition: i64,
+    pub offset: i64,
+    /// Milliseconds since the epoch as the producer or the broker set it
+    /// (`-1` when there is none). It is kept as it came: the producer
+    /// chooses it, so a bad one must be that record's dead letter, not a
+    /// failure to read the whole event.
+    #[serde(default)]
+    pub timestamp: Option<serde_json::Value>,
+    /// The value, base64-encoded.
+    #[serde(default)]
+    pub value: Option<String>,
 }
 
 impl StreamEvent {
@@ -198,7 +227,7 @@ impl<'de> Visitor<'de> for EventVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StreamEvent, A::Error> {
         let mut batch: Option<KinesisBatch> = None;
-        let mut kafka = KafkaEvent::default();
+        let mut kafka = KafkaBatch::default();
         while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
             match key.as_deref().unwrap_or_default() {
                 "Records" => {
