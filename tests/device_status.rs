@@ -1144,6 +1144,60 @@ async fn an_unreadable_change_flag_keeps_the_loaded_reference_data() {
 }
 
 #[tokio::test]
+async fn a_failed_reload_keeps_the_loaded_reference_data_and_the_next_batch_reloads() {
+    let setup = Setup::new().await;
+    setup.put_ranges(1, RANGES).await;
+    let proxy = FaultProxy::start(moto()).await;
+    let function = setup.consumer_via(&proxy.endpoint, 1).await;
+    let reading = r(1, "10:01:00", 95, 15, 6);
+    let status = |s: &device_status::BatchSummary| {
+        s.by_status
+            .keys()
+            .map(|s| s.as_str().to_string())
+            .collect::<Vec<_>>()
+    };
+    let (s, _) = function
+        .invoke(&readings_event(0, 1, &[reading]))
+        .await
+        .expect("first batch");
+    assert_eq!(status(&s), ["GREEN"]);
+
+    // The range changes and the flag says so, but the table's Scan fails.
+    setup
+        .put_ranges(1, [(90.0, 94.0), (10.0, 20.0), (5.0, 8.0)])
+        .await;
+    let flagger = ReferenceChangeFlag::new(setup.flag_store(setup.s3.clone()));
+    let change: DynamoDbEvent = serde_json::from_value(json!({"Records": [{
+        "eventID": "1", "eventName": "MODIFY", "awsRegion": REGION,
+        "dynamodb": {"Keys": {"ventilatorid": {"N": "1"}}, "SizeBytes": 1}
+    }]}))
+    .unwrap();
+    flagger.process(&change).await.expect("flag");
+    proxy.inject(Fault::aws_json(
+        "DynamoDB_20120810.Scan",
+        400,
+        "ProvisionedThroughputExceededException",
+    ));
+    let (s, response) = function
+        .invoke(&readings_event(0, 2, &[reading]))
+        .await
+        .expect("the batch goes on with the loaded data");
+    assert!(proxy.injected() > 0);
+    assert!(failures(&response).is_empty());
+    assert_eq!(status(&s), ["GREEN"]);
+    assert_eq!(function.cache().loads().await, 1);
+
+    // Once the table can be read, the next batch reloads.
+    proxy.heal();
+    let (s, _) = function
+        .invoke(&readings_event(0, 3, &[reading]))
+        .await
+        .expect("after healing");
+    assert_eq!(status(&s), ["ORANGE"]);
+    assert_eq!(function.cache().loads().await, 2);
+}
+
+#[tokio::test]
 async fn an_unreadable_reference_table_fails_the_batch_for_lambda_to_retry() {
     let setup = Setup::new().await;
     setup.put_ranges(1, RANGES).await;

@@ -246,7 +246,18 @@ impl ReferenceCache {
             },
         };
         if let Some(flag_etag) = reload {
-            let data = Arc::new(self.table.load().await?);
+            let data = match (self.table.load().await, state.as_ref()) {
+                (Ok(data), _) => Arc::new(data),
+                // A reload that fails does not stop the stream either: the
+                // ranges loaded before serve this batch, and as neither the
+                // flag's ETag nor the probe time moved, the next batch
+                // probes, sees the change and loads again.
+                (Err(e), Some(loaded)) => {
+                    tracing::warn!(error = %e, "reference reload failed; keeping the loaded reference data");
+                    return Ok(Arc::clone(&loaded.data));
+                }
+                (Err(e), None) => return Err(e),
+            };
             let loads = state.as_ref().map_or(0, |l| l.loads) + 1;
             tracing::info!(table = %self.table.table, devices = data.len(), loads, flag_etag = flag_etag.as_deref().unwrap_or(""), "reference data loaded");
             *state = Some(Loaded {
