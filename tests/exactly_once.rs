@@ -523,3 +523,188 @@ proptest! {
         runtime().block_on(device_status_case(&case))?;
     }
 }
+
+// ------------------------------------------------- replaying a failure queue --
+
+/// Lambda's on-failure record of a Kinesis batch of `function` (or, with
+/// `info` `DDBStreamBatchInfo`, of a DynamoDB stream batch).
+fn failure_record(function: &str, info: &str, first: &str, last: &str, size: usize) -> String {
+    serde_json::json!({
+        "requestContext": {
+            "requestId": unique("req"),
+            "functionArn": integration_tests::function_arn(REGION, function),
+            "condition": "RetryAttemptsExhausted",
+            "approximateInvokeCount": 3
+        },
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "version": "1.0",
+        "timestamp": "2026-11-23T10:06:00.000Z",
+        info: {
+            "shardId": "shardId-000000000000",
+            "startSequenceNumber": first,
+            "endSequenceNumber": last,
+            "approximateArrivalOfFirstRecord": "2026-11-23T10:05:00.000Z",
+            "approximateArrivalOfLastRecord": "2026-11-23T10:05:00.000Z",
+            "batchSize": size,
+            "streamArn": stream_arn(REGION, "telemetry")
+        }
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_failed_range_is_replayed_only_into_the_function_that_failed_it_and_twice_is_once() {
+    use lake_tools::replay::{Outcome, Replayer};
+
+    let sdk = sdk_config(moto(), REGION).await;
+    let s3 = s3_client(&sdk);
+    let bucket = unique("replay");
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    // The stream holds six readings; the function gave up on the 3rd to 5th.
+    let kinesis = aws_sdk_kinesis::Client::new(&sdk);
+    let stream = unique("telemetry");
+    kinesis
+        .create_stream()
+        .stream_name(&stream)
+        .shard_count(1)
+        .send()
+        .await
+        .unwrap();
+    let mut seq = Vec::new();
+    for i in 0..6 {
+        let put = kinesis
+            .put_record()
+            .stream_name(&stream)
+            .partition_key("pk")
+            .data(aws_sdk_kinesis::primitives::Blob::new(payload(
+                0,
+                i,
+                true,
+                id(0, i),
+                1,
+            )))
+            .send()
+            .await
+            .unwrap();
+        seq.push(put.sequence_number);
+    }
+    let record = |function: &str, info: &str, first: usize, last: usize, size: usize| {
+        failure_record(function, info, &seq[first], &seq[last], size)
+            .replace("stream/telemetry", &format!("stream/{stream}"))
+    };
+
+    // The function, served by the local Lambda endpoint in front of moto.
+    let lambda = integration_tests::LambdaEndpoint::start().unwrap();
+    lambda.set_upstream(moto());
+    let function = unique("kinesis-to-parquet");
+    let served_bucket = bucket.clone();
+    lambda.register(&function, move |event| {
+        let bucket = served_bucket.clone();
+        async move {
+            let s3 = s3_client(&sdk_config(moto(), REGION).await);
+            let f = KinesisToParquet::new(
+                integration_tests::stream_config(&bucket),
+                S3Sink::new(s3, &bucket),
+            );
+            let body = serde_json::to_vec(&event).unwrap_or_default();
+            let handled = lake_tools::runtime::invoke(&body, |e| f.handle(e))
+                .await
+                .map_err(|e| lambda_runtime::Diagnostic {
+                    error_type: "Handler".into(),
+                    error_message: e.to_string(),
+                })?;
+            Ok(serde_json::to_value(&handled).unwrap_or_default())
+        }
+    });
+
+    // Its queue holds its range, and three messages it must not replay.
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let queue = sqs
+        .create_queue()
+        .queue_name(unique("k2p-failures"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let messages = [
+        record(&function, "KinesisBatchInfo", 2, 4, 3),
+        record("device-status", "KinesisBatchInfo", 0, 5, 6),
+        record(&function, "DDBStreamBatchInfo", 0, 1, 2),
+        record(&function, "KinesisBatchInfo", 4, 5, 5),
+    ];
+    for body in &messages {
+        sqs.send_message()
+            .queue_url(&queue)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let endpoint = format!("http://127.0.0.1:{}", lambda.port());
+    let replayer = Replayer::new(&sdk_config(&endpoint, REGION).await);
+    let dry = replayer.replay(&queue, &function, true).await.unwrap();
+    assert_eq!(dry.counts(), (1, 3, 0), "{dry:?}");
+    assert_eq!(
+        lambda.invocations(&function),
+        0,
+        "a dry run invokes nothing"
+    );
+
+    let report = replayer.replay(&queue, &function, false).await.unwrap();
+    assert_eq!(report.counts(), (1, 3, 0), "{report:?}");
+    let reasons: Vec<String> = report
+        .messages
+        .iter()
+        .filter_map(|(_, o)| match o {
+            Outcome::Refused(why) => Some(why.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("failed in device-status")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("DynamoDB stream")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("read 2 of the batch's 5")),
+        "{reasons:?}"
+    );
+    assert_eq!(lambda.invocations(&function), 1);
+
+    // The range's three records landed under a key of its first sequence
+    // number, read back from Parquet.
+    let keys = integration_tests::object_keys(&s3, &bucket, "raw/v").await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(keys[0].contains(seq[2].as_str()), "{keys:?}");
+    let ids = lake_i64_column(&s3, &bucket, "raw/v", 0).await;
+    assert_eq!(ids, vec![id(0, 2), id(0, 3), id(0, 4)]);
+
+    // The three refused messages are still there; the replayed one is gone.
+    let again = replayer.replay(&queue, &function, false).await.unwrap();
+    assert_eq!(again.counts(), (0, 3, 0), "{again:?}");
+
+    // The same range delivered twice rewrites the same object.
+    sqs.send_message()
+        .queue_url(&queue)
+        .message_body(&messages[0])
+        .send()
+        .await
+        .unwrap();
+    let twice = replayer.replay(&queue, &function, false).await.unwrap();
+    assert_eq!(twice.counts(), (1, 3, 0), "{twice:?}");
+    assert_eq!(
+        integration_tests::object_keys(&s3, &bucket, "raw/v").await,
+        keys
+    );
+    let ids = lake_i64_column(&s3, &bucket, "raw/v", 0).await;
+    assert_eq!(ids, vec![id(0, 2), id(0, 3), id(0, 4)]);
+}

@@ -254,15 +254,102 @@ fn alarms(t: &Value) -> Vec<(String, String, String)> {
                     "{id}: no {actions}"
                 );
             }
-            let dimension = referenced(&p["Dimensions"][0]["Value"])
+            // A metric-math alarm names its metric in `Metrics`.
+            let metric = p["Metrics"]
+                .as_array()
+                .and_then(|m| m.iter().find_map(|m| m.get("MetricStat")))
+                .map_or(p, |stat| &stat["Metric"]);
+            let dimension = referenced(&metric["Dimensions"][0]["Value"])
                 .unwrap_or_else(|| panic!("{id}: dimension is not a resource of the template"));
             (
-                p["Namespace"].as_str().unwrap().to_string(),
-                p["MetricName"].as_str().unwrap().to_string(),
+                metric["Namespace"].as_str().unwrap().to_string(),
+                metric["MetricName"].as_str().unwrap().to_string(),
                 dimension.to_string(),
             )
         })
         .collect()
+}
+
+/// Every stream event source mapping, as (function, mapping properties): a
+/// function's `Kinesis` and `DynamoDB` events and every
+/// `AWS::Lambda::EventSourceMapping` (MSK).
+fn stream_mappings(t: &Value) -> Vec<(String, &Value)> {
+    let mut mappings = Vec::new();
+    for (id, f) in resources(t, "AWS::Serverless::Function") {
+        for e in f["Properties"]["Events"].as_object().into_iter().flatten() {
+            if ["Kinesis", "DynamoDB"].contains(&e.1["Type"].as_str().unwrap_or("")) {
+                mappings.push((id.to_string(), &e.1["Properties"]));
+            }
+        }
+    }
+    for (id, m) in resources(t, "AWS::Lambda::EventSourceMapping") {
+        let p = &m["Properties"];
+        let function = referenced(&p["FunctionName"])
+            .unwrap_or_else(|| panic!("{id}: FunctionName is not a function of the template"));
+        mappings.push((function.to_string(), p));
+    }
+    mappings
+}
+
+/// The queue a mapping's on-failure destination names.
+fn failure_queue(mapping: &Value) -> Option<&str> {
+    referenced(&mapping["DestinationConfig"]["OnFailure"]["Destination"])
+}
+
+#[test]
+fn every_stream_mapping_pins_what_exactly_once_depends_on() {
+    let t = load();
+    let mappings = stream_mappings(&t);
+    assert_eq!(mappings.len(), 4, "Kinesis x2, DynamoDB, MSK");
+    let min_retention_s = t["Parameters"]["StreamRetentionHours"]["MinValue"]
+        .as_i64()
+        .expect("StreamRetentionHours has a MinValue")
+        * 3600;
+    let mut queue_of: std::collections::BTreeMap<&str, String> = Default::default();
+    for (function, p) in &mappings {
+        let queue =
+            failure_queue(p).unwrap_or_else(|| panic!("{function}: no on-failure destination"));
+        assert_eq!(
+            t["Resources"][queue]["Type"], "AWS::SQS::Queue",
+            "{function}: on-failure destination {queue}"
+        );
+        // Each consumer has its own queue: a range is replayed into the
+        // function that failed it.
+        let owner = queue_of.entry(queue).or_insert_with(|| function.clone());
+        assert_eq!(
+            owner, function,
+            "{queue} is shared by {owner} and {function}"
+        );
+        if p.get("Topics").is_some() {
+            continue; // MSK: a failed run fails the batch, retried whole; no bisect or record age
+        }
+        assert_eq!(
+            p["FunctionResponseTypes"],
+            serde_json::json!(["ReportBatchItemFailures"]),
+            "{function}"
+        );
+        assert_eq!(p["BisectBatchOnFunctionError"], true, "{function}");
+        let retention_s = if p["Stream"]["Fn::GetAtt"][1] == "StreamArn" {
+            24 * 3600 // a DynamoDB stream keeps records 24 hours
+        } else {
+            min_retention_s
+        };
+        let age = p["MaximumRecordAgeInSeconds"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{function}: MaximumRecordAgeInSeconds is not pinned"));
+        assert!(
+            (60..retention_s).contains(&age),
+            "{function}: a record {age} s old may be gone from a stream kept {retention_s} s"
+        );
+    }
+    // device-status keeps one watermark per shard: one batch at a time.
+    let device_status: Vec<_> = mappings
+        .iter()
+        .filter(|(f, _)| f == "DeviceStatusFunction")
+        .collect();
+    assert_eq!(device_status.len(), 1);
+    assert_eq!(device_status[0].1["ParallelizationFactor"], 1);
+    assert_eq!(queue_of.len(), 3, "{queue_of:?}");
 }
 
 #[test]
@@ -298,6 +385,14 @@ fn every_component_has_the_alarms_an_operator_expects() {
     for (id, _) in resources(&t, "AWS::SQS::Queue") {
         if !has("AWS/SQS", "ApproximateNumberOfMessagesVisible", id) {
             missing.push(format!("{id} ApproximateNumberOfMessagesVisible"));
+        }
+    }
+    // A failed stream batch can be replayed only while its records are on
+    // the stream: its queue's oldest message has an age alarm.
+    for (_, mapping) in stream_mappings(&t) {
+        let queue = failure_queue(mapping).unwrap_or_default();
+        if !has("AWS/SQS", "ApproximateAgeOfOldestMessage", queue) {
+            missing.push(format!("{queue} ApproximateAgeOfOldestMessage"));
         }
     }
     for (id, _) in resources(&t, "AWS::Serverless::StateMachine") {

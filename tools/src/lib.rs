@@ -1,8 +1,8 @@
 //! Tools around the suite: a telemetry generator, Lambda event building, the
 //! benchmark workloads (`bench`), a checker and diagram renderer of the state
 //! machines (`asl`), a moto server, a local Lambda endpoint and event source
-//! mappings, a reader of `template.yaml`, the local end-to-end run, and
-//! reading the lake back.
+//! mappings, a reader of `template.yaml`, the local end-to-end run,
+//! reading the lake back, and replaying failed stream batches (`replay`).
 
 pub mod asl;
 pub mod bench;
@@ -14,6 +14,7 @@ pub mod lambda_endpoint;
 pub mod local_run;
 pub mod moto;
 pub mod proxy;
+pub mod replay;
 pub mod runtime;
 pub mod schema_inference;
 pub mod step_functions;
