@@ -511,6 +511,7 @@ async fn the_scheduler_starts_each_due_provider_once_under_every_fault() {
             stale_running_after: chrono::Duration::minutes(120),
             start_concurrency: 1,
             aws_max_attempts: ATTEMPTS,
+            provider_job_arguments: Default::default(),
         };
         let backoff = std::time::Duration::from_millis(10);
         let s = scheduler::Scheduler::new(

@@ -88,6 +88,7 @@ impl Env {
             stale_running_after: Duration::minutes(120),
             start_concurrency: 4,
             aws_max_attempts: 3,
+            provider_job_arguments: ["--region".to_string()].into(),
         }
     }
 
@@ -709,6 +710,77 @@ async fn bad_provider_items_are_reported_and_the_others_go_on() {
     assert!(failed["garbled"].starts_with("provider \"garbled\": attribute last_success"));
     assert!(summary.failed.iter().all(|f| !f.retryable));
     assert_eq!(wait_all(&env, &env.executions().await).await, ["SUCCEEDED"]);
+}
+
+#[tokio::test]
+async fn job_arguments_outside_the_allow_list_are_refused_and_recorded_on_the_item() {
+    let env = Env::new("args").await;
+    let at = now();
+    let job = format!("{}-job", env.table);
+    env.glue_job(&job).await;
+    let args = |pairs: &[(&str, &str)]| {
+        AttributeValue::M(pairs.iter().map(|(k, v)| (k.to_string(), s(v))).collect())
+    };
+    env.put(provider(
+        "allowed",
+        &job,
+        &[("job_arguments", args(&[("--region", "eu-west-1")]))],
+    ))
+    .await;
+    env.put(provider(
+        "hostile",
+        &job,
+        &[(
+            "job_arguments",
+            args(&[
+                ("--region", "eu-west-1"),
+                ("--extra-py-files", "s3://elsewhere/run.py"),
+                ("--conf", "spark.driver.extraJavaOptions=-javaagent:x"),
+            ]),
+        )],
+    ))
+    .await;
+
+    let summary = env.moto_scheduler().await.process(at).await.expect("tick");
+    assert_eq!(started_names(&summary), ["allowed"]);
+    assert_eq!(summary.failed.len(), 1, "{:?}", summary.failed);
+    let refused = &summary.failed[0];
+    assert_eq!(refused.provider, "hostile");
+    assert!(!refused.retryable);
+    assert!(
+        refused
+            .error
+            .contains("sets --conf, --extra-py-files, which a provider may not set")
+            && refused.error.contains("allowed: --region"),
+        "{}",
+        refused.error
+    );
+    // The reason is on the item, which is otherwise untouched.
+    let item = env.item("hostile").await;
+    assert_eq!(
+        text(&item, "last_error").as_deref(),
+        Some("InvalidProviderSettings")
+    );
+    assert_eq!(text(&item, "last_error_cause"), Some(refused.error.clone()));
+    assert_eq!(text(&item, "status"), None);
+    assert_eq!(text(&item, "execution_arn"), None);
+    let first_recorded = text(&item, "last_failure").expect("last_failure");
+    // The next tick refuses it again without rewriting the same reason.
+    let again = env
+        .moto_scheduler()
+        .await
+        .process(at + Duration::minutes(15))
+        .await
+        .expect("next tick");
+    assert_eq!(again.failed.len(), 1);
+    assert_eq!(
+        text(&env.item("hostile").await, "last_failure"),
+        Some(first_recorded)
+    );
+    // Only the allowed provider's job ran, with its argument.
+    let executions = env.executions().await;
+    assert_eq!(executions.len(), 1, "{executions:?}");
+    assert!(executions[0].0.starts_with("allowed"), "{executions:?}");
 }
 
 #[tokio::test]

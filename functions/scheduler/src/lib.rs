@@ -39,7 +39,8 @@ use futures::stream::{self, StreamExt};
 use lambda_runtime::LambdaEvent;
 use serde::Serialize;
 use telemetry_lake::scheduler::providers::{
-    DynamoProviders, ProviderSettings, ProviderSource, SourceError, Written,
+    check_job_arguments, DynamoProviders, ProviderError, ProviderSettings, ProviderSource,
+    SourceError, Written,
 };
 use telemetry_lake::scheduler::schedule::{decide, execution_arn, execution_name, slot, Decision};
 
@@ -221,14 +222,12 @@ impl<S: ProviderSource> Scheduler<S> {
         };
         let mut tasks = Vec::new();
         for read in self.source.providers().await? {
-            let provider = match read {
+            let allowed = &self.config.provider_job_arguments;
+            let usable = read.and_then(|p| check_job_arguments(&p, allowed).map(|()| p));
+            let provider = match usable {
                 Ok(p) => p,
                 Err(e) => {
-                    summary.failed.push(Failed {
-                        provider: provider_of(&e),
-                        error: e.to_string(),
-                        retryable: false,
-                    });
+                    summary.failed.push(self.unusable(&e).await);
                     continue;
                 }
             };
@@ -278,6 +277,30 @@ impl<S: ProviderSource> Scheduler<S> {
         summary.stuck.sort_by(|a, b| a.provider.cmp(&b.provider));
         log(&summary, clock);
         Ok(summary)
+    }
+
+    /// A provider that cannot be used: neither started nor reconciled, and
+    /// the reason is recorded on its item (when it has a key) for whoever
+    /// looks at it there.
+    async fn unusable(&self, e: &ProviderError) -> Failed {
+        let provider = match e {
+            ProviderError::Attribute { provider, .. } => provider.clone(),
+            ProviderError::NoKey { .. } => "?".into(),
+        };
+        if let ProviderError::Attribute { .. } = e {
+            let recorded = self
+                .source
+                .record_unusable(&provider, &e.to_string(), Utc::now())
+                .await;
+            if let Err(write) = recorded {
+                tracing::warn!(provider = %provider, error = %write, "could not record why the provider is unusable");
+            }
+        }
+        Failed {
+            provider,
+            error: e.to_string(),
+            retryable: false,
+        }
     }
 
     fn arn_for(&self, provider: &ProviderSettings, slot: DateTime<Utc>) -> String {
@@ -439,15 +462,6 @@ fn failed(p: &ProviderSettings, error: String) -> Outcome {
         error,
         retryable: true,
     })
-}
-
-fn provider_of(e: &telemetry_lake::scheduler::providers::ProviderError) -> String {
-    match e {
-        telemetry_lake::scheduler::providers::ProviderError::Attribute { provider, .. } => {
-            provider.clone()
-        }
-        telemetry_lake::scheduler::providers::ProviderError::NoKey { .. } => "?".into(),
-    }
 }
 
 fn log(summary: &ScheduleSummary, clock: Instant) {

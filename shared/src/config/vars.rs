@@ -94,6 +94,8 @@ variables! {
     START_CONCURRENCY,
     /// Attempts of each AWS call (the first plus retries) before it fails.
     AWS_MAX_ATTEMPTS,
+    /// The Glue job arguments a provider's item may set (comma-separated).
+    PROVIDER_JOB_ARGUMENTS,
     // The repartition workflow's tasks.
     /// The crawler of the raw lake (partitioned by ingest time).
     RAW_CRAWLER_NAME,

@@ -5,6 +5,7 @@ use crate::config::env::{positive, required};
 use crate::config::vars::*;
 use crate::config::ConfigError;
 use chrono::Duration;
+use std::collections::BTreeSet;
 
 pub const DEFAULT_SCHEDULE_PERIOD_MINUTES: usize = 15;
 pub const DEFAULT_STALE_RUNNING_MINUTES: usize = 180;
@@ -27,6 +28,59 @@ pub struct SchedulerConfig {
     /// Attempts per AWS call ([`AWS_MAX_ATTEMPTS`], default 5): throttling
     /// and transient errors are retried with exponential backoff and jitter.
     pub aws_max_attempts: u32,
+    /// The job arguments a provider's item may set
+    /// ([`PROVIDER_JOB_ARGUMENTS`], comma-separated, default none). A
+    /// provider whose `job_arguments` has any other key is not started.
+    pub provider_job_arguments: BTreeSet<String>,
+}
+
+/// Glue job parameters that load or run code, or choose what runs, as the
+/// job's role: no provider may set them, whatever the allow-list says.
+pub const CODE_RUNNING_JOB_ARGUMENTS: &[&str] = &[
+    "--additional-python-modules",
+    "--class",
+    "--conf",
+    "--extra-files",
+    "--extra-jars",
+    "--extra-py-files",
+    "--job-language",
+    "--python-modules-installer-option",
+    "--scriptLocation",
+    "--user-jars-first",
+];
+
+/// The argument the state machine sets itself.
+pub const PROVIDER_ARGUMENT: &str = "--provider";
+
+/// Reads the allow-list of provider job arguments: each `--name`, none of
+/// them a parameter that runs code or the `--provider` the state machine
+/// sets.
+fn job_arguments(text: Option<String>) -> Result<BTreeSet<String>, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        name: PROVIDER_JOB_ARGUMENTS,
+        reason,
+    };
+    let mut out = BTreeSet::new();
+    for name in text.iter().flat_map(|t| t.split(',')).map(str::trim) {
+        if name.is_empty() {
+            continue;
+        }
+        if !name.starts_with("--") || name.len() < 3 || name.contains(char::is_whitespace) {
+            return Err(invalid(format!(
+                "{name:?} is not a job argument name (--name)"
+            )));
+        }
+        if CODE_RUNNING_JOB_ARGUMENTS.contains(&name) {
+            return Err(invalid(format!(
+                "{name} loads or runs code as the job's role; no provider may set it"
+            )));
+        }
+        if name == PROVIDER_ARGUMENT {
+            return Err(invalid(format!("{name} is set by the state machine")));
+        }
+        out.insert(name.to_string());
+    }
+    Ok(out)
 }
 
 impl SchedulerConfig {
@@ -53,6 +107,7 @@ impl SchedulerConfig {
             )?),
             start_concurrency: positive(START_CONCURRENCY, DEFAULT_START_CONCURRENCY)?,
             aws_max_attempts: positive(AWS_MAX_ATTEMPTS, DEFAULT_AWS_MAX_ATTEMPTS)? as u32,
+            provider_job_arguments: job_arguments(get(PROVIDER_JOB_ARGUMENTS))?,
         })
     }
 }
@@ -74,6 +129,32 @@ mod tests {
         assert_eq!(c.stale_running_after, Duration::minutes(180));
         assert_eq!(c.start_concurrency, 8);
         assert_eq!(c.aws_max_attempts, 5);
+        assert!(c.provider_job_arguments.is_empty());
+    }
+
+    #[test]
+    fn the_job_argument_allow_list_cannot_name_code_or_the_provider() {
+        let read = |list: &str| {
+            SchedulerConfig::from_lookup(lookup(&[
+                (PROVIDERS_TABLE, "t"),
+                (STATE_MACHINE_ARN, "arn:sm"),
+                (PROVIDER_JOB_ARGUMENTS, list),
+            ]))
+        };
+        let c = read(" --region, --source_path ,").unwrap();
+        assert_eq!(
+            c.provider_job_arguments.into_iter().collect::<Vec<_>>(),
+            ["--region", "--source_path"]
+        );
+        for bad in CODE_RUNNING_JOB_ARGUMENTS
+            .iter()
+            .chain(&[PROVIDER_ARGUMENT])
+        {
+            let e = read(&format!("--region,{bad}")).unwrap_err().to_string();
+            assert!(e.contains(PROVIDER_JOB_ARGUMENTS) && e.contains(bad), "{e}");
+        }
+        let e = read("region").unwrap_err().to_string();
+        assert!(e.contains("is not a job argument name"), "{e}");
     }
 
     #[test]

@@ -171,6 +171,17 @@ pub trait ProviderSource: Send + Sync {
         error: &str,
     ) -> impl Future<Output = Result<Written, SourceError>> + Send;
 
+    /// Records why a provider's item cannot be used (`last_error`
+    /// `InvalidProviderSettings`, the reason as `last_error_cause`, and
+    /// `last_failure`), unless that reason is already recorded; the status
+    /// is left as it is.
+    fn record_unusable(
+        &self,
+        provider: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Written, SourceError>> + Send;
+
     /// Records how `execution_arn` ended, provided it is still the
     /// provider's execution.
     fn record_outcome(
@@ -179,6 +190,42 @@ pub trait ProviderSource: Send + Sync {
         execution_arn: &str,
         outcome: &RunOutcome,
     ) -> impl Future<Output = Result<Written, SourceError>> + Send;
+}
+
+/// The error name recorded on an item that cannot be used.
+pub const INVALID_SETTINGS: &str = "InvalidProviderSettings";
+
+/// Checks that a provider sets only the job arguments `allowed`: any other
+/// key could reach the Glue job's own parameters (`--extra-py-files`,
+/// `--conf`, ...) and run code as its role.
+pub fn check_job_arguments(
+    p: &ProviderSettings,
+    allowed: &std::collections::BTreeSet<String>,
+) -> Result<(), ProviderError> {
+    let refused: Vec<&str> = p
+        .job_arguments
+        .keys()
+        .filter(|k| !allowed.contains(*k))
+        .map(String::as_str)
+        .collect();
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let allowed = if allowed.is_empty() {
+        "none".to_string()
+    } else {
+        allowed.iter().cloned().collect::<Vec<_>>().join(", ")
+    };
+    Err(ProviderError::Attribute {
+        provider: p.provider.clone(),
+        attribute: attr::JOB_ARGUMENTS,
+        reason: format!(
+            "sets {}, which a provider may not set (allowed: {allowed}; the list is \
+             {})",
+            refused.join(", "),
+            crate::config::vars::PROVIDER_JOB_ARGUMENTS
+        ),
+    })
 }
 
 // ------------------------------------------------------------------ parsing
@@ -362,8 +409,10 @@ impl DynamoProviders {
             .table_name(&self.table)
             .key(attr::PROVIDER, AttributeValue::S(provider.to_string()))
             .update_expression(update)
-            .condition_expression(condition)
-            .expression_attribute_names("#status", attr::STATUS);
+            .condition_expression(condition);
+        if update.contains("#status") || condition.contains("#status") {
+            request = request.expression_attribute_names("#status", attr::STATUS);
+        }
         for (name, value) in values {
             request = request.expression_attribute_values(name, value);
         }
@@ -452,6 +501,27 @@ impl ProviderSource for DynamoProviders {
                 (":restore", s(restore.as_str())),
                 (":error", s(error)),
                 (":arn", s(execution_arn)),
+            ],
+        )
+        .await
+    }
+
+    async fn record_unusable(
+        &self,
+        provider: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Written, SourceError> {
+        self.update(
+            "UpdateItem (unusable)",
+            provider,
+            "SET last_error = :error, last_error_cause = :cause, last_failure = :at",
+            "attribute_exists(provider) AND \
+             (attribute_not_exists(last_error_cause) OR last_error_cause <> :cause)",
+            vec![
+                (":error", s(INVALID_SETTINGS)),
+                (":cause", s(reason)),
+                (":at", s(format_time(at))),
             ],
         )
         .await
