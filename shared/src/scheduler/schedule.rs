@@ -148,10 +148,14 @@ pub fn slot(scheduled: DateTime<Utc>, period: Duration) -> DateTime<Utc> {
 /// Step Functions allows up to 80 characters and rejects whitespace,
 /// brackets, wildcards and most punctuation; CloudWatch logging only likes
 /// `A-Za-z0-9-_`. Any other character becomes `_`. When the provider name had
-/// to be changed (replaced or cut to fit), an FNV-1a hash of the original
-/// name is appended, so two providers that sanitise alike ("a.b", "a:b")
-/// still get different names. The same inputs always give the same name.
+/// to be changed (replaced or cut to fit), a 64-bit FNV-1a hash of the
+/// original name is appended as `-` and 16 hex digits, so two providers that
+/// sanitise alike ("a.b", "a:b") still get different names. A name kept as
+/// it is never ends that way: a provider literally named like a hashed name
+/// (`a_b-` and the 16 digits of "a.b") is hashed too, so the two forms never
+/// meet. The same inputs always give the same name.
 pub fn execution_name(provider: &str, slot: DateTime<Utc>) -> String {
+    const HASH_DIGITS: usize = 16;
     let suffix = format!("-{}", slot.format("%Y%m%dT%H%MZ"));
     let clean: String = provider
         .chars()
@@ -164,10 +168,15 @@ pub fn execution_name(provider: &str, slot: DateTime<Utc>) -> String {
         })
         .collect();
     let room = MAX_EXECUTION_NAME - suffix.len();
-    if clean == provider && clean.len() <= room && !clean.is_empty() {
+    let looks_hashed = clean.len() > HASH_DIGITS
+        && clean.as_bytes()[clean.len() - HASH_DIGITS - 1] == b'-'
+        && clean[clean.len() - HASH_DIGITS..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if clean == provider && clean.len() <= room && !clean.is_empty() && !looks_hashed {
         return format!("{clean}{suffix}");
     }
-    let hash = format!("-{:08x}", fnv1a(provider.as_bytes()));
+    let hash = format!("-{:0width$x}", fnv1a(provider.as_bytes()), width = HASH_DIGITS);
     let keep = room - hash.len();
     // `clean` is ASCII, so any byte index is a character boundary.
     let head = &clean[..clean.len().min(keep)];
@@ -182,10 +191,10 @@ pub fn execution_arn(state_machine_arn: &str, name: &str) -> String {
     )
 }
 
-/// 32-bit FNV-1a: tiny and stable across Rust versions (std's hasher is not).
-fn fnv1a(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5_u32, |h, b| {
-        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+/// 64-bit FNV-1a: tiny and stable across Rust versions (std's hasher is not).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
 }
 
@@ -337,6 +346,22 @@ mod tests {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
         assert!(execution_name("zürich", s).is_ascii());
         assert_ne!(execution_name("", s), "-20261123T1015Z");
+    }
+
+    #[test]
+    fn a_name_that_looks_hashed_never_meets_the_name_it_looks_like() {
+        let s = t("2026-11-23T10:15:00Z");
+        for odd in ["a.b", "a:b", "acme eu", "zürich", ""] {
+            let hashed = execution_name(odd, s);
+            let provider = hashed.strip_suffix("-20261123T1015Z").unwrap();
+            // A provider named exactly like the hashed form of `odd`.
+            assert_ne!(execution_name(provider, s), hashed, "{odd:?} and {provider:?}");
+        }
+        // A plain name ending in a dash and other digits is kept.
+        assert_eq!(
+            execution_name("sensor-2026", s),
+            "sensor-2026-20261123T1015Z"
+        );
     }
 
     #[test]
