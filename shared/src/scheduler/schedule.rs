@@ -176,7 +176,11 @@ pub fn execution_name(provider: &str, slot: DateTime<Utc>) -> String {
     if clean == provider && clean.len() <= room && !clean.is_empty() && !looks_hashed {
         return format!("{clean}{suffix}");
     }
-    let hash = format!("-{:0width$x}", fnv1a(provider.as_bytes()), width = HASH_DIGITS);
+    let hash = format!(
+        "-{:0width$x}",
+        fnv1a(provider.as_bytes()),
+        width = HASH_DIGITS
+    );
     let keep = room - hash.len();
     // `clean` is ASCII, so any byte index is a character boundary.
     let head = &clean[..clean.len().min(keep)];
@@ -355,7 +359,11 @@ mod tests {
             let hashed = execution_name(odd, s);
             let provider = hashed.strip_suffix("-20261123T1015Z").unwrap();
             // A provider named exactly like the hashed form of `odd`.
-            assert_ne!(execution_name(provider, s), hashed, "{odd:?} and {provider:?}");
+            assert_ne!(
+                execution_name(provider, s),
+                hashed,
+                "{odd:?} and {provider:?}"
+            );
         }
         // A plain name ending in a dash and other digits is kept.
         assert_eq!(

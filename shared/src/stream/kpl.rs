@@ -65,6 +65,8 @@ pub enum KplError {
     BadDigest { expected: String, actual: String },
     #[error("KPL aggregated record body is not a valid AggregatedRecord: {message}")]
     BadBody { message: String },
+    #[error("KPL aggregated record holds no user records")]
+    NoUserRecords,
 }
 
 impl KplError {
@@ -73,7 +75,7 @@ impl KplError {
         match self {
             KplError::Truncated { .. } => "kpl_truncated",
             KplError::BadDigest { .. } => "kpl_bad_md5",
-            KplError::BadBody { .. } => "kpl_invalid_aggregate",
+            KplError::BadBody { .. } | KplError::NoUserRecords => "kpl_invalid_aggregate",
         }
     }
 }
@@ -97,9 +99,14 @@ pub fn deaggregate(data: &[u8]) -> Result<AggregatedRecord, KplError> {
             actual: hex(digest.as_slice()),
         });
     }
-    AggregatedRecord::decode(body).map_err(|e| KplError::BadBody {
+    let aggregate = AggregatedRecord::decode(body).map_err(|e| KplError::BadBody {
         message: e.to_string(),
-    })
+    })?;
+    // An aggregate of nothing would vanish without a row or a dead letter.
+    if aggregate.records.is_empty() {
+        return Err(KplError::NoUserRecords);
+    }
+    Ok(aggregate)
 }
 
 /// Encodes `record` as the KPL writes it: magic bytes, protobuf body, MD5 of
@@ -161,6 +168,10 @@ mod tests {
             "kpl_invalid_aggregate"
         );
         assert_eq!(deaggregate(&MAGIC).unwrap_err().kind(), "kpl_truncated");
+        // A well-formed aggregate of no user records is bad as a whole.
+        let empty = aggregate("pk", &[]);
+        assert_eq!(deaggregate(&empty).unwrap_err(), KplError::NoUserRecords);
+        assert_eq!(KplError::NoUserRecords.kind(), "kpl_invalid_aggregate");
         assert!(!is_aggregated(b"{\"a\":1}"));
     }
 }

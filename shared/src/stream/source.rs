@@ -256,4 +256,27 @@ mod tests {
         );
         assert!(detail(5).contains("out of range"), "{}", detail(5));
     }
+
+    #[test]
+    fn an_aggregate_of_no_user_records_is_one_rejection_not_nothing() {
+        use crate::config::schema::Schema;
+        use crate::stream::format::Format;
+        let decoder = PayloadDecoder::new(Format::Json, Schema::parse("a:int64").unwrap(), 1024);
+        let empty = kpl::frame(&kpl::AggregatedRecord::default());
+        let mut seen = Vec::new();
+        decode_payload(&empty, &decoder, |r| {
+            seen.push(
+                r.map(|v| v.len())
+                    .map_err(|r| (r.reason, r.detail, r.scope)),
+            )
+        });
+        assert_eq!(
+            seen,
+            vec![Err((
+                "kpl_invalid_aggregate",
+                "KPL aggregated record holds no user records".to_string(),
+                Scope::Payload
+            ))]
+        );
+    }
 }
