@@ -324,6 +324,30 @@ pub(crate) fn parse_timestamp(field: &Field, s: &str) -> Result<i64, DocumentErr
         })
 }
 
+/// The first and last microsecond of the years a timestamp may fall in
+/// (1 to 9999, as [`parse_timestamp`] takes them).
+const FIRST_MICROS: i64 = -62_135_596_800_000_000; // 0001-01-01T00:00:00Z
+const LAST_MICROS: i64 = 253_402_300_799_999_999; // 9999-12-31T23:59:59.999999Z
+
+/// Checks a timestamp given as a number (an Avro `timestamp-micros` or
+/// `timestamp-millis`) against the years a text timestamp may have, so a
+/// record is good or bad for the same reason in every format. `shown` is
+/// the value as the record gave it, `format` its logical type.
+pub(crate) fn timestamp_in_range(
+    field: &Field,
+    micros: Option<i64>,
+    shown: impl FnOnce() -> String,
+    format: &str,
+) -> Result<i64, DocumentError> {
+    micros
+        .filter(|t| (FIRST_MICROS..=LAST_MICROS).contains(t))
+        .ok_or_else(|| DocumentError::InvalidTimestamp {
+            field: field.name.clone(),
+            value: shown(),
+            format: format.to_string(),
+        })
+}
+
 /// Parses the default `YYYY-MM-DD HH:MM:SS` directly: chrono interprets the
 /// format string on every call, which costs more than the rest of a record's
 /// conversion. Anything this does not take falls back to chrono, so both

@@ -12,7 +12,7 @@ use apache_avro::types::Value as Avro;
 use crate::config::schema::{Field, FieldType, Schema};
 use crate::stream::dead_letter::Rejection;
 use crate::stream::dead_letter::Scope;
-use crate::stream::document::{parse_timestamp, DocumentError, Value};
+use crate::stream::document::{parse_timestamp, timestamp_in_range, DocumentError, Value};
 
 /// The declared writer schema of Avro datums.
 #[derive(Debug, Clone)]
@@ -180,6 +180,10 @@ fn convert<'a>(field: &Field, v: Option<&'a Avro>) -> Result<Value<'a>, Document
         (_, None | Some(Avro::Null)) => Value::Null,
         (FieldType::Int64, Some(Avro::Long(i))) => Value::Int64(*i),
         (FieldType::Int64, Some(Avro::Int(i))) => Value::Int64(i64::from(*i)),
+        // NaN and the infinities are not readings: JSON cannot spell them
+        // and CSV refuses them, so Avro does too.
+        (FieldType::Float64, Some(v @ Avro::Double(x))) if !x.is_finite() => return Err(wrong(v)),
+        (FieldType::Float64, Some(v @ Avro::Float(x))) if !x.is_finite() => return Err(wrong(v)),
         (FieldType::Float64, Some(Avro::Double(x))) => Value::Float64(*x),
         (FieldType::Float64, Some(Avro::Float(x))) => Value::Float64(f64::from(*x)),
         (FieldType::Float64, Some(Avro::Long(i))) => Value::Float64(*i as f64),
@@ -188,16 +192,17 @@ fn convert<'a>(field: &Field, v: Option<&'a Avro>) -> Result<Value<'a>, Document
         (FieldType::String, Some(Avro::String(s) | Avro::Enum(_, s))) => {
             Value::String(Cow::Borrowed(s))
         }
-        (FieldType::Timestamp, Some(Avro::TimestampMicros(t))) => Value::Timestamp(*t),
-        (FieldType::Timestamp, Some(Avro::TimestampMillis(t))) => match t.checked_mul(1000) {
-            Some(t) => Value::Timestamp(t),
-            None => {
-                return Err(DocumentError::OutOfRange {
-                    field: field.name.clone(),
-                    value: format!("{t} ms"),
-                })
-            }
-        },
+        (FieldType::Timestamp, Some(Avro::TimestampMicros(t))) => Value::Timestamp(
+            timestamp_in_range(field, Some(*t), || format!("{t} µs"), "timestamp-micros")?,
+        ),
+        (FieldType::Timestamp, Some(Avro::TimestampMillis(t))) => {
+            Value::Timestamp(timestamp_in_range(
+                field,
+                t.checked_mul(1000),
+                || format!("{t} ms"),
+                "timestamp-millis",
+            )?)
+        }
         (FieldType::Timestamp, Some(Avro::String(s))) => {
             Value::Timestamp(parse_timestamp(field, s)?)
         }
@@ -284,6 +289,42 @@ mod tests {
         let (rows, bad) = run(&d, &payload);
         assert_eq!(rows.len(), 1);
         assert_eq!((bad[0].0, bad[0].1.as_str()), (1, "invalid_avro"));
+    }
+
+    #[test]
+    fn non_finite_numbers_and_timestamps_past_year_9999_are_refused_as_in_json_and_csv() {
+        let writer = AvroWriterSchema::parse(WRITER).unwrap();
+        let d = PayloadDecoder::new(
+            Format::AvroDatum(Arc::new(writer.clone())),
+            schema(),
+            1 << 20,
+        );
+        let outcome = |at: i64, score: f64| {
+            let mut r = record(1, "a", Some(score));
+            if let Avro::Record(fields) = &mut r {
+                fields[1].1 = Avro::TimestampMillis(at);
+            }
+            let (rows, bad) = run(&d, &apache_avro::to_avro_datum(&writer.schema, r).unwrap());
+            match (rows.len(), bad.first()) {
+                (1, None) => "row".to_string(),
+                (_, Some(b)) => b.1.clone(),
+                _ => panic!("{rows:?} {bad:?}"),
+            }
+        };
+        let ok_at = 1_591_970_759_000;
+        for x in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert_eq!(outcome(ok_at, x), "wrong_type", "{x}");
+        }
+        assert_eq!(outcome(ok_at, f64::MAX), "row");
+        // 0001-01-01 and 9999-12-31 23:59:59.999 are rows; a millisecond
+        // either side, or a value whose microseconds overflow, is not.
+        let first_ms = -62_135_596_800_000;
+        let last_ms = 253_402_300_799_999;
+        assert_eq!(outcome(first_ms, 1.0), "row");
+        assert_eq!(outcome(last_ms, 1.0), "row");
+        for at in [first_ms - 1, last_ms + 1, i64::MAX, i64::MIN] {
+            assert_eq!(outcome(at, 1.0), "invalid_timestamp", "{at}");
+        }
     }
 
     #[test]
