@@ -21,7 +21,10 @@ use crate::config::vars::*;
 use std::sync::Arc;
 
 use crate::config::schema::Schema;
-use crate::stream::format::{AvroWriterSchema, CsvOptions, Format, GrokPattern};
+use crate::stream::format::{
+    AvroWriterSchema, CsvOptions, Format, GrokPattern, DEFAULT_GROK_TIME_BUDGET,
+};
+use std::time::Duration;
 
 /// Default for [`MAX_PAYLOAD_BYTES`]: Kinesis' own 1 MiB record limit.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
@@ -175,7 +178,14 @@ pub fn format_from(get: &impl Fn(&str) -> Option<String>) -> Result<Format, Conf
                 };
                 invalid(name, e)
             })?;
-            Format::Grok(Arc::new(compiled))
+            let budget = positive(
+                get,
+                GROK_TIME_BUDGET_MS,
+                DEFAULT_GROK_TIME_BUDGET.as_millis() as usize,
+            )?;
+            Format::Grok(Arc::new(
+                compiled.with_time_budget(Duration::from_millis(budget as u64)),
+            ))
         }
         other => {
             return Err(invalid(

@@ -50,6 +50,8 @@ variables! {
     GROK_PATTERN,
     /// Grok: custom patterns, one `NAME regex` per line (Glue's `grokCustomPatterns`).
     GROK_CUSTOM_PATTERNS,
+    /// Grok: milliseconds the lines of one payload may take to match.
+    GROK_TIME_BUDGET_MS,
     /// Where the declared schema comes from: `config` (default: [`SCHEMA`] or
     /// [`SCHEMA_FILE`]) or `glue:DATABASE.TABLE` (a Glue Data Catalog table).
     SCHEMA_SOURCE,

@@ -72,6 +72,8 @@ pub enum DocumentError {
     InvalidAvro { message: String },
     #[error("the line does not match the grok pattern {pattern:?}")]
     GrokNoMatch { pattern: String },
+    #[error("the payload's grok time budget of {budget_ms} ms ran out before this line")]
+    GrokTimeBudget { budget_ms: u128 },
 }
 
 impl DocumentError {
@@ -91,6 +93,7 @@ impl DocumentError {
             DocumentError::MissingColumn { .. } => "missing_column",
             DocumentError::InvalidAvro { .. } => "invalid_avro",
             DocumentError::GrokNoMatch { .. } => "grok_no_match",
+            DocumentError::GrokTimeBudget { .. } => "grok_time_budget_exceeded",
         }
     }
 }

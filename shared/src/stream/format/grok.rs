@@ -4,6 +4,7 @@
 //! fills the declared field of that name.
 
 use std::borrow::Cow;
+use std::time::{Duration, Instant};
 
 use crate::config::schema::Schema;
 use crate::stream::dead_letter::Rejection;
@@ -14,7 +15,11 @@ use crate::stream::format::text::lines;
 pub struct GrokPattern {
     source: String,
     pattern: grok::Pattern,
+    budget: Duration,
 }
+
+/// How long the lines of one payload may take to match, by default.
+pub const DEFAULT_TIME_BUDGET: Duration = Duration::from_millis(500);
 
 impl std::fmt::Debug for GrokPattern {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -45,7 +50,22 @@ impl GrokPattern {
         Ok(GrokPattern {
             source: pattern.to_string(),
             pattern: compiled,
+            budget: DEFAULT_TIME_BUDGET,
         })
+    }
+
+    /// The same pattern with `budget` for the lines of one payload.
+    ///
+    /// A pattern with lookarounds or backreferences runs on a backtracking
+    /// engine, where an adversarial line can take exponential time (each
+    /// line is cut at the engine's million-step limit, as `grok_no_match`);
+    /// a payload of many such lines could still run the function into its
+    /// timeout and stall the shard. Once the budget is spent, the payload's
+    /// remaining lines are rejected without matching
+    /// (`grok_time_budget_exceeded`), each on its own, for replay.
+    pub fn with_time_budget(mut self, budget: Duration) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// Matches every non-blank line of a payload.
@@ -53,7 +73,15 @@ impl GrokPattern {
     where
         F: for<'b> FnMut(Result<Vec<Value<'b>>, Rejection<'b>>),
     {
+        let deadline = Instant::now() + self.budget;
         for (index, line) in lines(text) {
+            if Instant::now() >= deadline {
+                let e = DocumentError::GrokTimeBudget {
+                    budget_ms: self.budget.as_millis(),
+                };
+                on_document(Err(Rejection::document(index, &e, line.as_bytes())));
+                continue;
+            }
             let Some(matches) = self.pattern.match_against(line) else {
                 let e = DocumentError::GrokNoMatch {
                     pattern: self.source.clone(),
@@ -104,6 +132,42 @@ mod tests {
         let got: Vec<(usize, &str)> = bad.iter().map(|b| (b.0, b.1.as_str())).collect();
         assert_eq!(got, vec![(1, "grok_no_match"), (2, "out_of_range")]);
         assert_eq!(bad[0].3, b"nonsense".to_vec());
+    }
+
+    #[test]
+    fn lines_past_the_payloads_time_budget_are_rejected_each_on_its_own() {
+        let schema = Schema::parse("a:string,b:string,c:string").unwrap();
+        // Lazy captures and a backreference before a literal that never
+        // comes: the backtracking engine tries every split of every line,
+        // until its step limit.
+        let slow =
+            GrokPattern::compile("%{DATA:a}%{DATA:b}(?<r>a|aa)+\\k<r>%{DATA:c}!$", "").unwrap();
+        let line = "a".repeat(400);
+        let payload = format!("{line}\n").repeat(200);
+
+        // No budget: every line is rejected with the reason, none matched.
+        let none = slow.with_time_budget(Duration::ZERO);
+        let d = PayloadDecoder::new(Format::Grok(Arc::new(none)), schema.clone(), 1 << 20);
+        let (rows, bad) = run(&d, payload.as_bytes());
+        assert!(rows.is_empty());
+        assert_eq!(bad.len(), 200);
+        assert!(bad.iter().all(|b| b.1 == "grok_time_budget_exceeded"));
+        assert_eq!((bad[7].0, &bad[7].3), (7, &line.as_bytes().to_vec()));
+
+        // A small budget: each line is a dead letter (no match, or past the
+        // budget), and the budget cut the payload short (unbounded, these
+        // 200 lines take seconds).
+        let slow = GrokPattern::compile("%{DATA:a}%{DATA:b}(?<r>a|aa)+\\k<r>%{DATA:c}!$", "")
+            .unwrap()
+            .with_time_budget(Duration::from_millis(20));
+        let d = PayloadDecoder::new(Format::Grok(Arc::new(slow)), schema, 1 << 20);
+        let (rows, bad) = run(&d, payload.as_bytes());
+        assert!(rows.is_empty());
+        assert_eq!(bad.len(), 200);
+        assert!(bad.iter().any(|b| b.1 == "grok_time_budget_exceeded"));
+        assert!(bad
+            .iter()
+            .all(|b| b.1 == "grok_time_budget_exceeded" || b.1 == "grok_no_match"));
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::stream::document::{parse_document, DocumentError, Value};
 
 pub use self::avro::AvroWriterSchema;
 pub use self::csv::CsvOptions;
-pub use self::grok::GrokPattern;
+pub use self::grok::{GrokPattern, DEFAULT_TIME_BUDGET as DEFAULT_GROK_TIME_BUDGET};
 
 /// The format of the records of a stream.
 #[derive(Debug, Clone)]
