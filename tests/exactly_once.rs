@@ -12,7 +12,13 @@
 //! destination, kept here as a list of (shard, first, last) ranges, and the
 //! shard moves on.
 //!
-//! Asserted, read back from Parquet in moto S3:
+//! The same mapping runs `device-status` over readings of three devices at
+//! ten event times, with throttled window writes and the reference ranges
+//! changing before every invocation (a retry judges readings otherwise than
+//! the attempt it retries), and checks every (device, window), over all
+//! statuses, against the readings bit by bit.
+//!
+//! Asserted for kinesis-to-parquet, read back from Parquet in moto S3:
 //! * before any replay, every good record is in the lake or inside a range
 //!   of the on-failure destination; a record is in the lake more than once
 //!   only on a shard with such a range (the documented temporary duplicate of
@@ -115,12 +121,18 @@ fn id(s: usize, i: usize) -> i64 {
     (s * 1000 + i) as i64
 }
 
+/// The event time of record `i` of shard `s`: a minute from 10:00 to 10:09,
+/// so that records fall in three overlapping windows.
+fn event_time(s: usize, i: usize) -> String {
+    format!("2026-11-23 10:{:02}:00", (s * 3 + i) % 10)
+}
+
 /// The payload of record `i` of shard `s`: a reading of `device` with
-/// `o2stats` = `o2`, or a broken document.
+/// `o2stats` = `o2` at [`event_time`], or a broken document.
 fn payload(s: usize, i: usize, good: bool, device: i64, o2: i64) -> Vec<u8> {
     if good {
         serde_json::json!({
-            "ventilatorid": device, "eventtime": "2026-11-23 10:01:00",
+            "ventilatorid": device, "eventtime": event_time(s, i),
             "serialnumber": "SN", "pressurecontrol": 15, "o2stats": o2,
             "minutevolume": 6, "manufacturer": "Acme"
         })
@@ -423,8 +435,30 @@ fn o2(s: usize, i: usize) -> i64 {
     1 << (s * 10 + i)
 }
 
+/// The device of record `i`: three devices, interleaved.
+fn device_of(i: usize) -> i64 {
+    integration_tests::RIG_DEVICES[i % 3]
+}
+
+/// The window starts (10-minute windows every 5 minutes) that hold a
+/// reading at `event_time(s, i)`.
+fn window_starts(s: usize, i: usize) -> [&'static str; 2] {
+    if (s * 3 + i) % 10 < 5 {
+        ["2026-11-23T09:55:00Z", "2026-11-23T10:00:00Z"]
+    } else {
+        ["2026-11-23T10:00:00Z", "2026-11-23T10:05:00Z"]
+    }
+}
+
+/// The o2stats range that makes every reading (at most 2^20) GREEN, and one
+/// that makes none of them GREEN.
+const GREEN: (f64, f64) = (0.0, (1u64 << 40) as f64);
+const NOT_GREEN: (f64, f64) = ((1u64 << 45) as f64, (1u64 << 46) as f64);
+
 /// Runs one case through `device-status` with throttled window writes and
-/// checks each window against the readings, bit by bit.
+/// the reference ranges changing before every invocation, so that a retry
+/// judges a reading other than its failed attempt did; checks every
+/// (device, window) against the readings, bit by bit, over all statuses.
 async fn device_status_case(case: &Case) -> Result<(), TestCaseError> {
     let proxy = FaultProxy::start(moto()).await;
     if case.put_failures > 0 {
@@ -432,22 +466,26 @@ async fn device_status_case(case: &Case) -> Result<(), TestCaseError> {
             Fault::throttle("DynamoDB_20120810.UpdateItem").share(case.put_failures, case.seed),
         );
     }
-    // Every reading is GREEN: o2stats up to 2^20 within 0..2^40.
     let rig = DeviceStatusRig::new(
         &proxy.endpoint,
         1,
         std::time::Duration::from_secs(10),
-        (0.0, (1u64 << 40) as f64),
+        GREEN,
     )
     .await;
-    let f = &rig.function;
+    let rig = &rig;
+    let invocations = std::cell::Cell::new(0u32);
     let destination = event_source_mapping(case, |s, range| {
         let recs = &case.shards[s];
         let event = event(s, recs, range, |s, i| {
-            payload(s, i, recs[i].good, 1, o2(s, i))
+            payload(s, i, recs[i].good, device_of(i), o2(s, i))
         });
+        let n = invocations.get();
+        invocations.set(n + 1);
         async move {
-            Ok(match f.invoke(&event).await {
+            rig.set_o2_range(if n % 2 == 0 { GREEN } else { NOT_GREEN })
+                .await;
+            Ok(match rig.function.invoke(&event).await {
                 Ok((_, response)) => reported(&response),
                 Err(e) => Err(e.to_string()),
             })
@@ -455,52 +493,72 @@ async fn device_status_case(case: &Case) -> Result<(), TestCaseError> {
     })
     .await?;
 
-    // Which readings must be counted (not given up) and which may be (given
-    // up after being applied by an attempt that then timed out).
-    let (mut must, mut may) = (0u64, 0u64);
+    // Per (device, window): which readings must be counted (not given up)
+    // and which may be (given up after being applied by an attempt that
+    // then timed out).
+    let mut expected: BTreeMap<(String, &str), (u64, u64)> = BTreeMap::new();
     for (s, recs) in case.shards.iter().enumerate() {
         for (i, _) in recs.iter().enumerate().filter(|(_, r)| r.good) {
             let bit = o2(s, i) as u64;
-            may |= bit;
-            if !destination
+            let given_up = destination
                 .iter()
-                .any(|(ds, a, b)| *ds == s && (*a..*b).contains(&i))
-            {
-                must |= bit;
+                .any(|(ds, a, b)| *ds == s && (*a..*b).contains(&i));
+            for start in window_starts(s, i) {
+                let (must, may) = expected
+                    .entry((device_of(i).to_string(), start))
+                    .or_default();
+                *may |= bit;
+                if !given_up {
+                    *must |= bit;
+                }
             }
         }
     }
-    let windows = rig.windows().await;
-    for start in ["2026-11-23T09:55:00Z", "2026-11-23T10:00:00Z"] {
-        let (count, sum) = windows
-            .get(&("1#GREEN".to_string(), start.to_string()))
+    // Every status of a (device, window), added up.
+    let mut counted: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+    for ((pk, start), (count, sum)) in rig.windows().await {
+        let device = pk.split('#').next().unwrap_or_default().to_string();
+        let (c, bits) = counted.entry((device, start)).or_default();
+        *c += count;
+        prop_assert_eq!(*bits & sum as u64, 0, "{}: a reading in two statuses", pk);
+        *bits |= sum as u64;
+    }
+    for ((device, start), (count, bits)) in &counted {
+        let (_, may) = expected
+            .get(&(device.clone(), start.as_str()))
             .copied()
-            .unwrap_or((0, 0.0));
-        let counted = sum as u64;
+            .unwrap_or_default();
         prop_assert_eq!(
-            u64::from(counted.count_ones()),
-            count,
-            "window {}: a reading counted twice (sum {:b})",
+            u64::from(bits.count_ones()),
+            *count,
+            "device {} window {}: a reading counted twice (sum {:b})",
+            device,
             start,
-            counted
+            bits
         );
         prop_assert_eq!(
-            must & !counted,
+            bits & !may,
             0,
-            "window {}: readings lost (must {:b}, counted {:b}, destination {:?})",
+            "device {} window {}: readings never sent",
+            device,
+            start
+        );
+    }
+    for ((device, start), (must, _)) in &expected {
+        let bits = counted
+            .get(&(device.clone(), start.to_string()))
+            .map_or(0, |c| c.1);
+        prop_assert_eq!(
+            must & !bits,
+            0,
+            "device {} window {}: readings lost (must {:b}, counted {:b}, destination {:?})",
+            device,
             start,
             must,
-            counted,
+            bits,
             destination
         );
-        prop_assert_eq!(counted & !may, 0, "window {}: readings never sent", start);
     }
-    prop_assert!(
-        windows.keys().all(|(pk, _)| pk == "1#GREEN"),
-        "{:?}",
-        windows
-    );
-    prop_assert!(windows.len() <= 2, "{:?}", windows);
     Ok(())
 }
 

@@ -75,15 +75,10 @@ async fn a_small_local_run_reports_what_is_in_moto() {
     assert_eq!(s.dead_letters.by_reason, reasons);
 
     // Status windows: the table holds what the summary says, for every device.
-    let windows = ddb
-        .scan()
-        .table_name(stack.name(ids::WINDOWS_TABLE))
-        .send()
-        .await
-        .expect("scan windows");
+    let windows = integration_tests::window_items(&ddb, &stack.name(ids::WINDOWS_TABLE)).await;
     let mut by_status: BTreeMap<String, u64> = BTreeMap::new();
     let mut devices = std::collections::BTreeSet::new();
-    for item in windows.items() {
+    for item in windows.values() {
         let s = |a: &str| item[a].as_s().expect(a).clone();
         *by_status.entry(s("status")).or_default() += item["count"]
             .as_n()

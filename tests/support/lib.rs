@@ -644,14 +644,24 @@ pub async fn create_table(
 
 /// A `device-status` function on fresh tables and bucket in moto, its
 /// DynamoDB calls going through `dynamodb_endpoint` (moto or a fault proxy)
-/// with `max_attempts` attempts and `attempt_timeout` each; device 1's
-/// normal o2stats range is `o2` (the other metrics 10–20 and 5–8).
+/// with `max_attempts` attempts and `attempt_timeout` each; devices 1, 2
+/// and 3 have the normal o2stats range `o2` (the other metrics 10–20 and
+/// 5–8), and the function probes the change flag on every batch.
 pub struct DeviceStatusRig {
     pub function: device_status::DeviceStatus<telemetry_lake::lake::writer::S3Sink>,
     /// A client straight to moto, for reading back.
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub windows_table: String,
+    reference_table: String,
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+    flag_version: std::sync::atomic::AtomicU64,
 }
+
+/// The devices of a [`DeviceStatusRig`]'s reference table.
+pub const RIG_DEVICES: [i64; 3] = [1, 2, 3];
+/// The change flag of a [`DeviceStatusRig`].
+const RIG_FLAG_KEY: &str = "reference/change-flag.json";
 
 impl DeviceStatusRig {
     pub async fn new(
@@ -660,7 +670,7 @@ impl DeviceStatusRig {
         attempt_timeout: std::time::Duration,
         o2: (f64, f64),
     ) -> Self {
-        use aws_sdk_dynamodb::types::{AttributeValue, KeyType, ScalarAttributeType};
+        use aws_sdk_dynamodb::types::{KeyType, ScalarAttributeType};
         use telemetry_lake::config::vars as c;
         let sdk = sdk_config(moto(), REGION).await;
         let (dynamodb, s3) = (aws_sdk_dynamodb::Client::new(&sdk), s3_client(&sdk));
@@ -681,20 +691,7 @@ impl DeviceStatusRig {
             ],
         )
         .await;
-        let n = |v: f64| AttributeValue::N(v.to_string());
-        dynamodb
-            .put_item()
-            .table_name(&reference)
-            .item("ventilatorid", n(1.0))
-            .item("o2_stats_min", n(o2.0))
-            .item("o2_stats_max", n(o2.1))
-            .item("pressure_control_min", n(10.0))
-            .item("pressure_control_max", n(20.0))
-            .item("minute_volume_min", n(5.0))
-            .item("minute_volume_max", n(8.0))
-            .send()
-            .await
-            .expect("reference row");
+        put_rig_ranges(&dynamodb, &reference, o2).await;
         let vars = std::collections::HashMap::from([
             (c::REFERENCE_TABLE, reference.clone()),
             (c::WINDOWS_TABLE, windows.clone()),
@@ -725,7 +722,7 @@ impl DeviceStatusRig {
             s3.clone(),
             telemetry_lake::device_status::change_flag::FlagLocation {
                 bucket: bucket.clone(),
-                key: "reference/change-flag.json".into(),
+                key: RIG_FLAG_KEY.into(),
             },
         );
         let cache = telemetry_lake::device_status::reference::ReferenceCache::new(
@@ -733,14 +730,36 @@ impl DeviceStatusRig {
             flags,
             config.change_flag_check,
         );
-        let sink = telemetry_lake::lake::writer::S3Sink::new(s3, &bucket);
+        let sink = telemetry_lake::lake::writer::S3Sink::new(s3.clone(), &bucket);
         let function =
             device_status::DeviceStatus::new(&config, cache, faulty, sink).expect("function");
         DeviceStatusRig {
             function,
             dynamodb,
             windows_table: windows,
+            reference_table: reference,
+            s3,
+            bucket,
+            flag_version: Default::default(),
         }
+    }
+
+    /// Gives every device the normal o2stats range `o2` and moves the change
+    /// flag, as the reference table's stream would: the next batch reloads.
+    pub async fn set_o2_range(&self, o2: (f64, f64)) {
+        put_rig_ranges(&self.dynamodb, &self.reference_table, o2).await;
+        let version = self
+            .flag_version
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(RIG_FLAG_KEY)
+            .body(format!("{{\"version\": {version}}}").into_bytes().into())
+            .send()
+            .await
+            .expect("change flag");
     }
 
     /// Every window item as (pk, window start) → (count, sum of o2stats).
@@ -753,6 +772,26 @@ impl DeviceStatusRig {
                 (key, (n("count") as u64, n("sum_o2stats")))
             })
             .collect()
+    }
+}
+
+/// Writes the reference rows of [`RIG_DEVICES`] with o2stats range `o2`.
+async fn put_rig_ranges(dynamodb: &aws_sdk_dynamodb::Client, table: &str, o2: (f64, f64)) {
+    let n = |v: f64| aws_sdk_dynamodb::types::AttributeValue::N(v.to_string());
+    for device in RIG_DEVICES {
+        dynamodb
+            .put_item()
+            .table_name(table)
+            .item("ventilatorid", n(device as f64))
+            .item("o2_stats_min", n(o2.0))
+            .item("o2_stats_max", n(o2.1))
+            .item("pressure_control_min", n(10.0))
+            .item("pressure_control_max", n(20.0))
+            .item("minute_volume_min", n(5.0))
+            .item("minute_volume_max", n(8.0))
+            .send()
+            .await
+            .expect("reference row");
     }
 }
 
@@ -946,9 +985,54 @@ pub fn kpl_record<P: AsRef<[u8]>>(payloads: &[P]) -> Vec<u8> {
     })
 }
 
-/// Every item of a windows table, read consistently, keyed by (pk, window
-/// start).
+/// Every status window of a windows table, read consistently: each item
+/// (one per device and window) gives one entry per status it holds, keyed
+/// by (`{device}#{STATUS}`, window start), with that status's attributes
+/// under their names without the status (`count_green` as `count`,
+/// `sum_o2stats_green` as `sum_o2stats`, ...), `status`, and the item's own
+/// attributes (`device`, `window_end`, `expires_at`, the watermarks).
 pub async fn window_items(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> std::collections::BTreeMap<
+    (String, String),
+    std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let items = raw_window_items(dynamodb, table).await;
+    let mut out = std::collections::BTreeMap::new();
+    for ((device, start), item) in items {
+        for status in telemetry_lake::device_status::status::Status::ALL {
+            let (status, count) = (
+                status.as_str(),
+                telemetry_lake::device_status::window_store::count_attribute(status),
+            );
+            let suffix = count.trim_start_matches("count").to_string();
+            if !item.contains_key(&count) {
+                continue;
+            }
+            let mut view: std::collections::HashMap<String, AttributeValue> = item
+                .iter()
+                .filter(|(k, _)| {
+                    !k.starts_with("count") && !k.starts_with("sum_") && !k.starts_with("avg_")
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            for (k, v) in &item {
+                if let Some(base) = k.strip_suffix(&suffix) {
+                    view.insert(base.to_string(), v.clone());
+                }
+            }
+            view.insert("status".into(), AttributeValue::S(status.into()));
+            out.insert((format!("{device}#{status}"), start.clone()), view);
+        }
+    }
+    out
+}
+
+/// Every item of a windows table as stored, read consistently, keyed by
+/// (device, window start).
+pub async fn raw_window_items(
     dynamodb: &aws_sdk_dynamodb::Client,
     table: &str,
 ) -> std::collections::BTreeMap<

@@ -298,7 +298,7 @@ impl<S: ObjectSink, W: WindowSink, R: ReferenceSource> DeviceStatus<S, W, R> {
         }
         let report = self.windows.apply(&agg.windows).await;
         for (key, error) in &report.failed {
-            tracing::error!(device = %key.device, status = %key.status, window_start = key.start, error = %error, "window not written; the batch will be retried");
+            tracing::error!(device = %key.device, window_start = key.start, error = %error, "window not written; the batch will be retried");
         }
         let mut retry_from = report.retry_from.clone();
         let bad = agg.dead_letters.len();

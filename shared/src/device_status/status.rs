@@ -17,7 +17,11 @@ pub enum Status {
 }
 
 impl Status {
-    /// The name stored in the windows table.
+    /// Every status.
+    pub const ALL: [Status; 4] = [Status::Green, Status::Orange, Status::Red, Status::Unknown];
+
+    /// The status's name (in logs and summaries; lower-cased in the windows
+    /// table's attribute names).
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Green => "GREEN",

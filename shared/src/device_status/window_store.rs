@@ -1,15 +1,23 @@
 //! Applying a batch's window aggregates to the windows table, exactly once
 //! per record under Lambda retries.
 //!
-//! One item per (device, status, window): `pk` = `{device}#{status}`, `sk` =
-//! the window start (ISO-8601 UTC), with `count`, `sum_<metric>`,
-//! `avg_<metric>`, `window_start`, `window_end`, `expires_at` (TTL) and one
-//! watermark `wm_<shardId>` per shard: the highest sequence number of that
-//! shard already counted in the item.
+//! One item per (device, window): `pk` = the device, `sk` = the window start
+//! (ISO-8601 UTC), with `device`, `window_start`, `window_end`, `expires_at`
+//! (TTL), `count` (the readings of every status), per status `count_<status>`,
+//! `sum_<metric>_<status>` and `avg_<metric>_<status>` (`count_green`,
+//! `sum_o2stats_red`, ...), and one watermark `wm_<shardId>` per shard: the
+//! highest sequence number of that shard already counted in the item.
+//!
+//! Every status of a device's window lives in one item under one watermark,
+//! so a reading is counted once in the window whatever status it gets: when
+//! the reference ranges change between a failed attempt and its retry, the
+//! retry may judge a reading differently, but the reading is at or below the
+//! item's watermark and is left out. (With an item per status, a reading
+//! judged GREEN, then ORANGE, would be counted in both.)
 //!
 //! The items are read first (`BatchGetItem`, consistent); the records at or
 //! below an item's watermark are left out of its contribution; then one
-//! `UpdateItem` per item ADDs count and sums, SETs averages and watermarks,
+//! `UpdateItem` per item ADDs counts and sums, SETs averages and watermarks,
 //! conditioned on `count` still being what was read. Every applied write
 //! changes `count`, so the condition fails when anything (another shard's
 //! batch, an overlapping retry) wrote the item in between; the item is then
@@ -22,8 +30,9 @@
 //! already applied.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
+use crate::device_status::status::Status;
 use crate::device_status::windows::{iso, BatchWindows, Contribution, WindowKey};
 use crate::stream::sequence;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
@@ -43,6 +52,9 @@ pub const PK: &str = "pk";
 pub const SK: &str = "sk";
 
 type Item = HashMap<String, AttributeValue>;
+
+/// An item and the batch's windows of each status in it.
+type ItemWindows<'b> = (ItemKey, Vec<&'b WindowKey>);
 
 /// One conditional `UpdateItem` of a window item.
 struct Update {
@@ -80,6 +92,14 @@ pub struct WindowStore {
     pub concurrency: usize,
 }
 
+/// One item of the windows table: a device's window, every status.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ItemKey {
+    pub device: String,
+    /// Epoch seconds.
+    pub start: i64,
+}
+
 /// What applying a batch did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ApplyReport {
@@ -88,7 +108,7 @@ pub struct ApplyReport {
     /// Items that already held every record of the batch.
     pub already_applied: usize,
     /// Items that could not be read or written, with the reason.
-    pub failed: Vec<(WindowKey, String)>,
+    pub failed: Vec<(ItemKey, String)>,
     /// The smallest sequence number among the records of the failed items:
     /// every record before it had all its windows applied.
     pub retry_from: Option<String>,
@@ -101,32 +121,42 @@ enum Outcome {
 }
 
 impl WindowStore {
-    /// Applies every window of `batch`.
+    /// Applies every window of `batch`: one item per device and window, with
+    /// the batch's windows of each status in it.
     pub async fn apply(&self, batch: &BatchWindows) -> ApplyReport {
-        let keys: Vec<&WindowKey> = batch.keys().collect();
-        let mut report = ApplyReport::default();
-        let mut read: Vec<(&WindowKey, Result<Option<Item>, String>)> = Vec::new();
-        for chunk in keys.chunks(BATCH_GET_KEYS) {
-            let items = self.read_many(chunk).await;
-            read.extend(chunk.iter().copied().zip(items));
+        let mut items: BTreeMap<ItemKey, Vec<&WindowKey>> = BTreeMap::new();
+        for key in batch.keys() {
+            let item = ItemKey {
+                device: key.device.clone(),
+                start: key.start,
+            };
+            items.entry(item).or_default().push(key);
         }
-        let outcomes: Vec<(&WindowKey, Outcome)> = stream::iter(read)
-            .map(|(key, current)| async move {
+        let merged: Vec<ItemWindows> = items.into_iter().collect();
+        let mut report = ApplyReport::default();
+        let mut read: Vec<(&ItemWindows, Result<Option<Item>, String>)> = Vec::new();
+        for chunk in merged.chunks(BATCH_GET_KEYS) {
+            let keys: Vec<&ItemKey> = chunk.iter().map(|(k, _)| k).collect();
+            let found = self.read_many(&keys).await;
+            read.extend(chunk.iter().zip(found));
+        }
+        let outcomes: Vec<(&ItemWindows, Outcome)> = stream::iter(read)
+            .map(|(item, current)| async move {
                 let outcome = match current {
-                    Ok(current) => self.apply_one(batch, key, current).await,
+                    Ok(current) => self.apply_one(batch, &item.0, &item.1, current).await,
                     Err(e) => Outcome::Failed(e),
                 };
-                (key, outcome)
+                (item, outcome)
             })
             .buffer_unordered(self.concurrency.max(1))
             .collect()
             .await;
-        for (key, outcome) in outcomes {
+        for ((item, statuses), outcome) in outcomes {
             match outcome {
                 Outcome::Written => report.written += 1,
                 Outcome::AlreadyApplied => report.already_applied += 1,
                 Outcome::Failed(e) => {
-                    if let Some(first) = batch.first_sequence(key) {
+                    for first in statuses.iter().filter_map(|k| batch.first_sequence(k)) {
                         let earlier = report
                             .retry_from
                             .as_deref()
@@ -135,7 +165,7 @@ impl WindowStore {
                             report.retry_from = Some(first.to_string());
                         }
                     }
-                    report.failed.push((key.clone(), e));
+                    report.failed.push((item.clone(), e));
                 }
             }
         }
@@ -144,7 +174,7 @@ impl WindowStore {
     }
 
     /// Reads up to 100 items, consistently, retrying unprocessed keys.
-    async fn read_many(&self, keys: &[&WindowKey]) -> Vec<Result<Option<Item>, String>> {
+    async fn read_many(&self, keys: &[&ItemKey]) -> Vec<Result<Option<Item>, String>> {
         let mut found: HashMap<(String, String), Item> = HashMap::new();
         let mut pending: Vec<Item> = keys.iter().map(|k| item_key(k)).collect();
         let mut error = None;
@@ -208,7 +238,7 @@ impl WindowStore {
             .collect();
         keys.iter()
             .map(|k| {
-                let id = (pk(k), iso(k.start));
+                let id = (k.device.clone(), iso(k.start));
                 if unread.contains(&id) {
                     Err(error.clone().unwrap_or_else(|| {
                         format!(
@@ -226,19 +256,27 @@ impl WindowStore {
     async fn apply_one(
         &self,
         batch: &BatchWindows,
-        key: &WindowKey,
+        key: &ItemKey,
+        statuses: &[&WindowKey],
         current: Option<Item>,
     ) -> Outcome {
         let mut current = current;
         for _ in 0..MAX_CONDITION_ATTEMPTS {
             let item = current.as_ref();
-            let contribution = batch.contribution(key, |shard| {
-                item.and_then(|i| text(i, &watermark_attribute(shard)))
-            });
-            if contribution.count == 0 {
+            let contributions: Vec<(Status, Contribution)> = statuses
+                .iter()
+                .map(|w| {
+                    let c = batch.contribution(w, |shard| {
+                        item.and_then(|i| text(i, &watermark_attribute(shard)))
+                    });
+                    (w.status, c)
+                })
+                .filter(|(_, c)| c.count > 0)
+                .collect();
+            if contributions.is_empty() {
                 return Outcome::AlreadyApplied;
             }
-            let update = self.update(key, item, &contribution);
+            let update = self.update(key, item, &contributions);
             let result = self
                 .client
                 .update_item()
@@ -256,7 +294,7 @@ impl WindowStore {
                     if e.as_service_error()
                         .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
                 {
-                    tracing::info!(pk = %pk(key), sk = %iso(key.start), "window item changed since read; reading again");
+                    tracing::info!(pk = %key.device, sk = %iso(key.start), "window item changed since read; reading again");
                     match self.read_one(key).await {
                         Ok(item) => current = item,
                         Err(e) => return Outcome::Failed(e),
@@ -266,7 +304,7 @@ impl WindowStore {
                     return Outcome::Failed(format!(
                         "could not update {} {}/{}: {}",
                         self.table,
-                        pk(key),
+                        key.device,
                         iso(key.start),
                         DisplayErrorContext(&e)
                     ))
@@ -276,20 +314,22 @@ impl WindowStore {
         Outcome::Failed(format!(
             "{} {}/{} kept changing under {MAX_CONDITION_ATTEMPTS} conditional writes",
             self.table,
-            pk(key),
+            key.device,
             iso(key.start)
         ))
     }
 
-    /// The conditional update that adds `contribution` to the window item
-    /// as read (`item`, absent when there is none yet): counts and sums
-    /// added, averages and watermarks set, on condition that the count is
-    /// still the one read.
-    fn update(&self, key: &WindowKey, item: Option<&Item>, contribution: &Contribution) -> Update {
-        let old_count = item.and_then(|i| number(i, "count")).unwrap_or(0.0);
-        let new_count = old_count + contribution.count as f64;
+    /// The conditional update that adds each status's `contributions` to
+    /// the window item as read (`item`, absent when there is none yet):
+    /// counts and sums added, averages and watermarks set, on condition that
+    /// the count of every status together is still the one read.
+    fn update(
+        &self,
+        key: &ItemKey,
+        item: Option<&Item>,
+        contributions: &[(Status, Contribution)],
+    ) -> Update {
         let end = key.start + self.window_secs;
-
         let mut names: HashMap<String, String> = HashMap::new();
         let mut values: HashMap<String, AttributeValue> = HashMap::new();
         let mut set = Vec::new();
@@ -302,7 +342,6 @@ impl WindowStore {
         };
         for (attr, value) in [
             ("device", s(&key.device)),
-            ("status", s(key.status.as_str())),
             ("window_start", s(&iso(key.start))),
             ("window_end", s(&iso(end))),
             ("expires_at", n(end + self.retention_secs)),
@@ -310,28 +349,40 @@ impl WindowStore {
             let (a, v) = bind(attr, value, &mut names);
             set.push(format!("{a} = {v}"));
         }
-        for (m, field) in self.metrics.iter().enumerate() {
-            let sum_attr = format!("sum_{field}");
-            let old_sum = item.and_then(|i| number(i, &sum_attr)).unwrap_or(0.0);
-            let added = contribution.sums[m];
-            let (a, v) = bind(&sum_attr, nf(added), &mut names);
+        let mut total = 0;
+        let mut watermarks: Vec<(&str, &str)> = Vec::new();
+        for (status, contribution) in contributions {
+            let status_count = count_attribute(*status);
+            let old_count = item.and_then(|i| number(i, &status_count)).unwrap_or(0.0);
+            let new_count = old_count + contribution.count as f64;
+            let (a, v) = bind(&status_count, n(contribution.count as i64), &mut names);
             add.push(format!("{a} {v}"));
-            let (a, v) = bind(
-                &format!("avg_{field}"),
-                nf((old_sum + added) / new_count),
-                &mut names,
-            );
-            set.push(format!("{a} = {v}"));
+            total += contribution.count;
+            for (m, field) in self.metrics.iter().enumerate() {
+                let sum_attr = sum_attribute(field, *status);
+                let old_sum = item.and_then(|i| number(i, &sum_attr)).unwrap_or(0.0);
+                let added = contribution.sums[m];
+                let (a, v) = bind(&sum_attr, nf(added), &mut names);
+                add.push(format!("{a} {v}"));
+                let (a, v) = bind(
+                    &avg_attribute(field, *status),
+                    nf((old_sum + added) / new_count),
+                    &mut names,
+                );
+                set.push(format!("{a} = {v}"));
+            }
+            for (shard, seq) in &contribution.watermarks {
+                match watermarks.iter_mut().find(|(s, _)| s == shard) {
+                    Some((_, highest)) => *highest = sequence::max(highest, seq),
+                    None => watermarks.push((shard, seq)),
+                }
+            }
         }
-        for (shard, seq) in &contribution.watermarks {
+        for (shard, seq) in watermarks {
             let (a, v) = bind(&watermark_attribute(shard), s(seq), &mut names);
             set.push(format!("{a} = {v}"));
         }
-        let (count_name, count_value) = bind(
-            "count",
-            AttributeValue::N(contribution.count.to_string()),
-            &mut names,
-        );
+        let (count_name, count_value) = bind("count", n(total as i64), &mut names);
         add.push(format!("{count_name} {count_value}"));
         let condition = match item.and_then(|i| i.get("count")) {
             None => format!("attribute_not_exists({count_name})"),
@@ -348,7 +399,7 @@ impl WindowStore {
         }
     }
 
-    async fn read_one(&self, key: &WindowKey) -> Result<Option<Item>, String> {
+    async fn read_one(&self, key: &ItemKey) -> Result<Option<Item>, String> {
         self.client
             .get_item()
             .table_name(&self.table)
@@ -359,18 +410,14 @@ impl WindowStore {
             .map(|out| out.item)
             .map_err(|e| {
                 format!(
-                    "could not read {} {}: {}",
+                    "could not read {} {}/{}: {}",
                     self.table,
-                    pk(key),
+                    key.device,
+                    iso(key.start),
                     DisplayErrorContext(&e)
                 )
             })
     }
-}
-
-/// The item's partition key: `{device}#{status}`.
-pub fn pk(key: &WindowKey) -> String {
-    format!("{}#{}", key.device, key.status.as_str())
 }
 
 /// The attribute holding a shard's watermark.
@@ -378,9 +425,28 @@ pub fn watermark_attribute(shard: &str) -> String {
     format!("wm_{shard}")
 }
 
-fn item_key(key: &WindowKey) -> Item {
+/// The attribute holding the readings of `status` in a window.
+pub fn count_attribute(status: Status) -> String {
+    format!("count_{}", status_suffix(status))
+}
+
+/// The attribute holding the sum of `metric` over the readings of `status`.
+pub fn sum_attribute(metric: &str, status: Status) -> String {
+    format!("sum_{metric}_{}", status_suffix(status))
+}
+
+/// The attribute holding the average of `metric` over the readings of `status`.
+pub fn avg_attribute(metric: &str, status: Status) -> String {
+    format!("avg_{metric}_{}", status_suffix(status))
+}
+
+fn status_suffix(status: Status) -> String {
+    status.as_str().to_ascii_lowercase()
+}
+
+fn item_key(key: &ItemKey) -> Item {
     HashMap::from([
-        (PK.to_string(), s(&pk(key))),
+        (PK.to_string(), s(&key.device)),
         (SK.to_string(), s(&iso(key.start))),
     ])
 }

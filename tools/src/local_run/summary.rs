@@ -10,6 +10,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::lake_reader;
+use telemetry_lake::device_status::status::Status;
+use telemetry_lake::device_status::window_store::count_attribute;
 
 /// The whole run.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -206,23 +208,29 @@ pub async fn read_windows(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Result
                 s(a).and_then(|v| DateTime::parse_from_rfc3339(&v).ok())
                     .map(|t| t.with_timezone(&Utc))
             };
-            let (Some(device), Some(status), Some(start), Some(end)) =
-                (s("device"), s("status"), t("window_start"), t("window_end"))
+            let (Some(device), Some(start), Some(end)) =
+                (s("device"), t("window_start"), t("window_end"))
             else {
                 continue;
             };
-            let count = item
-                .get("count")
-                .and_then(|v| v.as_n().ok())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
-            out.push(Window {
-                device,
-                status,
-                start,
-                end,
-                count,
-            });
+            // One item per device and window: a status window per status
+            // it counts.
+            for status in Status::ALL {
+                let Some(count) = item
+                    .get(&count_attribute(status))
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse().ok())
+                else {
+                    continue;
+                };
+                out.push(Window {
+                    device: device.clone(),
+                    status: status.as_str().to_string(),
+                    start,
+                    end,
+                    count,
+                });
+            }
         }
         start = page.last_evaluated_key;
         if start.is_none() {
