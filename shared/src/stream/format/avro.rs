@@ -21,12 +21,14 @@ pub struct AvroWriterSchema {
 }
 
 impl AvroWriterSchema {
-    /// Parses an Avro schema (JSON), which must describe a record.
+    /// Parses an Avro schema (JSON), which must describe a record that
+    /// [`check_schema`] accepts.
     pub fn parse(json: &str) -> Result<Self, String> {
         let schema = apache_avro::Schema::parse_str(json).map_err(|e| e.to_string())?;
         if !matches!(schema, apache_avro::Schema::Record(_)) {
             return Err("the Avro schema must be a record".to_string());
         }
+        check_schema(&schema)?;
         Ok(AvroWriterSchema { schema })
     }
 
@@ -67,48 +69,276 @@ impl AvroWriterSchema {
     }
 }
 
+/// How deep a schema may nest records, arrays, maps and unions.
+const MAX_SCHEMA_DEPTH: usize = 32;
+
+/// Refuses the schemas whose data could cost without bound what a payload
+/// does not: a named type that contains itself (a datum can nest as deep as
+/// its bytes allow, and decoding recurses once per level), nesting past
+/// [`MAX_SCHEMA_DEPTH`], an array of items that take no bytes (`null`, a
+/// record of nulls: a block can declare any count of them for free), and a
+/// record that takes no bytes at all (a container block's count is then
+/// free too).
+pub fn check_schema(schema: &apache_avro::Schema) -> Result<(), String> {
+    check_node(schema, &mut Vec::new())?;
+    if min_encoded_size(schema) == 0 {
+        return Err("the record takes no bytes: every field is null".to_string());
+    }
+    Ok(())
+}
+
+fn check_node(schema: &apache_avro::Schema, enclosing: &mut Vec<String>) -> Result<(), String> {
+    use apache_avro::Schema as S;
+    if enclosing.len() > MAX_SCHEMA_DEPTH {
+        return Err(format!(
+            "the schema nests deeper than {MAX_SCHEMA_DEPTH} levels"
+        ));
+    }
+    match schema {
+        S::Ref { name } if enclosing.contains(&name.fullname(None)) => Err(format!(
+            "the type {} contains itself: recursive types are refused",
+            name.fullname(None)
+        )),
+        S::Record(r) => {
+            enclosing.push(r.name.fullname(None));
+            for f in &r.fields {
+                check_node(&f.schema, enclosing)?;
+            }
+            enclosing.pop();
+            Ok(())
+        }
+        S::Array(a) => {
+            if min_encoded_size(&a.items) == 0 {
+                return Err(
+                    "an array of items that take no bytes (null, a record of nulls) \
+                     can declare any number of them"
+                        .to_string(),
+                );
+            }
+            enclosing.push(String::new());
+            let r = check_node(&a.items, enclosing);
+            enclosing.pop();
+            r
+        }
+        S::Map(m) => {
+            enclosing.push(String::new());
+            let r = check_node(&m.types, enclosing);
+            enclosing.pop();
+            r
+        }
+        S::Union(u) => {
+            enclosing.push(String::new());
+            let r = u
+                .variants()
+                .iter()
+                .try_for_each(|v| check_node(v, enclosing));
+            enclosing.pop();
+            r
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The fewest bytes a value of `schema` is written in.
+fn min_encoded_size(schema: &apache_avro::Schema) -> usize {
+    use apache_avro::Schema as S;
+    match schema {
+        S::Null => 0,
+        S::Fixed(f) => f.size,
+        S::Record(r) => r.fields.iter().map(|f| min_encoded_size(&f.schema)).sum(),
+        // Every other value writes at least one byte: a number, a length, a
+        // union branch, a block count.
+        _ => 1,
+    }
+}
+
+/// The leading bytes of an object container file.
+const OCF_MAGIC: &[u8; 4] = b"Obj\x01";
+/// The sync marker's length.
+const SYNC_LEN: usize = 16;
+
+/// Why an object container file cannot be read.
+fn invalid_file<'b>(index: usize, message: String, bytes: &'b [u8]) -> Rejection<'b> {
+    let e = DocumentError::InvalidAvro { message };
+    Rejection {
+        index,
+        reason: e.kind(),
+        detail: e.to_string(),
+        scope: Scope::Payload,
+        bytes,
+        sub_sequence_number: None,
+    }
+}
+
 /// Decodes an object container file: header with the schema, then blocks of
-/// records.
-pub(super) fn decode_file<F>(schema: &Schema, bytes: &[u8], on_document: &mut F)
+/// records. Read here rather than by `apache-avro`'s reader so that nothing
+/// it declares costs more than `max_bytes`: a block's length must fit in
+/// the payload, a `deflate` block inflates to at most `max_bytes` (over all
+/// blocks), and a block's record count must fit in its bytes.
+pub(super) fn decode_file<F>(schema: &Schema, bytes: &[u8], max_bytes: usize, on_document: &mut F)
 where
     F: for<'b> FnMut(Result<Vec<Value<'b>>, Rejection<'b>>),
 {
-    let reader = match apache_avro::Reader::new(bytes) {
-        Ok(reader) => reader,
-        Err(e) => {
-            let e = DocumentError::InvalidAvro {
-                message: format!("not an Avro object container file: {e}"),
-            };
-            on_document(Err(Rejection {
-                index: 0,
-                reason: e.kind(),
-                detail: e.to_string(),
-                scope: Scope::Payload,
-                bytes,
-                sub_sequence_number: None,
-            }));
-            return;
+    let Header {
+        writer,
+        deflate,
+        sync,
+        mut rest,
+    } = match read_header(bytes) {
+        Ok(header) => header,
+        Err(message) => {
+            let message = format!("not an Avro object container file: {message}");
+            return on_document(Err(invalid_file(0, message, bytes)));
         }
     };
-    for (index, datum) in reader.enumerate() {
-        match datum {
-            Ok(datum) => emit(schema, index, &datum, &[], on_document),
-            Err(e) => {
-                let e = DocumentError::InvalidAvro {
-                    message: format!("record {index}: {e}"),
-                };
-                on_document(Err(Rejection {
-                    index,
-                    reason: e.kind(),
-                    detail: e.to_string(),
-                    scope: Scope::Payload,
-                    bytes,
-                    sub_sequence_number: None,
-                }));
-                return;
+    let mut index = 0;
+    let mut inflated_total = 0usize;
+    while !rest.is_empty() {
+        let block = read_block(&mut rest, &sync);
+        let (count, data) = match block {
+            Ok(b) => b,
+            Err(message) => {
+                let message = format!("record {index}: {message}");
+                return on_document(Err(invalid_file(index, message, bytes)));
             }
+        };
+        let inflated;
+        let data: &[u8] = if deflate {
+            match inflate(data, max_bytes.saturating_sub(inflated_total)) {
+                Ok(d) => {
+                    inflated_total += d.len();
+                    inflated = d;
+                    &inflated
+                }
+                Err(message) => {
+                    let message = format!("record {index}: {message}");
+                    return on_document(Err(invalid_file(index, message, bytes)));
+                }
+            }
+        } else {
+            data
+        };
+        // Every record takes a byte at least (check_schema): a count past
+        // the block's bytes is a lie.
+        if count > data.len() {
+            let message = format!(
+                "record {index}: a block of {} bytes declares {count} records",
+                data.len()
+            );
+            return on_document(Err(invalid_file(index, message, bytes)));
+        }
+        let mut records = data;
+        for _ in 0..count {
+            match apache_avro::from_avro_datum(&writer, &mut records, None) {
+                Ok(datum) => emit(schema, index, &datum, &[], on_document),
+                Err(e) => {
+                    let message = format!("record {index}: {e}");
+                    return on_document(Err(invalid_file(index, message, bytes)));
+                }
+            }
+            index += 1;
         }
     }
+}
+
+/// A container file's header, and the bytes after it.
+struct Header<'b> {
+    writer: apache_avro::Schema,
+    deflate: bool,
+    sync: [u8; SYNC_LEN],
+    rest: &'b [u8],
+}
+
+/// Reads the header: the writer schema, whether blocks are deflated, the
+/// sync marker.
+fn read_header(bytes: &[u8]) -> Result<Header<'_>, String> {
+    let Some(mut rest) = bytes.strip_prefix(OCF_MAGIC) else {
+        return Err("no Obj\\x01 magic bytes".into());
+    };
+    let meta_schema = apache_avro::Schema::Map(apache_avro::schema::MapSchema {
+        types: Box::new(apache_avro::Schema::Bytes),
+        attributes: Default::default(),
+    });
+    let meta = apache_avro::from_avro_datum(&meta_schema, &mut rest, None)
+        .map_err(|e| format!("the metadata cannot be read: {e}"))?;
+    let Avro::Map(meta) = meta else {
+        return Err("the metadata is not a map".into());
+    };
+    let text = |key: &str| match meta.get(key) {
+        Some(Avro::Bytes(b)) => std::str::from_utf8(b).ok(),
+        _ => None,
+    };
+    let writer = text("avro.schema").ok_or("the metadata has no avro.schema")?;
+    let writer = apache_avro::Schema::parse_str(writer).map_err(|e| e.to_string())?;
+    check_schema(&writer)?;
+    let deflate = match text("avro.codec").unwrap_or("null") {
+        "null" => false,
+        "deflate" => true,
+        other => return Err(format!("codec {other:?} is not read (null or deflate)")),
+    };
+    if rest.len() < SYNC_LEN {
+        return Err("the header ends before its sync marker".into());
+    }
+    let (sync, rest) = rest.split_at(SYNC_LEN);
+    Ok(Header {
+        writer,
+        deflate,
+        sync: sync.try_into().unwrap_or_default(),
+        rest,
+    })
+}
+
+/// One block: its record count and its (possibly deflated) bytes, checked
+/// against the payload and the sync marker.
+fn read_block<'b>(rest: &mut &'b [u8], sync: &[u8; SYNC_LEN]) -> Result<(usize, &'b [u8]), String> {
+    let count = read_long(rest).ok_or("the block count cannot be read")?;
+    let size = read_long(rest).ok_or("the block size cannot be read")?;
+    let (Ok(count), Ok(size)) = (usize::try_from(count), usize::try_from(size)) else {
+        return Err(format!("a block declares {count} records in {size} bytes"));
+    };
+    if size > rest.len().saturating_sub(SYNC_LEN) {
+        return Err(format!(
+            "a block declares {size} bytes where {} remain",
+            rest.len()
+        ));
+    }
+    let (data, after) = rest.split_at(size);
+    let (marker, after) = after.split_at(SYNC_LEN);
+    if marker != sync {
+        return Err("a block does not end with the file's sync marker".into());
+    }
+    *rest = after;
+    Ok((count, data))
+}
+
+/// A zigzag varint long, as Avro writes block counts and sizes.
+fn read_long(rest: &mut &[u8]) -> Option<i64> {
+    let mut value: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let (&byte, tail) = rest.split_first()?;
+        *rest = tail;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some((value >> 1) as i64 ^ -((value & 1) as i64));
+        }
+    }
+    None
+}
+
+/// Inflates a raw deflate block, refusing more than `limit` bytes.
+fn inflate(data: &[u8], limit: usize) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(limit.saturating_add(1)));
+    flate2::bufread::DeflateDecoder::new(data)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("a deflate block cannot be inflated: {e}"))?;
+    if out.len() > limit {
+        return Err(format!(
+            "the deflate blocks inflate past the payload limit ({limit} bytes left)"
+        ));
+    }
+    Ok(out)
 }
 
 /// Converts one datum, rejecting it with `raw` (its bytes, or nothing when
@@ -378,6 +608,146 @@ mod tests {
         assert_eq!(
             rows,
             vec![r#"[Int64(1), Timestamp(1591970759000000), String("alpha"), Float64(0.5)]"#]
+        );
+    }
+
+    /// An object container file of `schema`'s `records`, uncompressed or
+    /// deflated, several to a block.
+    fn container(schema: &str, records: Vec<Avro>, deflate: bool) -> Vec<u8> {
+        let schema = apache_avro::Schema::parse_str(schema).unwrap();
+        let codec = if deflate {
+            apache_avro::Codec::Deflate(apache_avro::DeflateSettings::default())
+        } else {
+            apache_avro::Codec::Null
+        };
+        let mut w = apache_avro::Writer::with_codec(&schema, Vec::new(), codec);
+        for r in records {
+            w.append(r).unwrap();
+        }
+        w.into_inner().unwrap()
+    }
+
+    /// The first rejection's (reason, detail) of a container file.
+    fn file_rejection(file: &[u8], cap: usize) -> (String, String) {
+        let d = PayloadDecoder::new(Format::AvroFile, Schema::parse("s:string").unwrap(), cap);
+        let mut got = None;
+        d.decode(file, |r| {
+            if let (Err(r), None) = (r, &got) {
+                got = Some((r.reason.to_string(), r.detail));
+            }
+        });
+        got.expect("a rejection")
+    }
+
+    const STRINGS: &str = r#"{"type":"record","name":"r","fields":[{"name":"s","type":"string"}]}"#;
+
+    fn string_record(s: &str) -> Avro {
+        Avro::Record(vec![("s".into(), Avro::String(s.into()))])
+    }
+
+    #[test]
+    fn container_files_read_here_give_the_rows_apache_avro_gives() {
+        for deflate in [false, true] {
+            let records = (0..300).map(|i| string_record(&format!("v{i}"))).collect();
+            let file = container(STRINGS, records, deflate);
+            let d = PayloadDecoder::new(
+                Format::AvroFile,
+                Schema::parse("s:string").unwrap(),
+                1 << 20,
+            );
+            let (rows, bad) = run(&d, &file);
+            assert!(bad.is_empty(), "{bad:?}");
+            assert_eq!(rows.len(), 300);
+            assert_eq!(rows[299], r#"[String("v299")]"#);
+        }
+    }
+
+    #[test]
+    fn schemas_whose_data_could_cost_without_bound_are_refused() {
+        let recursive = r#"{"type":"record","name":"n","fields":[
+            {"name":"s","type":"string"},{"name":"next","type":["null","n"]}]}"#;
+        let nulls = r#"{"type":"record","name":"a","fields":[
+            {"name":"s","type":"string"},{"name":"xs","type":{"type":"array","items":"null"}}]}"#;
+        let empty = r#"{"type":"record","name":"e","fields":[{"name":"x","type":"null"}]}"#;
+        let mut deep =
+            r#"{"type":"record","name":"d","fields":[{"name":"s","type":"string"}]}"#.to_string();
+        for i in 0..40 {
+            deep = format!(
+                r#"{{"type":"record","name":"d{i}","fields":[{{"name":"f","type":{deep}}}]}}"#
+            );
+        }
+        for (schema, says) in [
+            (recursive, "contains itself"),
+            (nulls, "items that take no bytes"),
+            (empty, "takes no bytes"),
+            (deep.as_str(), "deeper than 32"),
+        ] {
+            let e = AvroWriterSchema::parse(schema).unwrap_err();
+            assert!(e.contains(says), "{e}");
+        }
+        // The same schema in a container file's header: the file is refused
+        // before any record is read.
+        let file = container(
+            recursive,
+            vec![Avro::Record(vec![
+                ("s".into(), Avro::String("x".into())),
+                ("next".into(), Avro::Union(0, Box::new(Avro::Null))),
+            ])],
+            false,
+        );
+        let (reason, detail) = file_rejection(&file, 1 << 20);
+        assert_eq!(reason, "invalid_avro");
+        assert!(detail.contains("contains itself"), "{detail}");
+    }
+
+    #[test]
+    fn container_blocks_cannot_declare_more_than_the_payload_holds() {
+        let file = container(STRINGS, vec![string_record("a")], false);
+        // The header ends with the 16-byte sync marker, which ends every
+        // block too; the block is count, size, data, sync.
+        let sync = file[file.len() - 16..].to_vec();
+        let header_len = file.windows(16).position(|w| w == &sync[..]).unwrap() + 16;
+        let header = &file[..header_len];
+        let zigzag = |v: i64| {
+            let mut z = ((v << 1) ^ (v >> 63)) as u64;
+            let mut out = Vec::new();
+            loop {
+                let b = (z & 0x7f) as u8;
+                z >>= 7;
+                if z == 0 {
+                    out.push(b);
+                    return out;
+                }
+                out.push(b | 0x80);
+            }
+        };
+        let block = |count: i64, size: i64, data: &[u8]| {
+            [header, &zigzag(count), &zigzag(size), data, &sync].concat()
+        };
+        // 512 MiB declared, two bytes there.
+        let (reason, detail) = file_rejection(&block(1, 512 << 20, b"\x02a"), 1 << 20);
+        assert_eq!(reason, "invalid_avro");
+        assert!(detail.contains("declares 536870912 bytes"), "{detail}");
+        // A billion records in two bytes.
+        let (_, detail) = file_rejection(&block(1 << 30, 2, b"\x02a"), 1 << 20);
+        assert!(detail.contains("declares 1073741824 records"), "{detail}");
+        // A block that does not end with the sync marker.
+        let mut bad_sync = block(1, 2, b"\x02a");
+        let last = bad_sync.len() - 1;
+        bad_sync[last] ^= 1;
+        let (_, detail) = file_rejection(&bad_sync, 1 << 20);
+        assert!(detail.contains("sync marker"), "{detail}");
+
+        // A deflate bomb: 8 MiB of one string inflates past a 1 MiB cap,
+        // and is stopped there.
+        let big = "x".repeat(8 << 20);
+        let bomb = container(STRINGS, vec![string_record(&big)], true);
+        assert!(bomb.len() < 64 << 10, "{}", bomb.len());
+        let (reason, detail) = file_rejection(&bomb, 1 << 20);
+        assert_eq!(reason, "invalid_avro");
+        assert!(
+            detail.contains("inflate past the payload limit"),
+            "{detail}"
         );
     }
 

@@ -70,6 +70,12 @@ impl PayloadDecoder {
     /// A decoder for payloads of `format` holding records of `schema`, each
     /// payload at most `max_payload_bytes` once decompressed.
     pub fn new(format: Format, schema: Schema, max_payload_bytes: usize) -> Self {
+        if matches!(format, Format::AvroDatum(_) | Format::AvroFile) {
+            // No Avro length (of a string, bytes, an array block) may ask
+            // for more memory than a payload holds: apache-avro takes this
+            // limit once per process, before it reads anything.
+            apache_avro::max_allocation_bytes(max_payload_bytes.max(1 << 20));
+        }
         PayloadDecoder {
             format,
             schema,
@@ -170,7 +176,9 @@ impl PayloadDecoder {
             Format::Csv(options) => csv::decode(options, schema, text, &mut on_document),
             Format::Grok(pattern) => pattern.decode(schema, text, &mut on_document),
             Format::AvroDatum(writer) => writer.decode(schema, &bytes, &mut on_document),
-            Format::AvroFile => avro::decode_file(schema, &bytes, &mut on_document),
+            Format::AvroFile => {
+                avro::decode_file(schema, &bytes, self.max_payload_bytes, &mut on_document)
+            }
         }
     }
 }
