@@ -3,8 +3,14 @@
 //! - no IAM `Allow` statement grants a `*` (or `service:*`, or any wildcard)
 //!   action, `NotAction`/`NotResource`, or a `*` resource, except for the
 //!   actions in [`STAR_RESOURCE_ONLY`], which AWS offers on no narrower
-//!   resource (each with its reason); no managed policy is attached; no
-//!   resource policy allows `Principal: "*"`;
+//!   resource (each with its reason), nor every table of a Glue database or
+//!   DynamoDB account (`table/${GlueDatabase}/*`) where the tables can be
+//!   named; no managed policy is attached; no resource policy allows
+//!   `Principal: "*"`;
+//! - a function's role holds no action its code never calls (the SDK
+//!   operation of the action's name, in its crate or the shared library),
+//!   but those Lambda or Athena use on its behalf
+//!   ([`USED_ON_THE_FUNCTIONS_BEHALF`]);
 //! - every S3 bucket has default encryption and the four public access
 //!   blocks;
 //! - every function has a dead-letter path: an on-failure destination on
@@ -95,6 +101,22 @@ fn statement_problems(statement: &Value, at: &str, resource_policy: bool) -> Vec
         if action.contains('*') {
             out.push(format!(
                 "{at}: wildcard action {action:?} (list the actions)"
+            ));
+        }
+    }
+    for resource in strings(&statement["Resource"]) {
+        // `Fn::Sub` text, or a plain ARN: every table of a database where the
+        // template knows the tables' names.
+        let arn = resource.trim_end_matches(['"', '}']);
+        if (arn.contains(":glue:") || arn.contains(":dynamodb:"))
+            && arn.contains(":table/")
+            && arn.ends_with("/*")
+            && !arn.contains("/stream/")
+            && !arn.contains("/index/")
+        {
+            out.push(format!(
+                "{at}: every table ({}) where the tables can be named",
+                arn.rsplit(':').next().unwrap_or(arn)
             ));
         }
     }
@@ -293,8 +315,134 @@ fn dead_letter_problems(template: &Value) -> Vec<String> {
     out
 }
 
+/// Actions a function's role holds that its own code does not call:
+/// Lambda's event source mapping and on-failure destination use the role
+/// (reading the stream, sending the failed batch), S3 consults one to
+/// answer a GET, and Athena (for its callers, below) reads the workgroup,
+/// the catalog and the lake and writes the results with the caller's
+/// credentials.
+const USED_ON_THE_FUNCTIONS_BEHALF: &[(&str, &str)] = &[
+    (
+        "s3:ListBucket",
+        "S3 answers a GET of a missing object with 404 rather than 403 only with it",
+    ),
+    (
+        "kinesis:",
+        "the event source mapping reads the stream with the function's role",
+    ),
+    (
+        "dynamodb:DescribeStream",
+        "the event source mapping reads the table's stream",
+    ),
+    (
+        "dynamodb:GetRecords",
+        "the event source mapping reads the table's stream",
+    ),
+    (
+        "dynamodb:GetShardIterator",
+        "the event source mapping reads the table's stream",
+    ),
+    (
+        "dynamodb:ListStreams",
+        "the event source mapping reads the table's stream",
+    ),
+    (
+        "sqs:SendMessage",
+        "Lambda sends a failed batch to the on-failure destination",
+    ),
+    ("kafka", "the MSK event source mapping reads the cluster"),
+    (
+        "ec2:",
+        "the MSK event source mapping joins the cluster's VPC",
+    ),
+    ("logs:", "Lambda writes the function's logs"),
+    ("xray:", "Lambda sends the function's traces"),
+];
+
+/// IAM actions whose SDK operation is named otherwise.
+const OPERATION_OF: &[(&str, &str)] = &[("s3:ListBucket", "list_objects_v2")];
+
+/// `GetQueryExecution` → `get_query_execution`.
+fn snake(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+/// Every action granted to a function's role (its own policies) that the
+/// code it runs never calls. `code_of(uri)` is the source the function at
+/// `CodeUri` compiles.
+fn unused_action_problems(template: &Value, code_of: impl Fn(&str) -> String) -> Vec<String> {
+    let mut out = Vec::new();
+    for (id, f) in resources(template, "AWS::Serverless::Function") {
+        let p = &f["Properties"];
+        let (Some(role), Some(uri)) = (referenced(&p["Role"]), p["CodeUri"].as_str()) else {
+            continue;
+        };
+        let code = code_of(uri);
+        // A caller of Athena lends its role to the query: Athena reads the
+        // workgroup, the catalog and the lake and writes the results with it.
+        let athena_caller = code.contains(".start_query_execution(");
+        for policy in as_list(&template["Resources"][role]["Properties"]["Policies"]) {
+            for statement in policy_statements(&policy["PolicyDocument"]) {
+                if statement["Effect"] != "Allow" {
+                    continue;
+                }
+                let sid = statement["Sid"].as_str().unwrap_or("?");
+                for action in strings(&statement["Action"]) {
+                    let on_behalf = USED_ON_THE_FUNCTIONS_BEHALF
+                        .iter()
+                        .any(|(prefix, _)| action.starts_with(prefix))
+                        || (athena_caller
+                            && (action.starts_with("s3:")
+                                || action.starts_with("glue:")
+                                || action == "athena:GetWorkGroup"));
+                    if on_behalf {
+                        continue;
+                    }
+                    let operation = OPERATION_OF.iter().find(|(a, _)| *a == action).map_or_else(
+                        || snake(action.split(':').nth(1).unwrap_or_default()),
+                        |(_, op)| op.to_string(),
+                    );
+                    if !code.contains(&format!(".{operation}(")) {
+                        out.push(format!(
+                            "{role}/{sid}: {action} is granted, but {id} never calls {operation}"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The Rust source a function at `uri` (`functions/<name>`) compiles: its
+/// crate and the shared library.
+fn function_code(uri: &str) -> String {
+    let mut out = String::new();
+    let root = integration_tests::template::repo();
+    let mut dirs = vec![root.join(uri).join("src"), root.join("shared/src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+            }
+        }
+    }
+    out
+}
+
 fn all_problems(template: &Value) -> Vec<String> {
     let mut out = iam_problems(template);
+    out.extend(unused_action_problems(template, function_code));
     out.extend(bucket_problems(template));
     out.extend(dead_letter_problems(template));
     out
@@ -403,6 +551,59 @@ fn wildcard_actions_and_resources_are_found() {
             "Policy/0: allows Principal \"*\"",
         ],
     );
+}
+
+#[test]
+fn table_wildcards_and_actions_the_code_never_calls_are_found() {
+    let t = snippet(
+        r#"
+  Function:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: functions/f
+      Role: !GetAtt Role.Arn
+  Role:
+    Type: AWS::IAM::Role
+    Properties:
+      Policies:
+        - PolicyName: p
+          PolicyDocument:
+            Statement:
+              - Sid: Catalog
+                Effect: Allow
+                Action: glue:GetTable
+                Resource: !Sub "arn:aws:glue:us-east-1:1:table/${Db}/*"
+              - Sid: Items
+                Effect: Allow
+                Action: [dynamodb:GetItem, dynamodb:GetRecords]
+                Resource: !Sub "arn:aws:dynamodb:us-east-1:1:table/*"
+              - Sid: Write
+                Effect: Allow
+                Action: [s3:PutObject, s3:AbortMultipartUpload, s3:ListBucket]
+                Resource: !Sub "${Bucket.Arn}/lake/*"
+"#,
+    );
+    assert_found(
+        &iam_problems(&t),
+        &[
+            "Role/p/Catalog: every table (table/${Db}/*)",
+            "Role/p/Items: every table (table/*)",
+        ],
+    );
+    let code = "client.get_table().send(); s3.put_object();";
+    assert_found(
+        &unused_action_problems(&t, |uri| {
+            assert_eq!(uri, "functions/f");
+            code.to_string()
+        }),
+        &[
+            "Role/Items: dynamodb:GetItem is granted, but Function never calls get_item",
+            "Role/Write: s3:AbortMultipartUpload is granted, but Function never calls abort_multipart_upload",
+        ],
+    );
+    // An Athena caller lends its role to the query.
+    let athena = "athena.start_query_execution(); client.get_table(); s3.put_object(); s3.list_objects_v2(); d.get_item()";
+    assert!(unused_action_problems(&t, |_| athena.to_string()).is_empty());
 }
 
 #[test]
