@@ -70,7 +70,7 @@ fn decoder() -> PayloadDecoder {
 fn outcomes(data: &[u8]) -> Vec<Result<usize, (String, String)>> {
     let d = decoder();
     let mut out = Vec::new();
-    decode_payload(data, &d, |o| {
+    decode_payload(data, &d, &mut d.budget(), |o| {
         out.push(
             o.map(|values| values.len())
                 .map_err(|r| (r.reason.to_string(), r.detail)),

@@ -1070,6 +1070,7 @@ pub fn stream_config(bucket: &str) -> telemetry_lake::config::StreamConfig {
         schema: telemetry_lake::config::schema::Schema::parse(VENTILATOR_SCHEMA)
             .expect("the shipped schema"),
         max_payload_bytes: 1 << 20,
+        decode_budget_bytes: 256 << 20,
         write_concurrency: 4,
         format: telemetry_lake::stream::format::Format::Json,
     }

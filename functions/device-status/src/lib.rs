@@ -23,11 +23,12 @@ use telemetry_lake::lake::keys::{object_key, IngestHour, StreamPosition};
 use telemetry_lake::lake::writer::{s3_client, ObjectSink, S3Sink, DEAD_LETTER_EXTENSION};
 use telemetry_lake::stream::dead_letter::{to_json_lines, DeadLetter};
 use telemetry_lake::stream::document::Value;
+use telemetry_lake::stream::event::kafka_records;
 use telemetry_lake::stream::event::Handled;
 use telemetry_lake::stream::event::StreamEvent;
 use telemetry_lake::stream::format::PayloadDecoder;
 use telemetry_lake::stream::sequence;
-use telemetry_lake::stream::source::{decode_record, kafka_records, SourceRecord};
+use telemetry_lake::stream::source::{decode_record, SourceRecord};
 
 use telemetry_lake::device_status::config::{DeviceStatusConfig, RecordFields};
 use telemetry_lake::device_status::window_store::{ApplyReport, WindowSink, WindowStore};
@@ -52,7 +53,8 @@ impl BatchPlan {
                 config.format.clone(),
                 config.schema.clone(),
                 config.max_payload_bytes,
-            ),
+            )
+            .with_invocation_budget(config.decode_budget_bytes),
         })
     }
 }
@@ -81,6 +83,7 @@ fn aggregate_records<'e>(
     reference: &ReferenceData,
 ) -> Aggregated {
     let fields = &plan.fields;
+    let mut budget = plan.decoder.budget();
     let mut out = Aggregated {
         windows: BatchWindows::new(fields.metrics.len()),
         dead_letters: Vec::new(),
@@ -103,41 +106,47 @@ fn aggregate_records<'e>(
             }
             None => window_shard.push_str(shard),
         }
-        decode_record(&rec, &plan.decoder, &mut out.dead_letters, |values| {
-            // The configuration checked these fields are required and typed,
-            // so a parsed record always has them.
-            device.clear();
-            match &values[fields.device] {
-                Value::Int64(i) => device.push_str(itoa::Buffer::new().format(*i)),
-                Value::String(s) => device.push_str(s),
-                _ => return,
-            }
-            let Value::Timestamp(t) = values[fields.event_time] else {
-                return;
-            };
-            for (r, &i) in readings.iter_mut().zip(&fields.metrics) {
-                *r = match values[i] {
-                    Value::Int64(v) => v as f64,
-                    Value::Float64(v) => v,
+        decode_record(
+            &rec,
+            &plan.decoder,
+            &mut budget,
+            &mut out.dead_letters,
+            |values| {
+                // The configuration checked these fields are required and typed,
+                // so a parsed record always has them.
+                device.clear();
+                match &values[fields.device] {
+                    Value::Int64(i) => device.push_str(itoa::Buffer::new().format(*i)),
+                    Value::String(s) => device.push_str(s),
                     _ => return,
+                }
+                let Value::Timestamp(t) = values[fields.event_time] else {
+                    return;
                 };
-            }
-            let ranges = reference.get(&device);
-            let status = status_of(&readings, ranges);
-            if status == Status::Unknown && !out.unknown_devices.contains(&device) {
-                out.unknown_devices.insert(device.clone());
-            }
-            *out.by_status.entry(status).or_default() += 1;
-            out.good += 1;
-            out.windows.add(
-                &window_shard,
-                position,
-                &device,
-                status,
-                plan.windows.starts(t),
-                &readings,
-            );
-        });
+                for (r, &i) in readings.iter_mut().zip(&fields.metrics) {
+                    *r = match values[i] {
+                        Value::Int64(v) => v as f64,
+                        Value::Float64(v) => v,
+                        _ => return,
+                    };
+                }
+                let ranges = reference.get(&device);
+                let status = status_of(&readings, ranges);
+                if status == Status::Unknown && !out.unknown_devices.contains(&device) {
+                    out.unknown_devices.insert(device.clone());
+                }
+                *out.by_status.entry(status).or_default() += 1;
+                out.good += 1;
+                out.windows.add(
+                    &window_shard,
+                    position,
+                    &device,
+                    status,
+                    plan.windows.starts(t),
+                    &readings,
+                );
+            },
+        );
     }
     out
 }

@@ -25,10 +25,11 @@ use telemetry_lake::lake::columns::ArrowSchema;
 use telemetry_lake::lake::parquet::ParquetEncoder;
 use telemetry_lake::lake::runs::{split_records, BatchCounts, Run};
 use telemetry_lake::lake::writer::{s3_client, write_runs, LakeLayout, ObjectSink, S3Sink};
+use telemetry_lake::stream::event::kafka_records;
 use telemetry_lake::stream::event::Handled;
 use telemetry_lake::stream::event::StreamEvent;
 use telemetry_lake::stream::format::PayloadDecoder;
-use telemetry_lake::stream::source::{kafka_records, SourceRecord};
+use telemetry_lake::stream::source::SourceRecord;
 
 /// The function's state, built once per container.
 pub struct KinesisToParquet<S> {
@@ -78,7 +79,8 @@ impl<S: ObjectSink> KinesisToParquet<S> {
             config.format.clone(),
             config.schema.clone(),
             config.max_payload_bytes,
-        );
+        )
+        .with_invocation_budget(config.decode_budget_bytes);
         KinesisToParquet {
             config,
             decoder,

@@ -28,6 +28,23 @@ use std::time::Duration;
 
 /// Default for [`MAX_PAYLOAD_BYTES`]: Kinesis' own 1 MiB record limit.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+/// The function memory assumed when Lambda does not say (MB).
+pub const DEFAULT_FUNCTION_MEMORY_MB: usize = 1024;
+
+/// The decoded bytes one invocation may produce over all its records: a
+/// quarter of the function's memory ([`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`],
+/// set by Lambda), and never less than one payload.
+pub fn decode_budget_from(
+    get: &impl Fn(&str) -> Option<String>,
+    max_payload_bytes: usize,
+) -> Result<usize, ConfigError> {
+    let mb = positive(
+        get,
+        AWS_LAMBDA_FUNCTION_MEMORY_SIZE,
+        DEFAULT_FUNCTION_MEMORY_MB,
+    )?;
+    Ok(((mb << 20) / 4).max(max_payload_bytes))
+}
 /// Default for [`WRITE_CONCURRENCY`].
 pub const DEFAULT_WRITE_CONCURRENCY: usize = 4;
 
@@ -44,6 +61,9 @@ pub struct StreamConfig {
     pub schema: Schema,
     /// Largest decoded payload accepted ([`MAX_PAYLOAD_BYTES`]).
     pub max_payload_bytes: usize,
+    /// Decoded bytes one invocation may produce over all its records
+    /// ([`decode_budget_from`]).
+    pub decode_budget_bytes: usize,
     /// Objects written at once ([`WRITE_CONCURRENCY`]).
     pub write_concurrency: usize,
     /// The record format ([`FORMAT`] and its options).
@@ -103,12 +123,14 @@ impl StreamConfig {
                 .filter(|v| !v.trim().is_empty())
                 .ok_or(ConfigError::Missing(name))
         };
+        let max_payload_bytes = positive(&get, MAX_PAYLOAD_BYTES, DEFAULT_MAX_PAYLOAD_BYTES)?;
         Ok(StreamConfig {
             lake_bucket: required(LAKE_BUCKET)?,
             lake_prefix: required(LAKE_PREFIX)?,
             dead_letter_prefix: required(DEAD_LETTER_PREFIX)?,
             schema,
-            max_payload_bytes: positive(&get, MAX_PAYLOAD_BYTES, DEFAULT_MAX_PAYLOAD_BYTES)?,
+            max_payload_bytes,
+            decode_budget_bytes: decode_budget_from(&get, max_payload_bytes)?,
             write_concurrency: positive(&get, WRITE_CONCURRENCY, DEFAULT_WRITE_CONCURRENCY)?,
             format: format_from(&get)?,
         })
@@ -224,6 +246,26 @@ mod tests {
         (DEAD_LETTER_PREFIX, "dl"),
         (SCHEMA, "a:int64"),
     ];
+
+    #[test]
+    fn the_decode_budget_is_a_quarter_of_the_functions_memory() {
+        let read = |pairs: &[(&str, &str)]| decode_budget_from(&lookup(pairs), 1 << 20);
+        assert_eq!(read(&[]).unwrap(), 256 << 20);
+        assert_eq!(
+            read(&[(AWS_LAMBDA_FUNCTION_MEMORY_SIZE, "256")]).unwrap(),
+            64 << 20
+        );
+        // Never less than one payload.
+        assert_eq!(
+            read(&[(AWS_LAMBDA_FUNCTION_MEMORY_SIZE, "2")]).unwrap(),
+            1 << 20
+        );
+        let e = read(&[(AWS_LAMBDA_FUNCTION_MEMORY_SIZE, "lots")]).unwrap_err();
+        assert!(
+            e.to_string().contains(AWS_LAMBDA_FUNCTION_MEMORY_SIZE),
+            "{e}"
+        );
+    }
 
     #[test]
     fn defaults_apply_and_required_values_are_read() {

@@ -32,6 +32,9 @@ variables! {
     SCHEMA_FILE,
     /// The largest payload accepted, after decompression, in bytes.
     MAX_PAYLOAD_BYTES,
+    /// Set by Lambda: the function's memory in MB, of which a quarter is the
+    /// decoded bytes one invocation may produce.
+    AWS_LAMBDA_FUNCTION_MEMORY_SIZE,
     /// How many objects a batch writes at once.
     WRITE_CONCURRENCY,
     /// The record format: `json` (default), `csv`, `avro`, `avro-ocf` or `grok`.

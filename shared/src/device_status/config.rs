@@ -9,7 +9,8 @@ use crate::config::env::{number, positive, required};
 use crate::config::glue_schema::load_schema;
 use crate::config::schema::{FieldType, Schema};
 use crate::config::{
-    format_from, schema_from, ConfigError, SchemaSource, DEFAULT_MAX_PAYLOAD_BYTES,
+    decode_budget_from, format_from, schema_from, ConfigError, SchemaSource,
+    DEFAULT_MAX_PAYLOAD_BYTES,
 };
 use crate::device_status::change_flag::FlagLocation;
 use crate::device_status::reference::MetricSpec;
@@ -51,6 +52,9 @@ pub struct DeviceStatusConfig {
     pub schema: Schema,
     /// Largest decoded payload accepted (`MAX_PAYLOAD_BYTES`).
     pub max_payload_bytes: usize,
+    /// Decoded bytes one invocation may produce (a quarter of
+    /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`), as for `kinesis-to-parquet`.
+    pub decode_budget_bytes: usize,
     /// The record format (`FORMAT` and its options), as for `kinesis-to-parquet`.
     pub format: Format,
     /// The record field naming the device ([`DEVICE_ID_FIELD`], default `ventilatorid`).
@@ -145,6 +149,10 @@ impl DeviceStatusConfig {
             dead_letter_prefix: or(DEAD_LETTER_PREFIX, DEFAULT_DEAD_LETTER_PREFIX),
             schema,
             max_payload_bytes: positive(&get, MAX_PAYLOAD_BYTES, DEFAULT_MAX_PAYLOAD_BYTES)?,
+            decode_budget_bytes: decode_budget_from(
+                &get,
+                positive(&get, MAX_PAYLOAD_BYTES, DEFAULT_MAX_PAYLOAD_BYTES)?,
+            )?,
             format: format_from(&get)?,
             device_id_field: or(DEVICE_ID_FIELD, DEFAULT_DEVICE_ID_FIELD),
             event_time_field: or(EVENT_TIME_FIELD, DEFAULT_EVENT_TIME_FIELD),

@@ -80,6 +80,7 @@ pub fn split_records<'e>(
 ) -> (Vec<Run>, BatchCounts) {
     let mut runs: Vec<Run> = Vec::new();
     let mut counts = BatchCounts::default();
+    let mut budget = decoder.budget();
     let mut records = records.into_iter();
     while let Some(rec) = records.next() {
         counts.records += 1;
@@ -108,9 +109,13 @@ pub fn split_records<'e>(
         run.records += 1;
         run.last_sequence.clear();
         run.last_sequence.push_str(&rec.position);
-        decode_record(&rec, decoder, &mut run.dead_letters, |values| {
-            run.good.push(values)
-        });
+        decode_record(
+            &rec,
+            decoder,
+            &mut budget,
+            &mut run.dead_letters,
+            |values| run.good.push(values),
+        );
     }
     counts.good = runs.iter().map(|r| r.good.len()).sum();
     counts.bad = runs.iter().map(|r| r.dead_letters.len()).sum();
@@ -121,9 +126,9 @@ pub fn split_records<'e>(
 mod tests {
     use super::*;
     use crate::config::schema::Schema;
+    use crate::stream::event::kafka_records;
     use crate::stream::event::StreamEvent;
     use crate::stream::format::Format;
-    use crate::stream::source::kafka_records;
     use base64::Engine;
     use serde_json::json;
 

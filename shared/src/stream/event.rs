@@ -28,7 +28,8 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use crate::lake::keys::stream_name;
-use crate::stream::source::SourceRecord;
+use crate::stream::source::{SourceRecord, Unreadable};
+use base64::Engine;
 
 /// The shard of a record whose event carries none.
 const UNKNOWN_SHARD: &str = "unknown-shard";
@@ -211,6 +212,90 @@ impl<'de> Deserialize<'de> for StreamEvent {
 fn sonic_message(e: &sonic_rs::Error) -> String {
     let full = e.to_string();
     full.split("\n\n").next().unwrap_or_default().to_string()
+}
+
+/// The records of a Kafka batch (MSK or self-managed), ordered by topic,
+/// partition and offset. A record's arrival time is its Kafka timestamp; a
+/// record whose timestamp is missing (`-1`), not a whole number of
+/// milliseconds or out of range is unreadable (`invalid_kafka_timestamp`)
+/// and takes its arrival from the nearest readable record before it in its
+/// partition (else after it, else the epoch), so that its dead letter goes
+/// with its neighbours, in the same place on every retry.
+pub fn kafka_records(batch: &KafkaBatch) -> Vec<SourceRecord<'_>> {
+    let mut records: Vec<(SourceRecord<'_>, bool)> = batch
+        .records
+        .values()
+        .flatten()
+        .map(|r| {
+            let arrival = kafka_timestamp(r);
+            let timed = arrival.is_ok();
+            let data = match (&arrival, r.value.as_deref()) {
+                (Err(detail), v) => Err(Unreadable {
+                    reason: "invalid_kafka_timestamp",
+                    detail: detail.clone(),
+                    raw: v.unwrap_or_default().as_bytes(),
+                }),
+                (Ok(_), None) => Ok(Cow::Borrowed(&[][..])),
+                (Ok(_), Some(v)) => base64::engine::general_purpose::STANDARD
+                    .decode(v)
+                    .map(Cow::Owned)
+                    .map_err(|e| Unreadable {
+                        reason: "invalid_base64",
+                        detail: format!("Kafka record value is not valid base64: {e}"),
+                        raw: v.as_bytes(),
+                    }),
+            };
+            let record = SourceRecord {
+                stream: Cow::Borrowed(r.topic.as_deref().unwrap_or("unknown-topic")),
+                shard: Cow::Owned(r.partition.to_string()),
+                position: Cow::Owned(r.offset.to_string()),
+                arrival: arrival.unwrap_or(DateTime::UNIX_EPOCH),
+                data,
+                kafka: Some((r.partition, r.offset)),
+            };
+            (record, timed)
+        })
+        .collect();
+    records.sort_by(|(a, _), (b, _)| (&a.stream, a.kafka).cmp(&(&b.stream, b.kafka)));
+    borrow_neighbour_arrivals(&mut records);
+    records.into_iter().map(|(r, _)| r).collect()
+}
+
+/// A Kafka record's timestamp: whole milliseconds, not negative, in
+/// chrono's range.
+fn kafka_timestamp(r: &KafkaRecord) -> Result<DateTime<Utc>, String> {
+    let at = r.timestamp.as_ref().and_then(serde_json::Value::as_i64);
+    match at {
+        Some(-1) => Err("the Kafka record has no timestamp (-1)".to_string()),
+        Some(ms) if ms >= 0 => DateTime::from_timestamp_millis(ms)
+            .ok_or_else(|| format!("Kafka timestamp {ms} ms is out of range")),
+        _ => Err(format!(
+            "Kafka timestamp {} is not milliseconds since the epoch",
+            r.timestamp
+                .as_ref()
+                .map_or_else(|| "(absent)".to_string(), |t| t.to_string())
+        )),
+    }
+}
+
+/// Gives each record without a timestamp the arrival of the nearest timed
+/// record before it in the same topic-partition, else after it.
+fn borrow_neighbour_arrivals(records: &mut [(SourceRecord<'_>, bool)]) {
+    let same_partition =
+        |a: &SourceRecord<'_>, b: &SourceRecord<'_>| a.stream == b.stream && a.shard == b.shard;
+    for i in 0..records.len() {
+        if records[i].1 {
+            continue;
+        }
+        let before = (0..i).rev().find(|&j| records[j].1);
+        let after = (i + 1..records.len()).find(|&j| records[j].1);
+        let neighbour = before
+            .filter(|&j| same_partition(&records[j].0, &records[i].0))
+            .or(after.filter(|&j| same_partition(&records[j].0, &records[i].0)));
+        if let Some(j) = neighbour {
+            records[i].0.arrival = records[j].0.arrival;
+        }
+    }
 }
 
 struct EventVisitor {

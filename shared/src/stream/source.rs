@@ -5,13 +5,11 @@
 
 use std::borrow::Cow;
 
-use base64::Engine;
 use chrono::{DateTime, Utc};
 
 use crate::stream::dead_letter::{DeadLetter, Origin, Rejection, Scope};
 use crate::stream::document::Value;
-use crate::stream::event::{KafkaBatch, KafkaRecord};
-use crate::stream::format::PayloadDecoder;
+use crate::stream::format::{DecodeBudget, PayloadDecoder};
 use crate::stream::kpl;
 
 /// One record of a batch, whatever its source (Kinesis or Kafka).
@@ -42,90 +40,6 @@ pub struct Unreadable<'e> {
     pub raw: &'e [u8],
 }
 
-/// The records of a Kafka batch (MSK or self-managed), ordered by topic,
-/// partition and offset. A record's arrival time is its Kafka timestamp; a
-/// record whose timestamp is missing (`-1`), not a whole number of
-/// milliseconds or out of range is unreadable (`invalid_kafka_timestamp`)
-/// and takes its arrival from the nearest readable record before it in its
-/// partition (else after it, else the epoch), so that its dead letter goes
-/// with its neighbours, in the same place on every retry.
-pub fn kafka_records(batch: &KafkaBatch) -> Vec<SourceRecord<'_>> {
-    let mut records: Vec<(SourceRecord<'_>, bool)> = batch
-        .records
-        .values()
-        .flatten()
-        .map(|r| {
-            let arrival = kafka_timestamp(r);
-            let timed = arrival.is_ok();
-            let data = match (&arrival, r.value.as_deref()) {
-                (Err(detail), v) => Err(Unreadable {
-                    reason: "invalid_kafka_timestamp",
-                    detail: detail.clone(),
-                    raw: v.unwrap_or_default().as_bytes(),
-                }),
-                (Ok(_), None) => Ok(Cow::Borrowed(&[][..])),
-                (Ok(_), Some(v)) => base64::engine::general_purpose::STANDARD
-                    .decode(v)
-                    .map(Cow::Owned)
-                    .map_err(|e| Unreadable {
-                        reason: "invalid_base64",
-                        detail: format!("Kafka record value is not valid base64: {e}"),
-                        raw: v.as_bytes(),
-                    }),
-            };
-            let record = SourceRecord {
-                stream: Cow::Borrowed(r.topic.as_deref().unwrap_or("unknown-topic")),
-                shard: Cow::Owned(r.partition.to_string()),
-                position: Cow::Owned(r.offset.to_string()),
-                arrival: arrival.unwrap_or(DateTime::UNIX_EPOCH),
-                data,
-                kafka: Some((r.partition, r.offset)),
-            };
-            (record, timed)
-        })
-        .collect();
-    records.sort_by(|(a, _), (b, _)| (&a.stream, a.kafka).cmp(&(&b.stream, b.kafka)));
-    borrow_neighbour_arrivals(&mut records);
-    records.into_iter().map(|(r, _)| r).collect()
-}
-
-/// A Kafka record's timestamp: whole milliseconds, not negative, in
-/// chrono's range.
-fn kafka_timestamp(r: &KafkaRecord) -> Result<DateTime<Utc>, String> {
-    let at = r.timestamp.as_ref().and_then(serde_json::Value::as_i64);
-    match at {
-        Some(-1) => Err("the Kafka record has no timestamp (-1)".to_string()),
-        Some(ms) if ms >= 0 => DateTime::from_timestamp_millis(ms)
-            .ok_or_else(|| format!("Kafka timestamp {ms} ms is out of range")),
-        _ => Err(format!(
-            "Kafka timestamp {} is not milliseconds since the epoch",
-            r.timestamp
-                .as_ref()
-                .map_or_else(|| "(absent)".to_string(), |t| t.to_string())
-        )),
-    }
-}
-
-/// Gives each record without a timestamp the arrival of the nearest timed
-/// record before it in the same topic-partition, else after it.
-fn borrow_neighbour_arrivals(records: &mut [(SourceRecord<'_>, bool)]) {
-    let same_partition =
-        |a: &SourceRecord<'_>, b: &SourceRecord<'_>| a.stream == b.stream && a.shard == b.shard;
-    for i in 0..records.len() {
-        if records[i].1 {
-            continue;
-        }
-        let before = (0..i).rev().find(|&j| records[j].1);
-        let after = (i + 1..records.len()).find(|&j| records[j].1);
-        let neighbour = before
-            .filter(|&j| same_partition(&records[j].0, &records[i].0))
-            .or(after.filter(|&j| same_partition(&records[j].0, &records[i].0)));
-        if let Some(j) = neighbour {
-            records[i].0.arrival = records[j].0.arrival;
-        }
-    }
-}
-
 /// Decodes one stream record: `on_good` gets the values of each good
 /// document, and every bad one (or a payload whose base64 did not decode)
 /// becomes a dead letter naming the record. Both stream functions read their
@@ -133,6 +47,7 @@ fn borrow_neighbour_arrivals(records: &mut [(SourceRecord<'_>, bool)]) {
 pub fn decode_record<F>(
     rec: &SourceRecord<'_>,
     decoder: &PayloadDecoder,
+    budget: &mut DecodeBudget,
     dead_letters: &mut Vec<DeadLetter>,
     mut on_good: F,
 ) where
@@ -147,7 +62,7 @@ pub fn decode_record<F>(
     };
     let mut reject = |r: Rejection<'_>| dead_letters.push(DeadLetter::rejected(&origin, r));
     match &rec.data {
-        Ok(data) => decode_payload(data, decoder, |outcome| match outcome {
+        Ok(data) => decode_payload(data, decoder, budget, |outcome| match outcome {
             Ok(values) => on_good(&values),
             Err(r) => reject(r),
         }),
@@ -169,12 +84,16 @@ pub fn decode_record<F>(
 /// aggregate that fails its MD5 check or cannot be read is one rejection of
 /// the whole payload. Every stream consumer decodes through here, so a
 /// record is good or bad for the same reason everywhere.
-pub fn decode_payload<F>(data: &[u8], decoder: &PayloadDecoder, mut on_document: F)
-where
+pub fn decode_payload<F>(
+    data: &[u8],
+    decoder: &PayloadDecoder,
+    budget: &mut DecodeBudget,
+    mut on_document: F,
+) where
     F: for<'b> FnMut(Result<Vec<Value<'b>>, Rejection<'b>>),
 {
     if !kpl::is_aggregated(data) {
-        decoder.decode(data, on_document);
+        decoder.decode_within(data, budget, on_document);
         return;
     }
     match kpl::deaggregate(data) {
@@ -188,7 +107,7 @@ where
         })),
         Ok(aggregate) => {
             for (sub, user) in (0u64..).zip(&aggregate.records) {
-                decoder.decode(&user.data, |outcome| {
+                decoder.decode_within(&user.data, budget, |outcome| {
                     on_document(outcome.map_err(|r| Rejection {
                         sub_sequence_number: Some(sub),
                         ..r
@@ -202,7 +121,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stream::event::StreamEvent;
+    use crate::stream::event::{kafka_records, KafkaBatch, StreamEvent};
     use serde_json::json;
 
     fn batch(records: serde_json::Value) -> KafkaBatch {
@@ -258,13 +177,62 @@ mod tests {
     }
 
     #[test]
+    fn user_records_past_the_invocations_decode_budget_are_dead_letters_not_memory() {
+        use crate::config::schema::Schema;
+        use crate::stream::format::Format;
+        use std::io::Write;
+        // Twenty user records, each a gzip'd document of 1,000,000 bytes
+        // (about 1 KB on the wire), against a budget of three of them.
+        let doc = format!("{{\"a\":1,\"pad\":\"{}\"}}", "x".repeat(999_980));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(doc.as_bytes()).unwrap();
+        let packed = gz.finish().unwrap();
+        let aggregate = kpl::frame(&kpl::AggregatedRecord {
+            partition_key_table: vec!["pk".into()],
+            explicit_hash_key_table: Vec::new(),
+            records: (0..20)
+                .map(|_| kpl::UserRecord {
+                    partition_key_index: 0,
+                    explicit_hash_key_index: None,
+                    data: packed.clone(),
+                    tags: Vec::new(),
+                })
+                .collect(),
+        });
+        assert!(aggregate.len() < 100_000, "{}", aggregate.len());
+        let decoder = PayloadDecoder::new(Format::Json, Schema::parse("a:int64").unwrap(), 1 << 20)
+            .with_invocation_budget(3_000_000);
+        let mut budget = decoder.budget();
+        let mut seen = Vec::new();
+        decode_payload(&aggregate, &decoder, &mut budget, |r| {
+            seen.push(
+                r.map(|v| v.len())
+                    .map_err(|r| (r.reason, r.detail, r.sub_sequence_number)),
+            )
+        });
+        assert_eq!(seen.len(), 20);
+        assert!(seen[..3].iter().all(|r| r == &Ok(1)), "{:?}", &seen[..3]);
+        for (sub, r) in (3..).zip(&seen[3..]) {
+            let (reason, detail, at) = r.clone().unwrap_err();
+            assert_eq!((reason, at), ("payload_too_large", Some(sub)));
+            assert!(
+                detail.contains("decode budget of 3000000 bytes"),
+                "{detail}"
+            );
+        }
+        assert!(budget.left() < 1_000_000);
+        // The next invocation starts with the whole budget again.
+        assert_eq!(decoder.budget().left(), 3_000_000);
+    }
+
+    #[test]
     fn an_aggregate_of_no_user_records_is_one_rejection_not_nothing() {
         use crate::config::schema::Schema;
         use crate::stream::format::Format;
         let decoder = PayloadDecoder::new(Format::Json, Schema::parse("a:int64").unwrap(), 1024);
         let empty = kpl::frame(&kpl::AggregatedRecord::default());
         let mut seen = Vec::new();
-        decode_payload(&empty, &decoder, |r| {
+        decode_payload(&empty, &decoder, &mut decoder.budget(), |r| {
             seen.push(
                 r.map(|v| v.len())
                     .map_err(|r| (r.reason, r.detail, r.scope)),

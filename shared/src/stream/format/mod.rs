@@ -64,6 +64,32 @@ pub struct PayloadDecoder {
     format: Format,
     schema: Schema,
     max_payload_bytes: usize,
+    invocation_budget: usize,
+}
+
+/// The decoded bytes an invocation has left to produce, over all its
+/// records and the user records of their KPL aggregates. Each payload may
+/// decompress to at most `MAX_PAYLOAD_BYTES`; this bounds their sum, so a
+/// batch of small, highly compressed records (or one aggregate of
+/// thousands) cannot inflate past the function's memory. Once it is spent,
+/// each further compressed payload is `payload_too_large`, its bytes kept
+/// in the dead letter for replay.
+#[derive(Debug, Clone)]
+pub struct DecodeBudget {
+    total: usize,
+    left: usize,
+}
+
+impl DecodeBudget {
+    /// A budget of `total` bytes.
+    pub fn new(total: usize) -> Self {
+        DecodeBudget { total, left: total }
+    }
+
+    /// The bytes left.
+    pub fn left(&self) -> usize {
+        self.left
+    }
 }
 
 impl PayloadDecoder {
@@ -80,7 +106,20 @@ impl PayloadDecoder {
             format,
             schema,
             max_payload_bytes,
+            invocation_budget: usize::MAX,
         }
+    }
+
+    /// The same decoder, giving each invocation `bytes` of decoded data
+    /// ([`DecodeBudget`]; unbounded by default).
+    pub fn with_invocation_budget(mut self, bytes: usize) -> Self {
+        self.invocation_budget = bytes;
+        self
+    }
+
+    /// A fresh budget for one invocation.
+    pub fn budget(&self) -> DecodeBudget {
+        DecodeBudget::new(self.invocation_budget)
     }
 
     /// The declared schema.
@@ -99,7 +138,16 @@ impl PayloadDecoder {
     /// payload as a whole cannot be read). Every stream consumer validates
     /// through here, so a record is good or bad for the same reason
     /// everywhere.
-    pub fn decode<F>(&self, data: &[u8], mut on_document: F)
+    pub fn decode<F>(&self, data: &[u8], on_document: F)
+    where
+        F: for<'b> FnMut(Result<Vec<Value<'b>>, Rejection<'b>>),
+    {
+        self.decode_within(data, &mut self.budget(), on_document)
+    }
+
+    /// As [`PayloadDecoder::decode`], spending the decompressed bytes from
+    /// the invocation's `budget`.
+    pub fn decode_within<F>(&self, data: &[u8], budget: &mut DecodeBudget, mut on_document: F)
     where
         F: for<'b> FnMut(Result<Vec<Value<'b>>, Rejection<'b>>),
     {
@@ -111,8 +159,27 @@ impl PayloadDecoder {
             bytes: data,
             sub_sequence_number: None,
         };
-        let bytes = match decompress(data, self.max_payload_bytes) {
-            Ok(bytes) => bytes,
+        let limit = self.max_payload_bytes.min(budget.left);
+        let bytes = match decompress(data, limit) {
+            Ok(bytes) => {
+                if let Cow::Owned(inflated) = &bytes {
+                    budget.left -= inflated.len().min(budget.left);
+                }
+                bytes
+            }
+            Err(DecompressError::TooLarge { codec: Some(c), .. })
+                if limit < self.max_payload_bytes =>
+            {
+                let detail = format!(
+                    "the invocation's decode budget of {} bytes (a quarter of the function's \
+                     memory) is spent; {} bytes were left for this {} payload",
+                    budget.total,
+                    budget.left,
+                    c.name()
+                );
+                on_document(Err(payload("payload_too_large", detail)));
+                return;
+            }
             // A codec whose magic is printable text or a two-byte checksum
             // (zlib's `80,` or `x^`, bzip2's `BZh1`) is only taken for
             // compression when the payload also decodes: a CSV line for
@@ -176,9 +243,7 @@ impl PayloadDecoder {
             Format::Csv(options) => csv::decode(options, schema, text, &mut on_document),
             Format::Grok(pattern) => pattern.decode(schema, text, &mut on_document),
             Format::AvroDatum(writer) => writer.decode(schema, &bytes, &mut on_document),
-            Format::AvroFile => {
-                avro::decode_file(schema, &bytes, self.max_payload_bytes, &mut on_document)
-            }
+            Format::AvroFile => avro::decode_file(schema, &bytes, limit, &mut on_document),
         }
     }
 }
