@@ -48,6 +48,8 @@ FUNCTIONS := $(notdir $(wildcard functions/*))
 
 bench: ## Benchmarks on one core; rewrites the figures in BENCHMARKS.md
 	cargo build --release $(addprefix -p ,$(FUNCTIONS))
+	# Built on every core first: only the runs are pinned.
+	cargo bench --workspace --bench report --bench stream_functions --no-run
 	taskset -c $(BENCH_CPU) cargo bench --workspace --bench report -- --out $(CURDIR)/BENCHMARKS.md
 	taskset -c $(BENCH_CPU) cargo bench --workspace --bench stream_functions
 
