@@ -41,7 +41,13 @@ const SCHEMA_JSON: &str = include_str!("../config/ventilator.schema.json");
 const CAP: usize = 1024 * 1024;
 
 /// Every reason a document or payload may be rejected for.
-const KNOWN_REASONS: [&str; 14] = [
+const KNOWN_REASONS: [&str; 20] = [
+    "invalid_csv",
+    "wrong_column_count",
+    "missing_column",
+    "invalid_avro",
+    "grok_no_match",
+    "grok_time_budget_exceeded",
     "invalid_utf8",
     "invalid_json",
     "not_an_object",
@@ -68,9 +74,13 @@ fn decoder() -> PayloadDecoder {
 
 /// What one payload gave: per document, `Ok(width)` or `Err((reason, detail))`.
 fn outcomes(data: &[u8]) -> Vec<Result<usize, (String, String)>> {
-    let d = decoder();
+    outcomes_of(&decoder(), data)
+}
+
+/// As [`outcomes`], through `d`.
+fn outcomes_of(d: &PayloadDecoder, data: &[u8]) -> Vec<Result<usize, (String, String)>> {
     let mut out = Vec::new();
-    decode_payload(data, &d, &mut d.budget(), |o| {
+    decode_payload(data, d, &mut d.budget(), |o| {
         out.push(
             o.map(|values| values.len())
                 .map_err(|r| (r.reason.to_string(), r.detail)),
@@ -402,7 +412,11 @@ fn magic_prefixed() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn check_outcomes(data: &[u8]) -> Result<(), TestCaseError> {
-    let got = outcomes(data);
+    check_outcomes_of(&decoder(), data)
+}
+
+fn check_outcomes_of(d: &PayloadDecoder, data: &[u8]) -> Result<(), TestCaseError> {
+    let got = outcomes_of(d, data);
     prop_assert!(!got.is_empty(), "a payload must give at least one outcome");
     for o in got {
         match o {
@@ -435,6 +449,144 @@ proptest! {
         // Compressed, the outcome is the same as plain.
         let packed = compress_all(&data).remove(0).1;
         prop_assert_eq!(outcomes(&packed), outcomes(&data));
+    }
+}
+
+// ---------------------------------------------------- the other formats --
+
+/// A decoder of `format` for the shipped schema.
+fn decoder_of(format: Format) -> PayloadDecoder {
+    PayloadDecoder::new(
+        format,
+        Schema::parse(SCHEMA_JSON).expect("shipped schema"),
+        CAP,
+    )
+}
+
+fn csv_decoder() -> PayloadDecoder {
+    decoder_of(Format::Csv(Default::default()))
+}
+
+fn grok_decoder() -> PayloadDecoder {
+    let pattern = telemetry_lake::stream::format::GrokPattern::compile(
+        "%{INT:ventilatorid} (?<eventtime>[0-9: -]+)\\|%{WORD:serialnumber} %{INT:pressurecontrol} \
+         %{INT:o2stats} %{INT:minutevolume} %{WORD:manufacturer}",
+        "",
+    )
+    .expect("grok pattern");
+    decoder_of(Format::Grok(std::sync::Arc::new(pattern)))
+}
+
+fn avro_writer() -> telemetry_lake::stream::format::AvroWriterSchema {
+    telemetry_lake::stream::format::AvroWriterSchema::parse(lake_tools::bench::AVRO_SCHEMA)
+        .expect("writer schema")
+}
+
+/// A good reading as an Avro record of the bench's writer schema.
+fn avro_reading(id: i64) -> apache_avro::types::Value {
+    use apache_avro::types::Value as A;
+    A::Record(vec![
+        ("ventilatorid".into(), A::Long(id)),
+        ("eventtime".into(), A::String("2026-11-22 10:00:00".into())),
+        ("serialnumber".into(), A::String("S-1".into())),
+        ("pressurecontrol".into(), A::Long(20)),
+        ("o2stats".into(), A::Long(95)),
+        ("minutevolume".into(), A::Long(6)),
+        ("manufacturer".into(), A::String("Acme".into())),
+    ])
+}
+
+/// Good bytes of a format with random bytes overwritten, and a random cut.
+fn damaged(good: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
+    let len = good.len();
+    (prop::collection::vec((0..len, any::<u8>()), 0..6), 0..=len).prop_map(move |(flips, cut)| {
+        let mut bytes = good.clone();
+        for (at, b) in flips {
+            bytes[at] = b;
+        }
+        bytes.truncate(cut.max(1));
+        bytes
+    })
+}
+
+/// CSV-ish lines: fields, quotes, delimiters and line ends at random.
+fn csv_soup() -> impl Strategy<Value = Vec<u8>> {
+    let parts = vec![
+        "7",
+        ",",
+        "\"",
+        "\"\"",
+        "\n",
+        "\r\n",
+        "2026-11-22 10:00:00",
+        "S-1",
+        "Acme",
+        "-",
+        "99999999999999999999",
+        "1e400",
+        "",
+        " ",
+        "\u{0}",
+        "\u{202e}",
+    ];
+    prop::collection::vec(prop::sample::select(parts), 0..80).prop_map(|p| p.concat().into_bytes())
+}
+
+/// A KPL aggregate with a valid MD5 of random user records: the protobuf
+/// and every user record's decode are reached.
+fn kpl_soup() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..8).prop_map(|users| {
+        let mut with_good = users;
+        with_good.push(good_doc().to_string().into_bytes());
+        integration_tests::kpl_record(&with_good)
+    })
+}
+
+proptest! {
+    #![proptest_config(proptest_config(128))]
+
+    #[test]
+    fn fuzz_csv_is_rows_or_named_rejections(data in prop_oneof![csv_soup(), magic_prefixed()]) {
+        check_outcomes_of(&csv_decoder(), &data)?;
+    }
+
+    #[test]
+    fn fuzz_grok_is_rows_or_named_rejections(data in prop_oneof![csv_soup(), fragment_soup()]) {
+        check_outcomes_of(&grok_decoder(), &data)?;
+    }
+
+    #[test]
+    fn fuzz_avro_datums_are_rows_or_named_rejections(
+        data in prop_oneof![
+            damaged(apache_avro::to_avro_datum(avro_writer().schema(), avro_reading(7)).unwrap()),
+            magic_prefixed(),
+        ]
+    ) {
+        check_outcomes_of(&decoder_of(Format::AvroDatum(std::sync::Arc::new(avro_writer()))), &data)?;
+    }
+
+    #[test]
+    fn fuzz_avro_container_files_are_rows_or_named_rejections(
+        data in prop_oneof![
+            damaged({
+                let schema = avro_writer().schema().clone();
+                let mut w = apache_avro::Writer::new(&schema, Vec::new());
+                for id in 0..5 {
+                    w.append(avro_reading(id)).unwrap();
+                }
+                w.into_inner().unwrap()
+            }),
+            magic_prefixed(),
+        ]
+    ) {
+        check_outcomes_of(&decoder_of(Format::AvroFile), &data)?;
+    }
+
+    #[test]
+    fn fuzz_kpl_aggregates_with_a_valid_md5_are_rows_or_named_rejections(data in kpl_soup()) {
+        check_outcomes(&data)?;
+        // The good user record is always a row.
+        prop_assert!(outcomes(&data).contains(&Ok(7)));
     }
 }
 

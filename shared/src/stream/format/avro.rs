@@ -21,6 +21,11 @@ pub struct AvroWriterSchema {
 }
 
 impl AvroWriterSchema {
+    /// The parsed schema.
+    pub fn schema(&self) -> &apache_avro::Schema {
+        &self.schema
+    }
+
     /// Parses an Avro schema (JSON), which must describe a record that
     /// [`check_schema`] accepts.
     pub fn parse(json: &str) -> Result<Self, String> {
