@@ -31,7 +31,7 @@ use telemetry_lake::device_status::change_flag::{
 use telemetry_lake::device_status::config::DeviceStatusConfig;
 use telemetry_lake::device_status::reference::{ReferenceCache, ReferenceTable};
 use telemetry_lake::lake::writer::S3Sink;
-use telemetry_lake::stream::dead_letter::DeadLetter;
+use telemetry_lake::stream::dead_letter::{DeadLetter, Scope};
 
 const SCHEMA_JSON: &str = include_str!("../config/ventilator.schema.json");
 const FLAG_KEY: &str = "reference/change-flag.json";
@@ -809,6 +809,82 @@ async fn bad_records_are_dead_lettered_and_the_good_ones_count() {
         letters[1].bytes().unwrap(),
         missing.to_string().into_bytes()
     );
+}
+
+#[tokio::test]
+async fn values_dynamodb_refuses_are_dead_lettered_at_decode_and_the_rest_count() {
+    let mut setup = Setup::new().await;
+    setup.put_ranges(1, RANGES).await;
+    // Device ids as strings and o2stats as a float, so that both can be
+    // past what DynamoDB holds.
+    setup.env.push((
+        "SCHEMA",
+        "ventilatorid:string,eventtime:timestamp,serialnumber:string,\
+         pressurecontrol:int64,o2stats:float64,minutevolume:int64,manufacturer:string"
+            .to_string(),
+    ));
+    let function = setup.consumer().await;
+    let good = [
+        (r(1, "10:01:00", 95, 15, 6), "GREEN"),
+        (r(1, "10:02:00", 96, 15, 6), "GREEN"),
+    ];
+    let doc = |r: &Reading| {
+        let mut d = r.doc();
+        d["ventilatorid"] = json!(r.device.to_string());
+        d
+    };
+    let with = |field: &str, value: Value| {
+        let mut d = doc(&good[0].0);
+        d[field] = value;
+        d.to_string().into_bytes()
+    };
+    let payloads = vec![
+        doc(&good[0].0).to_string().into_bytes(),
+        with("o2stats", json!(1e300)),
+        with("o2stats", json!(-1e-200)),
+        with("ventilatorid", json!("d".repeat(3000))),
+        doc(&good[1].0).to_string().into_bytes(),
+    ];
+    let (summary, response) = function
+        .invoke(&event(0, 1, &payloads))
+        .await
+        .expect("process");
+    assert!(failures(&response).is_empty());
+    assert_eq!((summary.records, summary.good, summary.bad), (5, 2, 3));
+    assert_windows(&setup, &good).await;
+
+    let letters = setup.dead_letters().await;
+    let got: Vec<(String, &str, Scope)> = letters
+        .iter()
+        .map(|l| (l.sequence_number.clone(), l.reason.as_str(), l.scope))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (sequence_number(0, 2), "out_of_range", Scope::Document),
+            (sequence_number(0, 3), "out_of_range", Scope::Document),
+            (sequence_number(0, 4), "out_of_range", Scope::Document),
+        ]
+    );
+    assert!(
+        letters[0].detail.contains("field `o2stats`: 1e300"),
+        "{}",
+        letters[0].detail
+    );
+    assert!(
+        letters[1].detail.contains("-1e-200"),
+        "{}",
+        letters[1].detail
+    );
+    assert!(
+        letters[2]
+            .detail
+            .contains("field `ventilatorid`: the device id is 3000 bytes"),
+        "{}",
+        letters[2].detail
+    );
+    // The dead letter holds the refused document itself.
+    assert_eq!(letters[0].bytes().unwrap(), payloads[1]);
 }
 
 #[tokio::test]

@@ -82,7 +82,7 @@ fn outcomes_of(d: &PayloadDecoder, data: &[u8]) -> Vec<Result<usize, (String, St
     let mut out = Vec::new();
     decode_payload(data, d, &mut d.budget(), |o| {
         out.push(
-            o.map(|values| values.len())
+            o.map(|doc| doc.values.len())
                 .map_err(|r| (r.reason.to_string(), r.detail)),
         )
     });

@@ -28,10 +28,13 @@ use telemetry_lake::stream::event::Handled;
 use telemetry_lake::stream::event::StreamEvent;
 use telemetry_lake::stream::format::PayloadDecoder;
 use telemetry_lake::stream::sequence;
-use telemetry_lake::stream::source::{decode_record, SourceRecord};
+use telemetry_lake::stream::source::{decode_record, Refusal, SourceRecord};
 
 use telemetry_lake::device_status::config::{DeviceStatusConfig, RecordFields};
-use telemetry_lake::device_status::window_store::{ApplyReport, WindowSink, WindowStore};
+use telemetry_lake::device_status::window_store::{
+    storable, ApplyReport, Unstorable, WindowSink, WindowStore, MAX_DEVICE_BYTES, MAX_READING,
+    MIN_READING,
+};
 
 /// How a batch is read: where the fields are, the windows, and the
 /// format-aware decoder every stream consumer shares (schema and payload cap
@@ -118,18 +121,37 @@ fn aggregate_records<'e>(
                 match &values[fields.device] {
                     Value::Int64(i) => device.push_str(itoa::Buffer::new().format(*i)),
                     Value::String(s) => device.push_str(s),
-                    _ => return,
+                    _ => return Ok(()),
                 }
                 let Value::Timestamp(t) = values[fields.event_time] else {
-                    return;
+                    return Ok(());
                 };
                 for (r, &i) in readings.iter_mut().zip(&fields.metrics) {
                     *r = match values[i] {
                         Value::Int64(v) => v as f64,
                         Value::Float64(v) => v,
-                        _ => return,
+                        _ => return Ok(()),
                     };
                 }
+                let name = |i: usize| plan.decoder.schema().fields[i].name.as_str();
+                storable(&device, &readings).map_err(|bad| match bad {
+                    Unstorable::Device { bytes } => Refusal {
+                        reason: "out_of_range",
+                        detail: format!(
+                            "field `{}`: the device id is {bytes} bytes, past the windows \
+                             table's {MAX_DEVICE_BYTES}-byte key",
+                            name(fields.device)
+                        ),
+                    },
+                    Unstorable::Reading { index, value } => Refusal {
+                        reason: "out_of_range",
+                        detail: format!(
+                            "field `{}`: {value:e} is outside what the windows table can \
+                             sum (0, or magnitudes from {MIN_READING:e} to {MAX_READING:e})",
+                            name(fields.metrics[index])
+                        ),
+                    },
+                })?;
                 let ranges = reference.get(&device);
                 let status = status_of(&readings, ranges);
                 if status == Status::Unknown && !out.unknown_devices.contains(&device) {
@@ -145,6 +167,7 @@ fn aggregate_records<'e>(
                     plan.windows.starts(t),
                     &readings,
                 );
+                Ok(())
             },
         );
     }

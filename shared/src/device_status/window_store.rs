@@ -46,6 +46,44 @@ const MAX_READ_ROUNDS: usize = 5;
 /// Keys per `BatchGetItem` call (the API's limit).
 const BATCH_GET_KEYS: usize = 100;
 
+/// The largest magnitude a reading may have: DynamoDB numbers stop short of
+/// 1E+126, and a window sums its readings with room for 10^5 of them.
+pub const MAX_READING: f64 = 1e120;
+/// The smallest magnitude a reading other than 0 may have: DynamoDB numbers
+/// start at 1E-130, and an average divides a sum by the count.
+pub const MIN_READING: f64 = 1e-120;
+/// DynamoDB's largest partition key, in bytes: the device id is the key.
+pub const MAX_DEVICE_BYTES: usize = 2048;
+
+/// Why a reading cannot go to the windows table.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Unstorable {
+    /// The device id is longer than a partition key may be.
+    Device { bytes: usize },
+    /// Reading `index` cannot be summed and stored as a DynamoDB number.
+    Reading { index: usize, value: f64 },
+}
+
+/// Checks that a reading of `device` can be written: DynamoDB refuses the
+/// whole `UpdateItem` (a `ValidationException`, every time it is retried)
+/// for a key past its size or a number past its range, so such a reading
+/// is a dead letter at decode instead.
+pub fn storable(device: &str, readings: &[f64]) -> Result<(), Unstorable> {
+    if device.len() > MAX_DEVICE_BYTES {
+        return Err(Unstorable::Device {
+            bytes: device.len(),
+        });
+    }
+    for (index, &value) in readings.iter().enumerate() {
+        let magnitude = value.abs();
+        let in_range = magnitude == 0.0 || (MIN_READING..=MAX_READING).contains(&magnitude);
+        if !in_range {
+            return Err(Unstorable::Reading { index, value });
+        }
+    }
+    Ok(())
+}
+
 /// The partition key attribute of the windows table.
 pub const PK: &str = "pk";
 /// The sort key attribute of the windows table.
@@ -475,4 +513,35 @@ fn number(item: &Item, attr: &str) -> Option<f64> {
     item.get(attr)
         .and_then(|v| v.as_n().ok())
         .and_then(|v| v.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readings_and_keys_past_what_dynamodb_holds_are_unstorable() {
+        assert_eq!(storable("1", &[0.0, 95.0, -1e120, 1e-120]), Ok(()));
+        for (i, v) in [1e121, -1e300, 1e-121, f64::NAN, f64::INFINITY]
+            .into_iter()
+            .enumerate()
+        {
+            let readings = [1.0, v];
+            assert!(
+                matches!(
+                    storable("1", &readings),
+                    Err(Unstorable::Reading { index: 1, .. })
+                ),
+                "{i}: {v}"
+            );
+        }
+        let long = "d".repeat(MAX_DEVICE_BYTES + 1);
+        assert_eq!(
+            storable(&long, &[1.0]),
+            Err(Unstorable::Device {
+                bytes: MAX_DEVICE_BYTES + 1
+            })
+        );
+        assert_eq!(storable(&long[1..], &[1.0]), Ok(()));
+    }
 }

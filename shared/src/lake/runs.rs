@@ -114,7 +114,10 @@ pub fn split_records<'e>(
             decoder,
             &mut budget,
             &mut run.dead_letters,
-            |values| run.good.push(values),
+            |values| {
+                run.good.push(values);
+                Ok(())
+            },
         );
     }
     counts.good = runs.iter().map(|r| r.good.len()).sum();

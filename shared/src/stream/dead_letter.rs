@@ -10,7 +10,11 @@ use base64::Engine;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::stream::document::DocumentError;
+use crate::stream::document::{Document, DocumentError};
+
+/// What a payload gives for each of its documents: the document, or why it
+/// is a bad record.
+pub type DocumentOutcome<'b> = Result<Document<'b>, Rejection<'b>>;
 
 /// Which bytes a dead letter holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -27,6 +27,30 @@ pub enum Value<'a> {
     Timestamp(i64),
 }
 
+/// One good document of a payload: its values in schema order, its index
+/// in the payload, its bytes as the payload held them (empty when they
+/// cannot be cut out, as from a compressed Avro container block), and its
+/// sub-sequence number when it came from a KPL user record.
+#[derive(Debug, Clone)]
+pub struct Document<'b> {
+    pub index: usize,
+    pub values: Vec<Value<'b>>,
+    pub bytes: &'b [u8],
+    pub sub_sequence_number: Option<u64>,
+}
+
+impl<'b> Document<'b> {
+    /// A document of a payload's own (not from a KPL user record).
+    pub fn new(index: usize, values: Vec<Value<'b>>, bytes: &'b [u8]) -> Self {
+        Document {
+            index,
+            values,
+            bytes,
+            sub_sequence_number: None,
+        }
+    }
+}
+
 /// Why a document is a bad record.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum DocumentError {

@@ -7,8 +7,8 @@ use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
 
-use crate::stream::dead_letter::{DeadLetter, Origin, Rejection, Scope};
-use crate::stream::document::Value;
+use crate::stream::dead_letter::{DeadLetter, DocumentOutcome, Origin, Rejection, Scope};
+use crate::stream::document::{Document, Value};
 use crate::stream::format::{DecodeBudget, PayloadDecoder};
 use crate::stream::kpl;
 
@@ -40,10 +40,19 @@ pub struct Unreadable<'e> {
     pub raw: &'e [u8],
 }
 
+/// Why a consumer refuses a document the schema accepts: a value its
+/// store cannot hold (device-status's numbers and keys for DynamoDB).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The dead-letter reason.
+    pub reason: &'static str,
+    pub detail: String,
+}
+
 /// Decodes one stream record: `on_good` gets the values of each good
-/// document, and every bad one (or a payload whose base64 did not decode)
-/// becomes a dead letter naming the record. Both stream functions read their
-/// records through here.
+/// document and may refuse it, and every bad or refused one (or a payload
+/// whose base64 did not decode) becomes a dead letter naming the record and
+/// the document. Both stream functions read their records through here.
 pub fn decode_record<F>(
     rec: &SourceRecord<'_>,
     decoder: &PayloadDecoder,
@@ -51,7 +60,7 @@ pub fn decode_record<F>(
     dead_letters: &mut Vec<DeadLetter>,
     mut on_good: F,
 ) where
-    F: for<'b> FnMut(&[Value<'b>]),
+    F: for<'b> FnMut(&[Value<'b>]) -> Result<(), Refusal>,
 {
     let origin = Origin {
         stream: &rec.stream,
@@ -63,7 +72,18 @@ pub fn decode_record<F>(
     let mut reject = |r: Rejection<'_>| dead_letters.push(DeadLetter::rejected(&origin, r));
     match &rec.data {
         Ok(data) => decode_payload(data, decoder, budget, |outcome| match outcome {
-            Ok(values) => on_good(&values),
+            Ok(doc) => {
+                if let Err(refusal) = on_good(&doc.values) {
+                    reject(Rejection {
+                        index: doc.index,
+                        reason: refusal.reason,
+                        detail: refusal.detail,
+                        scope: Scope::Document,
+                        bytes: doc.bytes,
+                        sub_sequence_number: doc.sub_sequence_number,
+                    })
+                }
+            }
             Err(r) => reject(r),
         }),
         Err(unreadable) => reject(Rejection {
@@ -90,7 +110,7 @@ pub fn decode_payload<F>(
     budget: &mut DecodeBudget,
     mut on_document: F,
 ) where
-    F: for<'b> FnMut(Result<Vec<Value<'b>>, Rejection<'b>>),
+    F: for<'b> FnMut(DocumentOutcome<'b>),
 {
     if !kpl::is_aggregated(data) {
         decoder.decode_within(data, budget, on_document);
@@ -108,10 +128,16 @@ pub fn decode_payload<F>(
         Ok(aggregate) => {
             for (sub, user) in (0u64..).zip(&aggregate.records) {
                 decoder.decode_within(&user.data, budget, |outcome| {
-                    on_document(outcome.map_err(|r| Rejection {
-                        sub_sequence_number: Some(sub),
-                        ..r
-                    }))
+                    on_document(match outcome {
+                        Ok(doc) => Ok(Document {
+                            sub_sequence_number: Some(sub),
+                            ..doc
+                        }),
+                        Err(r) => Err(Rejection {
+                            sub_sequence_number: Some(sub),
+                            ..r
+                        }),
+                    })
                 });
             }
         }
@@ -206,7 +232,7 @@ mod tests {
         let mut seen = Vec::new();
         decode_payload(&aggregate, &decoder, &mut budget, |r| {
             seen.push(
-                r.map(|v| v.len())
+                r.map(|d| d.values.len())
                     .map_err(|r| (r.reason, r.detail, r.sub_sequence_number)),
             )
         });
@@ -234,7 +260,7 @@ mod tests {
         let mut seen = Vec::new();
         decode_payload(&empty, &decoder, &mut decoder.budget(), |r| {
             seen.push(
-                r.map(|v| v.len())
+                r.map(|d| d.values.len())
                     .map_err(|r| (r.reason, r.detail, r.scope)),
             )
         });

@@ -10,9 +10,11 @@ use std::borrow::Cow;
 use apache_avro::types::Value as Avro;
 
 use crate::config::schema::{Field, FieldType, Schema};
-use crate::stream::dead_letter::Rejection;
 use crate::stream::dead_letter::Scope;
-use crate::stream::document::{parse_timestamp, timestamp_in_range, DocumentError, Value};
+use crate::stream::dead_letter::{DocumentOutcome, Rejection};
+use crate::stream::document::{
+    parse_timestamp, timestamp_in_range, Document, DocumentError, Value,
+};
 
 /// The declared writer schema of Avro datums.
 #[derive(Debug, Clone)]
@@ -40,7 +42,7 @@ impl AvroWriterSchema {
     /// Decodes the datums of a payload, one after the other.
     pub(super) fn decode<F>(&self, schema: &Schema, bytes: &[u8], on_document: &mut F)
     where
-        F: for<'b> FnMut(Result<Vec<Value<'b>>, Rejection<'b>>),
+        F: for<'b> FnMut(DocumentOutcome<'b>),
     {
         let mut rest = bytes;
         let mut index = 0;
@@ -182,7 +184,7 @@ fn invalid_file<'b>(index: usize, message: String, bytes: &'b [u8]) -> Rejection
 /// blocks), and a block's record count must fit in its bytes.
 pub(super) fn decode_file<F>(schema: &Schema, bytes: &[u8], max_bytes: usize, on_document: &mut F)
 where
-    F: for<'b> FnMut(Result<Vec<Value<'b>>, Rejection<'b>>),
+    F: for<'b> FnMut(DocumentOutcome<'b>),
 {
     let Header {
         writer,
@@ -351,10 +353,10 @@ fn inflate(data: &[u8], limit: usize) -> Result<Vec<u8>, String> {
 /// dead letter holds the datum as JSON).
 fn emit<F>(schema: &Schema, index: usize, datum: &Avro, raw: &[u8], on_document: &mut F)
 where
-    F: for<'b> FnMut(Result<Vec<Value<'b>>, Rejection<'b>>),
+    F: for<'b> FnMut(DocumentOutcome<'b>),
 {
     match convert_record(schema, datum) {
-        Ok(values) => on_document(Ok(values)),
+        Ok(values) => on_document(Ok(Document::new(index, values, raw))),
         Err(e) => {
             let shown;
             let bytes = if raw.is_empty() {

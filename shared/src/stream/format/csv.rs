@@ -12,9 +12,9 @@ use std::ops::Range;
 use csv_core::ReadRecordResult;
 
 use crate::config::schema::Schema;
-use crate::stream::dead_letter::Rejection;
 use crate::stream::dead_letter::Scope;
-use crate::stream::document::{convert_text, DocumentError, Value};
+use crate::stream::dead_letter::{DocumentOutcome, Rejection};
+use crate::stream::document::{convert_text, Document, DocumentError, Value};
 
 /// How CSV payloads are written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,7 +152,7 @@ impl Rows {
 
 pub(super) fn decode<F>(options: &CsvOptions, schema: &Schema, text: &str, on_document: &mut F)
 where
-    F: for<'b> FnMut(Result<Vec<Value<'b>>, Rejection<'b>>),
+    F: for<'b> FnMut(DocumentOutcome<'b>),
 {
     let split = Rows::split(options, text);
     let rows = &split.rows;
@@ -226,7 +226,7 @@ where
             })
             .collect();
         match values {
-            Ok(values) => on_document(Ok(values)),
+            Ok(values) => on_document(Ok(Document::new(index, values, raw.as_bytes()))),
             Err(e) => on_document(Err(Rejection::document(index, &e, raw.as_bytes()))),
         }
     }

@@ -7,8 +7,8 @@ use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use crate::config::schema::Schema;
-use crate::stream::dead_letter::Rejection;
-use crate::stream::document::{convert_text, DocumentError, Value};
+use crate::stream::dead_letter::{DocumentOutcome, Rejection};
+use crate::stream::document::{convert_text, Document, DocumentError, Value};
 use crate::stream::format::text::lines;
 
 /// A compiled grok pattern.
@@ -71,7 +71,7 @@ impl GrokPattern {
     /// Matches every non-blank line of a payload.
     pub(super) fn decode<F>(&self, schema: &Schema, text: &str, on_document: &mut F)
     where
-        F: for<'b> FnMut(Result<Vec<Value<'b>>, Rejection<'b>>),
+        F: for<'b> FnMut(DocumentOutcome<'b>),
     {
         let deadline = Instant::now() + self.budget;
         for (index, line) in lines(text) {
@@ -95,7 +95,7 @@ impl GrokPattern {
                 .map(|f| convert_text(f, matches.get(&f.name).map(Cow::Borrowed)))
                 .collect();
             match values {
-                Ok(values) => on_document(Ok(values)),
+                Ok(values) => on_document(Ok(Document::new(index, values, line.as_bytes()))),
                 Err(e) => on_document(Err(Rejection::document(index, &e, line.as_bytes()))),
             }
         }

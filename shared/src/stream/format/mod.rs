@@ -18,9 +18,9 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::config::schema::Schema;
-use crate::stream::dead_letter::{Rejection, Scope};
+use crate::stream::dead_letter::{DocumentOutcome, Rejection, Scope};
 use crate::stream::decompress::{decompress, DecompressError};
-use crate::stream::document::{parse_document, DocumentError, Value};
+use crate::stream::document::{parse_document, Document, DocumentError};
 
 pub use self::avro::AvroWriterSchema;
 pub use self::csv::CsvOptions;
@@ -140,7 +140,7 @@ impl PayloadDecoder {
     /// everywhere.
     pub fn decode<F>(&self, data: &[u8], on_document: F)
     where
-        F: for<'b> FnMut(Result<Vec<Value<'b>>, Rejection<'b>>),
+        F: for<'b> FnMut(DocumentOutcome<'b>),
     {
         self.decode_within(data, &mut self.budget(), on_document)
     }
@@ -149,7 +149,7 @@ impl PayloadDecoder {
     /// the invocation's `budget`.
     pub fn decode_within<F>(&self, data: &[u8], budget: &mut DecodeBudget, mut on_document: F)
     where
-        F: for<'b> FnMut(Result<Vec<Value<'b>>, Rejection<'b>>),
+        F: for<'b> FnMut(DocumentOutcome<'b>),
     {
         let payload = |reason: &'static str, detail: String| Rejection {
             index: 0,
@@ -236,7 +236,7 @@ impl PayloadDecoder {
         match &self.format {
             Format::Json => {
                 for_each_document(text, |index, doc| match parse_document(schema, doc) {
-                    Ok(values) => on_document(Ok(values)),
+                    Ok(values) => on_document(Ok(Document::new(index, values, doc.as_bytes()))),
                     Err(e) => on_document(Err(Rejection::document(index, &e, doc.as_bytes()))),
                 })
             }
@@ -281,7 +281,7 @@ pub(crate) mod tests {
         let mut rows = Vec::new();
         let mut bad = Vec::new();
         decoder.decode(data, |r| match r {
-            Ok(values) => rows.push(format!("{values:?}")),
+            Ok(doc) => rows.push(format!("{:?}", doc.values)),
             Err(r) => bad.push((r.index, r.reason.to_string(), r.scope, r.bytes.to_vec())),
         });
         (rows, bad)
