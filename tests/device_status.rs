@@ -1163,27 +1163,14 @@ async fn a_flag_writer_that_loses_a_race_retries_with_the_next_version() {
     assert_eq!(setup.flag().await.version, 2);
 }
 
-#[tokio::test]
-async fn an_unreadable_change_flag_keeps_the_loaded_reference_data() {
-    let setup = Setup::new().await;
-    setup.put_ranges(1, RANGES).await;
-    let proxy = FaultProxy::start(moto()).await;
-    let flag_s3 = s3_client(&sdk_config(&proxy.endpoint, REGION).await);
-    let function = setup.consumer_with(moto(), 3, flag_s3).await;
-    let reading = r(1, "10:01:00", 95, 15, 6);
-    let status = |s: &device_status::BatchSummary| {
-        s.by_status
-            .keys()
-            .map(|s| s.as_str().to_string())
-            .collect::<Vec<_>>()
-    };
-    let (s, _) = function
-        .invoke(&readings_event(0, 1, &[reading]))
-        .await
-        .expect("first batch");
-    assert_eq!(status(&s), ["GREEN"]);
+/// The statuses a batch counted readings under.
+fn statuses(s: &device_status::BatchSummary) -> Vec<String> {
+    s.by_status.keys().map(|s| s.as_str().to_string()).collect()
+}
 
-    // The range changes and the flag says so, but S3 fails every GET of it.
+/// Narrows device 1's o2stats range to 90–94 in the reference table and
+/// moves the change flag, as the table's stream would.
+async fn narrow_device_1_and_move_the_flag(setup: &Setup) {
     setup
         .put_ranges(1, [(90.0, 94.0), (10.0, 20.0), (5.0, 8.0)])
         .await;
@@ -1194,6 +1181,24 @@ async fn an_unreadable_change_flag_keeps_the_loaded_reference_data() {
     }]}))
     .unwrap();
     flagger.process(&change).await.expect("flag");
+}
+
+#[tokio::test]
+async fn an_unreadable_change_flag_keeps_the_loaded_reference_data() {
+    let setup = Setup::new().await;
+    setup.put_ranges(1, RANGES).await;
+    let proxy = FaultProxy::start(moto()).await;
+    let flag_s3 = s3_client(&sdk_config(&proxy.endpoint, REGION).await);
+    let function = setup.consumer_with(moto(), 3, flag_s3).await;
+    let reading = r(1, "10:01:00", 95, 15, 6);
+    let (s, _) = function
+        .invoke(&readings_event(0, 1, &[reading]))
+        .await
+        .expect("first batch");
+    assert_eq!(statuses(&s), ["GREEN"]);
+
+    // The range changes and the flag says so, but S3 fails every GET of it.
+    narrow_device_1_and_move_the_flag(&setup).await;
     proxy.inject(Fault {
         method: "GET",
         path_contains: FLAG_KEY.to_string(),
@@ -1211,7 +1216,7 @@ async fn an_unreadable_change_flag_keeps_the_loaded_reference_data() {
         .expect("the batch goes on with the loaded data");
     assert!(proxy.injected() > 0);
     assert!(failures(&response).is_empty());
-    assert_eq!(status(&s), ["GREEN"]);
+    assert_eq!(statuses(&s), ["GREEN"]);
     assert_eq!(function.cache().loads().await, 1);
 
     // Once the flag can be read, the next batch reloads.
@@ -1220,7 +1225,7 @@ async fn an_unreadable_change_flag_keeps_the_loaded_reference_data() {
         .invoke(&readings_event(0, 3, &[reading]))
         .await
         .expect("after healing");
-    assert_eq!(status(&s), ["ORANGE"]);
+    assert_eq!(statuses(&s), ["ORANGE"]);
     assert_eq!(function.cache().loads().await, 2);
 }
 
@@ -1231,29 +1236,14 @@ async fn a_failed_reload_keeps_the_loaded_reference_data_and_the_next_batch_relo
     let proxy = FaultProxy::start(moto()).await;
     let function = setup.consumer_via(&proxy.endpoint, 1).await;
     let reading = r(1, "10:01:00", 95, 15, 6);
-    let status = |s: &device_status::BatchSummary| {
-        s.by_status
-            .keys()
-            .map(|s| s.as_str().to_string())
-            .collect::<Vec<_>>()
-    };
     let (s, _) = function
         .invoke(&readings_event(0, 1, &[reading]))
         .await
         .expect("first batch");
-    assert_eq!(status(&s), ["GREEN"]);
+    assert_eq!(statuses(&s), ["GREEN"]);
 
     // The range changes and the flag says so, but the table's Scan fails.
-    setup
-        .put_ranges(1, [(90.0, 94.0), (10.0, 20.0), (5.0, 8.0)])
-        .await;
-    let flagger = ReferenceChangeFlag::new(setup.flag_store(setup.s3.clone()));
-    let change: DynamoDbEvent = serde_json::from_value(json!({"Records": [{
-        "eventID": "1", "eventName": "MODIFY", "awsRegion": REGION,
-        "dynamodb": {"Keys": {"ventilatorid": {"N": "1"}}, "SizeBytes": 1}
-    }]}))
-    .unwrap();
-    flagger.process(&change).await.expect("flag");
+    narrow_device_1_and_move_the_flag(&setup).await;
     proxy.inject(Fault::aws_json(
         "DynamoDB_20120810.Scan",
         400,
@@ -1265,7 +1255,7 @@ async fn a_failed_reload_keeps_the_loaded_reference_data_and_the_next_batch_relo
         .expect("the batch goes on with the loaded data");
     assert!(proxy.injected() > 0);
     assert!(failures(&response).is_empty());
-    assert_eq!(status(&s), ["GREEN"]);
+    assert_eq!(statuses(&s), ["GREEN"]);
     assert_eq!(function.cache().loads().await, 1);
 
     // Once the table can be read, the next batch reloads.
@@ -1274,7 +1264,7 @@ async fn a_failed_reload_keeps_the_loaded_reference_data_and_the_next_batch_relo
         .invoke(&readings_event(0, 3, &[reading]))
         .await
         .expect("after healing");
-    assert_eq!(status(&s), ["ORANGE"]);
+    assert_eq!(statuses(&s), ["ORANGE"]);
     assert_eq!(function.cache().loads().await, 2);
 }
 

@@ -9,7 +9,7 @@ use std::future::Future;
 use anyhow::{Context, Result};
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use aws_sdk_kinesis::types::ShardIteratorType;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 
 use crate::kinesis_event::{event_json, StreamRecord};
 
@@ -113,19 +113,9 @@ impl ShardPoller {
                 let got = out.records();
                 report.records += got.len();
                 exhausted = got.is_empty();
-                self.pending.extend(got.iter().map(|r| {
-                    StreamRecord {
-                        data: r.data().as_ref().to_vec(),
-                        partition_key: r.partition_key().unwrap_or_default().to_string(),
-                        arrival: r
-                            .approximate_arrival_timestamp()
-                            .and_then(|t| {
-                                DateTime::<Utc>::from_timestamp_millis(t.to_millis().ok()?)
-                            })
-                            .unwrap_or_else(Utc::now),
-                        sequence_number: r.sequence_number().to_string(),
-                    }
-                }));
+                let now = Utc::now();
+                self.pending
+                    .extend(got.iter().map(|r| StreamRecord::from_kinesis(r, now)));
                 match out.next_shard_iterator {
                     Some(next) => self.iterator = next,
                     None => exhausted = true,

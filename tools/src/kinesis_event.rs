@@ -16,6 +16,22 @@ pub struct StreamRecord {
     pub sequence_number: String,
 }
 
+impl StreamRecord {
+    /// A record as Kinesis `GetRecords` returned it, arriving at
+    /// `no_arrival` when it carries no arrival time.
+    pub fn from_kinesis(r: &aws_sdk_kinesis::types::Record, no_arrival: DateTime<Utc>) -> Self {
+        StreamRecord {
+            data: r.data().as_ref().to_vec(),
+            partition_key: r.partition_key().unwrap_or_default().to_string(),
+            arrival: r
+                .approximate_arrival_timestamp()
+                .and_then(|t| DateTime::<Utc>::from_timestamp_millis(t.to_millis().ok()?))
+                .unwrap_or(no_arrival),
+            sequence_number: r.sequence_number().to_string(),
+        }
+    }
+}
+
 /// A realistic 56-digit Kinesis sequence number whose order follows `n`
 /// (real ones have 56 digits and do not fit in a `u64`).
 pub fn sequence_number(shard: u32, n: u64) -> String {

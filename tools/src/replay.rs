@@ -16,7 +16,7 @@
 
 use anyhow::{Context, Result};
 use aws_sdk_kinesis::types::ShardIteratorType;
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use serde_json::Value;
 
 use crate::kinesis_event::{event_json, StreamRecord};
@@ -294,15 +294,7 @@ impl Replayer {
                 if sequence_cmp(r.sequence_number(), &batch.end_sequence_number).is_gt() {
                     return Ok(records);
                 }
-                records.push(StreamRecord {
-                    data: r.data().as_ref().to_vec(),
-                    partition_key: r.partition_key().unwrap_or_default().to_string(),
-                    arrival: r
-                        .approximate_arrival_timestamp()
-                        .and_then(|t| DateTime::<Utc>::from_timestamp_millis(t.to_millis().ok()?))
-                        .unwrap_or(DateTime::UNIX_EPOCH),
-                    sequence_number: r.sequence_number().to_string(),
-                });
+                records.push(StreamRecord::from_kinesis(r, DateTime::UNIX_EPOCH));
             }
             // At the shard's current end: nothing more of the range to come.
             if out.records().is_empty() && out.millis_behind_latest().unwrap_or(0) == 0 {

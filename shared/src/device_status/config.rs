@@ -139,6 +139,7 @@ impl DeviceStatusConfig {
             DEFAULT_CHANGE_FLAG_CHECK_SECONDS,
         )?;
         let retention_days: u64 = positive(&get, RETENTION_DAYS, DEFAULT_RETENTION_DAYS)?;
+        let max_payload_bytes = positive(&get, MAX_PAYLOAD_BYTES, DEFAULT_MAX_PAYLOAD_BYTES)?;
         Ok(DeviceStatusConfig {
             reference_table: required(&get, REFERENCE_TABLE)?,
             reference_key_attribute: or(REFERENCE_KEY_ATTRIBUTE, DEFAULT_REFERENCE_KEY_ATTRIBUTE),
@@ -148,11 +149,8 @@ impl DeviceStatusConfig {
             dead_letter_bucket: required(&get, DEAD_LETTER_BUCKET)?,
             dead_letter_prefix: or(DEAD_LETTER_PREFIX, DEFAULT_DEAD_LETTER_PREFIX),
             schema,
-            max_payload_bytes: positive(&get, MAX_PAYLOAD_BYTES, DEFAULT_MAX_PAYLOAD_BYTES)?,
-            decode_budget_bytes: decode_budget_from(
-                &get,
-                positive(&get, MAX_PAYLOAD_BYTES, DEFAULT_MAX_PAYLOAD_BYTES)?,
-            )?,
+            max_payload_bytes,
+            decode_budget_bytes: decode_budget_from(&get, max_payload_bytes)?,
             format: format_from(&get)?,
             device_id_field: or(DEVICE_ID_FIELD, DEFAULT_DEVICE_ID_FIELD),
             event_time_field: or(EVENT_TIME_FIELD, DEFAULT_EVENT_TIME_FIELD),

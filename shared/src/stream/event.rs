@@ -279,20 +279,27 @@ fn kafka_timestamp(r: &KafkaRecord) -> Result<DateTime<Utc>, String> {
 }
 
 /// Gives each record without a timestamp the arrival of the nearest timed
-/// record before it in the same topic-partition, else after it.
+/// record before it in the same topic-partition, else after it: one pass
+/// forwards, one backwards over the sorted records.
 fn borrow_neighbour_arrivals(records: &mut [(SourceRecord<'_>, bool)]) {
-    let same_partition =
-        |a: &SourceRecord<'_>, b: &SourceRecord<'_>| a.stream == b.stream && a.shard == b.shard;
+    let same_partition = |records: &[(SourceRecord<'_>, bool)], a: usize, b: usize| {
+        records[a].0.stream == records[b].0.stream && records[a].0.shard == records[b].0.shard
+    };
+    let mut placed: Vec<bool> = records.iter().map(|(_, timed)| *timed).collect();
+    let mut before = None;
     for i in 0..records.len() {
         if records[i].1 {
-            continue;
+            before = Some(i);
+        } else if let Some(j) = before.filter(|&j| same_partition(records, j, i)) {
+            records[i].0.arrival = records[j].0.arrival;
+            placed[i] = true;
         }
-        let before = (0..i).rev().find(|&j| records[j].1);
-        let after = (i + 1..records.len()).find(|&j| records[j].1);
-        let neighbour = before
-            .filter(|&j| same_partition(&records[j].0, &records[i].0))
-            .or(after.filter(|&j| same_partition(&records[j].0, &records[i].0)));
-        if let Some(j) = neighbour {
+    }
+    let mut after = None;
+    for i in (0..records.len()).rev() {
+        if records[i].1 {
+            after = Some(i);
+        } else if let Some(j) = after.filter(|&j| !placed[i] && same_partition(records, j, i)) {
             records[i].0.arrival = records[j].0.arrival;
         }
     }
