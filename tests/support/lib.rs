@@ -1085,3 +1085,32 @@ pub async fn object_keys(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) ->
         .map(|o| o.key)
         .collect()
 }
+
+/// The path of a function's real binary (`functions/<name>`), built in the
+/// profile of this test binary first. `cargo test` builds only the binaries
+/// of packages that have integration tests of their own, which the function
+/// crates do not; cargo is run once per name and test process, and does
+/// nothing when the binary is fresh.
+pub fn function_binary(name: &str) -> std::path::PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let me = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/<test binary>
+    let profile_dir = me
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("a test binary under target/<profile>/deps")
+        .to_path_buf();
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == name) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", name, "--bin", name]);
+        if profile_dir.file_name().is_some_and(|p| p == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("running cargo build");
+        assert!(status.success(), "cargo build -p {name} failed: {status}");
+        built.push(name.to_string());
+    }
+    profile_dir.join(name)
+}
