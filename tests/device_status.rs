@@ -887,6 +887,75 @@ async fn values_dynamodb_refuses_are_dead_lettered_at_decode_and_the_rest_count(
     assert_eq!(letters[0].bytes().unwrap(), payloads[1]);
 }
 
+/// A record of an Avro container file has no bytes of its own to keep (its
+/// block may be deflated): a refused one is kept as the JSON of its values.
+#[tokio::test]
+async fn a_refused_container_file_record_is_kept_as_the_json_of_its_values() {
+    use apache_avro::types::Value as Avro;
+    let mut setup = Setup::new().await;
+    setup.put_ranges(1, RANGES).await;
+    setup.env.push((
+        SCHEMA,
+        "ventilatorid:int64,eventtime:timestamp,serialnumber:string,\
+         pressurecontrol:int64,o2stats:float64,minutevolume:int64,manufacturer:string"
+            .to_string(),
+    ));
+    setup.env.push(("FORMAT", "avro-ocf".to_string()));
+    let function = setup.consumer().await;
+    let writer = apache_avro::Schema::parse_str(
+        r#"{"type":"record","name":"reading","fields":[
+            {"name":"ventilatorid","type":"long"},{"name":"eventtime","type":"string"},
+            {"name":"serialnumber","type":"string"},{"name":"pressurecontrol","type":"long"},
+            {"name":"o2stats","type":"double"},{"name":"minutevolume","type":"long"},
+            {"name":"manufacturer","type":"string"}]}"#,
+    )
+    .unwrap();
+    let reading = |o2: f64| {
+        Avro::Record(vec![
+            ("ventilatorid".into(), Avro::Long(1)),
+            (
+                "eventtime".into(),
+                Avro::String("2026-11-23 10:01:00".into()),
+            ),
+            ("serialnumber".into(), Avro::String("SN-1".into())),
+            ("pressurecontrol".into(), Avro::Long(15)),
+            ("o2stats".into(), Avro::Double(o2)),
+            ("minutevolume".into(), Avro::Long(6)),
+            ("manufacturer".into(), Avro::String("Acme".into())),
+        ])
+    };
+    let mut w = apache_avro::Writer::with_codec(
+        &writer,
+        Vec::new(),
+        apache_avro::Codec::Deflate(apache_avro::DeflateSettings::default()),
+    );
+    w.append(reading(95.0)).unwrap();
+    w.append(reading(1e300)).unwrap();
+    let file = w.into_inner().unwrap();
+    let (summary, response) = function
+        .invoke(&event(0, 1, &[file]))
+        .await
+        .expect("process");
+    assert!(failures(&response).is_empty());
+    assert_eq!((summary.good, summary.bad), (1, 1));
+    assert_windows(&setup, &[(r(1, "10:01:00", 95, 15, 6), "GREEN")]).await;
+    let letters = setup.dead_letters().await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        (letters[0].reason.as_str(), letters[0].document_index),
+        ("out_of_range", 1)
+    );
+    let kept: Value = serde_json::from_slice(&letters[0].bytes().unwrap()).unwrap();
+    assert_eq!(
+        kept,
+        json!({
+            "ventilatorid": 1, "eventtime": "2026-11-23T10:01:00+00:00",
+            "serialnumber": "SN-1", "pressurecontrol": 15, "o2stats": 1e300,
+            "minutevolume": 6, "manufacturer": "Acme"
+        })
+    );
+}
+
 #[tokio::test]
 async fn a_throttled_table_yields_batch_item_failures_and_the_retry_counts_once() {
     let setup = Setup::new().await;

@@ -74,12 +74,22 @@ pub fn decode_record<F>(
         Ok(data) => decode_payload(data, decoder, budget, |outcome| match outcome {
             Ok(doc) => {
                 if let Err(refusal) = on_good(&doc.values) {
+                    // A document that cannot be cut out of its payload (a
+                    // record of a compressed container block) is kept as
+                    // the JSON of its values.
+                    let shown;
+                    let bytes = if doc.bytes.is_empty() {
+                        shown = values_json(decoder.schema(), &doc.values);
+                        shown.as_bytes()
+                    } else {
+                        doc.bytes
+                    };
                     reject(Rejection {
                         index: doc.index,
                         reason: refusal.reason,
                         detail: refusal.detail,
                         scope: Scope::Document,
-                        bytes: doc.bytes,
+                        bytes,
                         sub_sequence_number: doc.sub_sequence_number,
                     })
                 }
@@ -95,6 +105,30 @@ pub fn decode_record<F>(
             sub_sequence_number: None,
         }),
     }
+}
+
+/// A document's values as a JSON object of the declared fields, timestamps
+/// as RFC 3339 in UTC.
+fn values_json(schema: &crate::config::schema::Schema, values: &[Value<'_>]) -> String {
+    use serde_json::Value as Json;
+    let object: serde_json::Map<String, Json> = schema
+        .fields
+        .iter()
+        .zip(values)
+        .map(|(field, value)| {
+            let json = match value {
+                Value::Null => Json::Null,
+                Value::Int64(v) => Json::from(*v),
+                Value::Float64(v) => Json::from(*v),
+                Value::Boolean(v) => Json::from(*v),
+                Value::String(v) => Json::from(v.as_ref()),
+                Value::Timestamp(micros) => DateTime::<Utc>::from_timestamp_micros(*micros)
+                    .map_or(Json::from(*micros), |t| Json::from(t.to_rfc3339())),
+            };
+            (field.name.clone(), json)
+        })
+        .collect();
+    Json::Object(object).to_string()
 }
 
 /// Decodes a record's payload through the stream's format, calling

@@ -6,6 +6,7 @@
 //! `timestamp-micros` give timestamps, as do strings in the field's format.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use apache_avro::types::Value as Avro;
 
@@ -20,6 +21,7 @@ use crate::stream::document::{
 #[derive(Debug, Clone)]
 pub struct AvroWriterSchema {
     schema: apache_avro::Schema,
+    names: Names,
 }
 
 impl AvroWriterSchema {
@@ -36,7 +38,8 @@ impl AvroWriterSchema {
             return Err("the Avro schema must be a record".to_string());
         }
         check_schema(&schema)?;
-        Ok(AvroWriterSchema { schema })
+        let names = named_types(&schema);
+        Ok(AvroWriterSchema { schema, names })
     }
 
     /// Decodes the datums of a payload, one after the other.
@@ -48,17 +51,7 @@ impl AvroWriterSchema {
         let mut index = 0;
         while !rest.is_empty() {
             let before = rest;
-            // apache-avro reads a string or bytes value cut short by the end
-            // of the payload as null: a datum that no longer matches its
-            // writer schema was truncated.
-            let read = match apache_avro::from_avro_datum(&self.schema, &mut rest, None) {
-                Ok(datum) if datum.validate(&self.schema) => Ok(datum),
-                Ok(_) => Err(
-                    "the datum ends before its last field or does not match the writer schema"
-                        .to_string(),
-                ),
-                Err(e) => Err(e.to_string()),
-            };
+            let read = read_datum(&self.schema, &self.names, &mut rest);
             match read {
                 Ok(datum) => {
                     let used = &before[..before.len() - rest.len()];
@@ -159,6 +152,204 @@ fn min_encoded_size(schema: &apache_avro::Schema) -> usize {
     }
 }
 
+/// The named types of a schema (records, enums, fixed), by full name, for
+/// the `Ref`s that use them again.
+type Names = HashMap<String, apache_avro::Schema>;
+
+fn named_types(schema: &apache_avro::Schema) -> Names {
+    fn walk(schema: &apache_avro::Schema, out: &mut Names) {
+        use apache_avro::Schema as S;
+        match schema {
+            S::Record(r) => {
+                out.insert(r.name.fullname(None), schema.clone());
+                r.fields.iter().for_each(|f| walk(&f.schema, out));
+            }
+            S::Enum(e) => {
+                out.insert(e.name.fullname(None), schema.clone());
+            }
+            S::Fixed(f) => {
+                out.insert(f.name.fullname(None), schema.clone());
+            }
+            S::Array(a) => walk(&a.items, out),
+            S::Map(m) => walk(&m.types, out),
+            S::Union(u) => u.variants().iter().for_each(|v| walk(v, out)),
+            S::Decimal(d) => walk(&d.inner, out),
+            _ => {}
+        }
+    }
+    let mut out = Names::new();
+    walk(schema, &mut out);
+    out
+}
+
+/// Reads one datum of `schema` from the front of `rest`, which then starts
+/// after it. The datum's extent is found first by [`datum_len`], which
+/// allocates nothing, so that apache-avro (which reserves an array's or
+/// map's declared count before reading its items) only ever reads counts
+/// the bytes hold.
+fn read_datum(
+    schema: &apache_avro::Schema,
+    names: &Names,
+    rest: &mut &[u8],
+) -> Result<Avro, String> {
+    let len = datum_len(schema, names, rest)?;
+    let (mut datum, after) = rest.split_at(len);
+    *rest = after;
+    match apache_avro::from_avro_datum(schema, &mut datum, None) {
+        Ok(value) if value.validate(schema) => Ok(value),
+        Ok(_) => Err("the datum does not match the writer schema".to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The length of the datum of `schema` at the front of `bytes`, walking
+/// its encoding without building anything: every length and every block
+/// count must be covered by the bytes left (each item takes a byte at
+/// least, [`check_schema`]), or the datum is refused naming what it
+/// declared.
+fn datum_len(schema: &apache_avro::Schema, names: &Names, bytes: &[u8]) -> Result<usize, String> {
+    let mut walk = Walk {
+        bytes,
+        at: 0,
+        names,
+    };
+    walk.value(schema)?;
+    Ok(walk.at)
+}
+
+struct Walk<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    names: &'a Names,
+}
+
+impl Walk<'_> {
+    fn left(&self) -> usize {
+        self.bytes.len() - self.at
+    }
+
+    fn take(&mut self, n: usize, what: &str) -> Result<(), String> {
+        if n > self.left() {
+            return Err(format!(
+                "{what} of {n} bytes at byte {} runs past the datum's end ({} bytes left)",
+                self.at,
+                self.left()
+            ));
+        }
+        self.at += n;
+        Ok(())
+    }
+
+    /// A zigzag-encoded long.
+    fn long(&mut self) -> Result<i64, String> {
+        let mut value = 0u64;
+        for shift in (0..70).step_by(7) {
+            let Some(&b) = self.bytes.get(self.at) else {
+                return Err(format!(
+                    "the datum ends inside a number at byte {}",
+                    self.at
+                ));
+            };
+            self.at += 1;
+            value |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok((value >> 1) as i64 ^ -((value & 1) as i64));
+            }
+        }
+        Err(format!(
+            "a number longer than 10 bytes ends at byte {}",
+            self.at
+        ))
+    }
+
+    fn length(&mut self, what: &str) -> Result<usize, String> {
+        let at = self.at;
+        let n = self.long()?;
+        usize::try_from(n).map_err(|_| format!("{what} at byte {at} has the length {n}"))
+    }
+
+    /// The items of an array or map: blocks of a count (negative: followed
+    /// by the block's size in bytes) until a count of zero.
+    fn blocks(
+        &mut self,
+        what: &str,
+        mut item: impl FnMut(&mut Self) -> Result<(), String>,
+    ) -> Result<(), String> {
+        loop {
+            let at = self.at;
+            let count = self.long()?;
+            if count == 0 {
+                return Ok(());
+            }
+            if count < 0 {
+                self.length("a block size")?;
+            }
+            let count = count.unsigned_abs();
+            if count > self.left() as u64 {
+                return Err(format!(
+                    "{what} block at byte {at} declares {count} items in {} bytes",
+                    self.left()
+                ));
+            }
+            for _ in 0..count {
+                item(self)?;
+            }
+        }
+    }
+
+    fn value(&mut self, schema: &apache_avro::Schema) -> Result<(), String> {
+        use apache_avro::Schema as S;
+        match schema {
+            S::Null => Ok(()),
+            S::Boolean => self.take(1, "a boolean"),
+            S::Int
+            | S::Long
+            | S::Date
+            | S::TimeMillis
+            | S::TimeMicros
+            | S::TimestampMillis
+            | S::TimestampMicros
+            | S::TimestampNanos
+            | S::LocalTimestampMillis
+            | S::LocalTimestampMicros
+            | S::LocalTimestampNanos
+            | S::Enum(_) => self.long().map(drop),
+            S::Float => self.take(4, "a float"),
+            S::Double => self.take(8, "a double"),
+            S::Duration => self.take(12, "a duration"),
+            S::Fixed(f) => self.take(f.size, "a fixed"),
+            S::Bytes | S::String | S::Uuid | S::BigDecimal => {
+                let n = self.length("a string or bytes")?;
+                self.take(n, "a string or bytes")
+            }
+            S::Decimal(d) => self.value(&d.inner),
+            S::Array(a) => self.blocks("an array", |w| w.value(&a.items)),
+            S::Map(m) => self.blocks("a map", |w| {
+                let n = w.length("a map key")?;
+                w.take(n, "a map key")?;
+                w.value(&m.types)
+            }),
+            S::Union(u) => {
+                let at = self.at;
+                let branch = self.long()?;
+                let variant = usize::try_from(branch)
+                    .ok()
+                    .and_then(|b| u.variants().get(b))
+                    .ok_or_else(|| format!("the union at byte {at} has no branch {branch}"))?;
+                self.value(variant)
+            }
+            S::Record(r) => r.fields.iter().try_for_each(|f| self.value(&f.schema)),
+            S::Ref { name } => {
+                let names = self.names;
+                let named = names
+                    .get(&name.fullname(None))
+                    .ok_or_else(|| format!("the type {} is not defined", name.fullname(None)))?;
+                self.value(named)
+            }
+        }
+    }
+}
+
 /// The leading bytes of an object container file.
 const OCF_MAGIC: &[u8; 4] = b"Obj\x01";
 /// The sync marker's length.
@@ -198,6 +389,7 @@ where
             return on_document(Err(invalid_file(0, message, bytes)));
         }
     };
+    let names = named_types(&writer);
     let mut index = 0;
     let mut inflated_total = 0usize;
     while !rest.is_empty() {
@@ -236,7 +428,7 @@ where
         }
         let mut records = data;
         for _ in 0..count {
-            match apache_avro::from_avro_datum(&writer, &mut records, None) {
+            match read_datum(&writer, &names, &mut records) {
                 Ok(datum) => emit(schema, index, &datum, &[], on_document),
                 Err(e) => {
                     let message = format!("record {index}: {e}");
@@ -266,7 +458,7 @@ fn read_header(bytes: &[u8]) -> Result<Header<'_>, String> {
         types: Box::new(apache_avro::Schema::Bytes),
         attributes: Default::default(),
     });
-    let meta = apache_avro::from_avro_datum(&meta_schema, &mut rest, None)
+    let meta = read_datum(&meta_schema, &Names::new(), &mut rest)
         .map_err(|e| format!("the metadata cannot be read: {e}"))?;
     let Avro::Map(meta) = meta else {
         return Err("the metadata is not a map".into());
@@ -705,6 +897,68 @@ mod tests {
         let (reason, detail) = file_rejection(&file, 1 << 20);
         assert_eq!(reason, "invalid_avro");
         assert!(detail.contains("contains itself"), "{detail}");
+    }
+
+    #[test]
+    fn the_walk_finds_the_datum_end_apache_avro_writes_for_every_type() {
+        let schema = apache_avro::Schema::parse_str(
+            r#"{"type":"record","name":"all","fields":[
+                {"name":"b","type":"boolean"},{"name":"i","type":"int"},
+                {"name":"f","type":"float"},{"name":"d","type":"double"},
+                {"name":"s","type":"string"},{"name":"y","type":"bytes"},
+                {"name":"e","type":{"type":"enum","name":"E","symbols":["A","B"]}},
+                {"name":"x","type":{"type":"fixed","name":"F","size":3}},
+                {"name":"again","type":"F"},
+                {"name":"a","type":{"type":"array","items":{"type":"map","values":"long"}}},
+                {"name":"u","type":["null","string","E"]},
+                {"name":"t","type":{"type":"long","logicalType":"timestamp-micros"}}]}"#,
+        )
+        .unwrap();
+        let names = named_types(&schema);
+        let record = Avro::Record(vec![
+            ("b".into(), Avro::Boolean(true)),
+            ("i".into(), Avro::Int(-70_000)),
+            ("f".into(), Avro::Float(1.5)),
+            ("d".into(), Avro::Double(2.5)),
+            ("s".into(), Avro::String("héllo".into())),
+            ("y".into(), Avro::Bytes(vec![0, 1, 2])),
+            ("e".into(), Avro::Enum(1, "B".into())),
+            ("x".into(), Avro::Fixed(3, vec![7, 8, 9])),
+            ("again".into(), Avro::Fixed(3, vec![1, 2, 3])),
+            (
+                "a".into(),
+                Avro::Array(vec![
+                    Avro::Map([("k".to_string(), Avro::Long(1 << 40))].into()),
+                    Avro::Map(Default::default()),
+                ]),
+            ),
+            (
+                "u".into(),
+                Avro::Union(2, Box::new(Avro::Enum(0, "A".into()))),
+            ),
+            ("t".into(), Avro::TimestampMicros(1_700_000_000_000_000)),
+        ]);
+        let one = apache_avro::to_avro_datum(&schema, record).unwrap();
+        let two = [one.as_slice(), &one].concat();
+        assert_eq!(datum_len(&schema, &names, &two), Ok(one.len()));
+        // Every truncation is refused, none read past the end.
+        for cut in 0..one.len() {
+            assert!(datum_len(&schema, &names, &one[..cut]).is_err(), "{cut}");
+        }
+    }
+
+    #[test]
+    fn nested_array_counts_the_bytes_cannot_hold_are_refused_before_any_allocation() {
+        let mut items = r#""long""#.to_string();
+        for _ in 0..20 {
+            items = format!(r#"{{"type":"array","items":{items}}}"#);
+        }
+        let schema = apache_avro::Schema::parse_str(&items).unwrap();
+        // A million items at each of twenty levels, in 60 bytes: apache-avro
+        // alone would reserve 56 MB per level before finding the end.
+        let bytes = [0x80, 0x89, 0x7a].repeat(20);
+        let e = datum_len(&schema, &Names::new(), &bytes).unwrap_err();
+        assert!(e.contains("declares 1000000 items in 57 bytes"), "{e}");
     }
 
     #[test]
