@@ -136,9 +136,12 @@ async fn a_normal_batch_of_ten_thousand_records_lands_under_the_limit() {
 }
 
 /// One KPL aggregate of 2,500 xz user records, each inflating to almost
-/// 1 MiB of good readings (2.5 GB in all): the invocation's decode budget, a
-/// quarter of 256 MB, lets the first 64 MiB through and dead-letters the
-/// rest as `payload_too_large`, keeping their compressed bytes.
+/// 1 MiB of good readings (2.5 GB, 17 million readings in all), and a plain
+/// record after it. The documents budget (one per 512 bytes of the decode
+/// budget, a quarter of 256 MB) lets 131,072 readings through; the user
+/// record it runs out in is one dead letter naming its first reading not
+/// read, every later one (and the plain record) a dead letter too, none
+/// inflated past the bytes budget; all `payload_too_large`, their bytes kept.
 #[tokio::test]
 async fn a_kpl_aggregate_of_xz_bombs_is_cut_at_the_invocation_budget() {
     let (s3, bucket) = s3_with_bucket("memory-kpl").await;
@@ -154,22 +157,63 @@ async fn a_kpl_aggregate_of_xz_bombs_is_cut_at_the_invocation_budget() {
     let aggregate = kpl_record(&users);
     assert!(aggregate.len() < 1 << 20, "{}", aggregate.len());
     let plain = ventilator_doc(8).into_bytes();
-    let failures = f.invoke(&[aggregate, plain]);
+    let failures = f.invoke(&[aggregate, plain.clone()]);
     assert!(failures.is_empty(), "{failures:?}");
 
-    let budget = (MEMORY_MB << 20) as usize / 4;
-    let fit = budget / inflated.len();
-    assert_eq!(lake_rows(&s3, &bucket).await, fit * per_record + 1);
-    let letters = dead_letters_under(&s3, &bucket, "dead-letters/v/").await;
-    assert_eq!(letters.len(), 2_500 - fit);
+    let documents = (MEMORY_MB << 20) as usize / 4 / 512;
+    assert_eq!(lake_rows(&s3, &bucket).await, documents);
+    let whole = documents / per_record;
+    let mut letters = dead_letters_under(&s3, &bucket, "dead-letters/v/").await;
+    letters.sort_by_key(|l| (l.sequence_number.clone(), l.sub_sequence_number));
     assert!(letters.iter().all(|l| l.reason == "payload_too_large"));
-    let mut subs: Vec<u64> = letters
+    let got: Vec<(Option<u64>, usize)> = letters
         .iter()
-        .map(|l| l.sub_sequence_number.expect("a user record's position"))
+        .map(|l| (l.sub_sequence_number, l.document_index))
         .collect();
-    subs.sort_unstable();
-    assert_eq!(subs, (fit as u64..2_500).collect::<Vec<_>>());
+    let mut want = vec![(Some(whole as u64), documents - whole * per_record)];
+    want.extend((whole as u64 + 1..2_500).map(|i| (Some(i), 0)));
+    want.push((None, 0));
+    assert_eq!(got, want);
     assert_eq!(letters[0].bytes().unwrap(), xz);
+    assert_eq!(letters.last().unwrap().bytes().unwrap(), plain);
+}
+
+/// Eight xz user records of a million two-byte bad lines each: the bytes
+/// fit the decode budget, but four million dead letters of some hundred
+/// bytes would not fit the memory. The documents budget (one per 512 bytes
+/// of the 64 MiB decode budget) lets 131,072 through as dead letters, and
+/// the rest of each payload is one `payload_too_large` dead letter of the
+/// whole payload, naming the first document not read.
+#[tokio::test]
+async fn a_million_tiny_bad_lines_per_record_are_cut_at_the_documents_budget() {
+    let (s3, bucket) = s3_with_bucket("memory-lines").await;
+    let schema = ventilator_schema();
+    let mut f = Function::start(&bucket, &[(vars::SCHEMA, &schema)]);
+    let lines = "x\n".repeat(1 << 19);
+    let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 6);
+    xz.write_all(lines.as_bytes()).unwrap();
+    let xz = xz.finish().unwrap();
+    let users: Vec<&[u8]> = (0..8).map(|_| xz.as_slice()).collect();
+    let failures = f.invoke(&[kpl_record(&users)]);
+    assert!(failures.is_empty(), "{failures:?}");
+
+    let documents = (MEMORY_MB << 20) as usize / 4 / 512;
+    let letters = dead_letters_under(&s3, &bucket, "dead-letters/v/").await;
+    let mut cut: Vec<(Option<u64>, usize)> = letters
+        .iter()
+        .filter(|l| l.reason == "payload_too_large")
+        .map(|l| (l.sub_sequence_number, l.document_index))
+        .collect();
+    cut.sort_unstable();
+    let mut want = vec![(Some(0), documents)];
+    want.extend((1..8).map(|i| (Some(i), 0)));
+    assert_eq!(cut, want);
+    let bad_lines = letters
+        .iter()
+        .filter(|l| l.reason == "invalid_json")
+        .count();
+    assert_eq!(bad_lines, documents);
+    assert_eq!(letters.len(), documents + 8);
 }
 
 /// The unsigned LEB128 of Avro's zigzag encoding of `v`.

@@ -67,28 +67,56 @@ pub struct PayloadDecoder {
     invocation_budget: usize,
 }
 
-/// The decoded bytes an invocation has left to produce, over all its
-/// records and the user records of their KPL aggregates. Each payload may
-/// decompress to at most `MAX_PAYLOAD_BYTES`; this bounds their sum, so a
-/// batch of small, highly compressed records (or one aggregate of
-/// thousands) cannot inflate past the function's memory. Once it is spent,
-/// each further compressed payload is `payload_too_large`, its bytes kept
-/// in the dead letter for replay.
+/// What an invocation has left to produce, over all its records and the
+/// user records of their KPL aggregates: decoded bytes and documents.
+///
+/// Each payload may decompress to at most `MAX_PAYLOAD_BYTES`; the bytes
+/// budget bounds their sum, so a batch of small, highly compressed records
+/// (or one aggregate of thousands) cannot inflate past the function's
+/// memory. Once it is spent, each further compressed payload is
+/// `payload_too_large`, its bytes kept in the dead letter for replay.
+///
+/// The documents budget bounds what the bytes budget does not: a document
+/// costs memory beyond its bytes (a row in the column builders, or a dead
+/// letter of some hundred bytes for a two-byte bad line), so a payload of
+/// a million tiny bad lines would cost far more than its megabyte. It
+/// allows one document (good or bad) per [`BYTES_PER_DOCUMENT`] of the
+/// bytes budget. A payload whose documents run past it is read up to
+/// there; the rest of it is one `payload_too_large` dead letter of the
+/// whole payload, its `document_index` the first document not read.
 #[derive(Debug, Clone)]
 pub struct DecodeBudget {
     total: usize,
     left: usize,
+    documents_total: usize,
+    documents_left: usize,
 }
 
+/// Memory a document may cost beyond its bytes, at most, as the documents
+/// budget counts it: a dead letter held and then written as a JSON line.
+pub const BYTES_PER_DOCUMENT: usize = 512;
+
 impl DecodeBudget {
-    /// A budget of `total` bytes.
+    /// A budget of `total` bytes, and of one document per
+    /// [`BYTES_PER_DOCUMENT`] of them.
     pub fn new(total: usize) -> Self {
-        DecodeBudget { total, left: total }
+        let documents = total / BYTES_PER_DOCUMENT;
+        DecodeBudget {
+            total,
+            left: total,
+            documents_total: documents,
+            documents_left: documents,
+        }
     }
 
     /// The bytes left.
     pub fn left(&self) -> usize {
         self.left
+    }
+
+    /// The documents left.
+    pub fn documents_left(&self) -> usize {
+        self.documents_left
     }
 }
 
@@ -233,17 +261,46 @@ impl PayloadDecoder {
             ""
         };
         let schema = &self.schema;
+        // The first document past the documents budget, if any: it and the
+        // rest of the payload are not handed on.
+        let mut cut: Option<usize> = None;
+        let mut counted = |outcome: DocumentOutcome<'_>| {
+            if cut.is_some() {
+                return;
+            }
+            if budget.documents_left == 0 {
+                cut = Some(match &outcome {
+                    Ok(doc) => doc.index,
+                    Err(r) => r.index,
+                });
+                return;
+            }
+            budget.documents_left -= 1;
+            on_document(outcome);
+        };
         match &self.format {
             Format::Json => {
                 for_each_document(text, |index, doc| match parse_document(schema, doc) {
-                    Ok(values) => on_document(Ok(Document::new(index, values, doc.as_bytes()))),
-                    Err(e) => on_document(Err(Rejection::document(index, &e, doc.as_bytes()))),
+                    Ok(values) => counted(Ok(Document::new(index, values, doc.as_bytes()))),
+                    Err(e) => counted(Err(Rejection::document(index, &e, doc.as_bytes()))),
                 })
             }
-            Format::Csv(options) => csv::decode(options, schema, text, &mut on_document),
-            Format::Grok(pattern) => pattern.decode(schema, text, &mut on_document),
-            Format::AvroDatum(writer) => writer.decode(schema, &bytes, &mut on_document),
-            Format::AvroFile => avro::decode_file(schema, &bytes, limit, &mut on_document),
+            Format::Csv(options) => csv::decode(options, schema, text, &mut counted),
+            Format::Grok(pattern) => pattern.decode(schema, text, &mut counted),
+            Format::AvroDatum(writer) => writer.decode(schema, &bytes, &mut counted),
+            Format::AvroFile => avro::decode_file(schema, &bytes, limit, &mut counted),
+        }
+        if let Some(index) = cut {
+            let detail = format!(
+                "the invocation's budget of {} documents (one per {BYTES_PER_DOCUMENT} bytes of \
+                 its decode budget) is spent: documents from {index} of this payload are not \
+                 read",
+                budget.documents_total
+            );
+            on_document(Err(Rejection {
+                index,
+                ..payload("payload_too_large", detail)
+            }));
         }
     }
 }
@@ -285,6 +342,37 @@ pub(crate) mod tests {
             Err(r) => bad.push((r.index, r.reason.to_string(), r.scope, r.bytes.to_vec())),
         });
         (rows, bad)
+    }
+
+    #[test]
+    fn documents_past_the_invocations_budget_are_one_dead_letter_of_the_rest_of_the_payload() {
+        let d = PayloadDecoder::new(
+            Format::Csv(csv::CsvOptions::default()),
+            Schema::parse("a:int64").unwrap(),
+            1 << 20,
+        )
+        .with_invocation_budget(3 * BYTES_PER_DOCUMENT);
+        let mut budget = d.budget();
+        assert_eq!(budget.documents_left(), 3);
+        let mut seen = Vec::new();
+        for payload in ["1\nx\n3\n4\n5\n".as_bytes(), b"6\n"] {
+            d.decode_within(payload, &mut budget, |r| match r {
+                Ok(doc) => seen.push((doc.index, "row".to_string(), Scope::Document, 0)),
+                Err(r) => seen.push((r.index, r.reason.to_string(), r.scope, r.bytes.len())),
+            });
+        }
+        assert_eq!(
+            seen,
+            vec![
+                (0, "row".into(), Scope::Document, 0),
+                (1, "wrong_type".into(), Scope::Document, 1),
+                (2, "row".into(), Scope::Document, 0),
+                // The whole payload, for replay from document 3.
+                (3, "payload_too_large".into(), Scope::Payload, 10),
+                (0, "payload_too_large".into(), Scope::Payload, 2),
+            ]
+        );
+        assert_eq!(d.budget().documents_left(), 3);
     }
 
     #[test]
