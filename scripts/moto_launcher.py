@@ -27,9 +27,10 @@
   same as POSTing {"stepfunctions": {"execute_state_machine": true}} to
   /moto-api/config), done over HTTP once the server answers.
 
-It also patches, at run time, three moto 5.2.5 gaps the suite runs into (see
-`patch_sync_task_callback`, `patch_execution_output_dates` and
-`patch_dynamodb_item_atomicity`); it never edits the installed package.
+It also patches, at run time, four moto 5.2.5 gaps the suite runs into (see
+`patch_sync_task_callback`, `patch_execution_output_dates`,
+`patch_dynamodb_item_atomicity` and `patch_s3_put_ordering`); it never edits
+the installed package.
 """
 
 import argparse
@@ -201,6 +202,50 @@ def patch_dynamodb_item_atomicity() -> None:
         setattr(DynamoDBBackend, name, functools.wraps(original)(locked))
 
 
+RECEIVED_AT_HEADER = "x-moto-launcher-received-at-ns"
+
+
+def patch_s3_put_ordering() -> None:
+    """Orders S3 PutObjects racing on one key as S3 does: latest timestamp wins.
+
+    S3 keeps, of two PUTs to one key, the one with the latest timestamp
+    (the time S3 received it), however long each takes to apply; moto 5.2.5
+    keeps the last to finish. The tests' fault proxy can stamp a request
+    with the time it received it (`x-moto-launcher-received-at-ns`, then
+    hold it to play a write S3 received and applied late). A stamped PUT
+    older than the last stamped PUT to its key answers 200, as S3 answers a
+    superseded write, and stores nothing. Requests without the stamp (every
+    test but the delayed-write ones) are untouched. Fails loudly when the
+    method is gone.
+    """
+    import hashlib
+
+    from moto.s3.responses import S3Response
+
+    original = S3Response.__dict__.get("put_object")
+    if original is None:
+        raise SystemExit(
+            "moto_launcher: cannot patch S3Response.put_object: not found. "
+            "Review patch_s3_put_ordering in scripts/moto_launcher.py for this moto version."
+        )
+    latest: dict = {}
+    lock = threading.Lock()
+
+    def put_object(self):
+        stamp = self.headers.get(RECEIVED_AT_HEADER)
+        if stamp is None or self.headers.get("x-amz-copy-source"):
+            return original(self)
+        key = (self.bucket_name, self.parse_key_name())
+        with lock:
+            if int(stamp) < latest.get(key, -1):
+                etag = hashlib.md5(self.body or b"").hexdigest()
+                return 200, {"ETag": f'"{etag}"'}, b""
+            latest[key] = int(stamp)
+            return original(self)
+
+    S3Response.put_object = functools.wraps(original)(put_object)
+
+
 class _Stop(Exception):
     """Raised in the main thread by the SIGTERM / SIGINT handler."""
 
@@ -256,6 +301,7 @@ def main() -> None:
     patch_sync_task_callback()
     patch_execution_output_dates()
     patch_dynamodb_item_atomicity()
+    patch_s3_put_ordering()
 
     # The same server moto.server.ThreadedMotoServer builds (it does accept
     # port 0), but made here in the main thread: when the bind fails, werkzeug

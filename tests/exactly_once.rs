@@ -766,3 +766,76 @@ async fn a_failed_range_is_replayed_only_into_the_function_that_failed_it_and_tw
     let ids = lake_i64_column(&s3, &bucket, "raw/v", 0).await;
     assert_eq!(ids, vec![id(0, 2), id(0, 3), id(0, 4)]);
 }
+
+/// A PUT that times out, is held in the network and reaches S3 after the
+/// bisected retry has rewritten its key (write concurrency 4): S3 keeps, of
+/// two writes racing on one key, the one it received last, so the retry's
+/// object stands and every record is in the lake once. Ten records, seven
+/// arriving in hour 10 and three in hour 11 (two objects); the first
+/// invocation's hour-10 PUT is held 3 s and the invocation fails (as on a
+/// timeout), Lambda bisects, and both halves are written before the held
+/// PUT lands. Moto keeps the last write to finish, so the fault proxy
+/// stamps each request with its receipt time and `moto_launcher.py` applies
+/// S3's rule (without it, records 5 and 6 would be in the lake twice: once
+/// in the late whole-run object, once in the second half's).
+#[tokio::test]
+async fn a_timed_out_put_landing_after_the_bisected_retry_leaves_every_record_once() {
+    let direct = s3_client(&sdk_config(moto(), REGION).await);
+    let bucket = unique("late-put");
+    direct
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("bucket");
+    let proxy = FaultProxy::start(moto()).await;
+    proxy.stamp_receipt_times();
+    let first_key = format!(
+        "ingest_hour=10/telemetry.shardId-000000000000.{}.",
+        sequence_number(0, 0)
+    );
+    let held = std::time::Duration::from_secs(3);
+    proxy.inject(
+        Fault::s3_error("PUT", &first_key, 0, "")
+            .times(1)
+            .delay(held),
+    );
+    let sdk = sdk_config_with(&proxy.endpoint, 1, std::time::Duration::from_millis(300)).await;
+    let config = StreamConfig {
+        write_concurrency: 4,
+        ..integration_tests::stream_config(&bucket)
+    };
+    let f = KinesisToParquet::new(config, S3Sink::new(s3_client(&sdk), &bucket));
+    let recs: Vec<Rec> = (0..10)
+        .map(|i| Rec {
+            good: true,
+            late_hour: i >= 7,
+        })
+        .collect();
+    let invoke = |range: std::ops::Range<usize>| {
+        let event = event(0, &recs, range, |s, i| payload(s, i, true, id(s, i), 95));
+        let f = &f;
+        async move { f.invoke(&event).await.expect("invoked").1 }
+    };
+    let started = std::time::Instant::now();
+    let whole = invoke(0..10).await;
+    assert_eq!(
+        integration_tests::failures(&whole),
+        vec![sequence_number(0, 0)],
+        "the held PUT timed out"
+    );
+    // Lambda bisects the failed batch; both halves land.
+    for half in [0..5, 5..10] {
+        let response = invoke(half).await;
+        assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    }
+    assert!(
+        started.elapsed() < held,
+        "the retry finished before the held PUT landed"
+    );
+    assert_eq!(proxy.injected(), 1);
+    // The held PUT reaches moto now.
+    tokio::time::sleep(held).await;
+    let ids = lake_i64_column(&direct, &bucket, "raw/v/", 0).await;
+    assert_eq!(counts(ids), (0..10).map(|i| (id(0, i), 1)).collect());
+}

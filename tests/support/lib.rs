@@ -309,7 +309,13 @@ pub struct FaultProxy {
     pub endpoint: String,
     rules: Arc<Mutex<Vec<Rule>>>,
     injected: Arc<AtomicU64>,
+    stamp: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// The header in which a stamping [`FaultProxy`] gives moto the time it
+/// received a request (nanoseconds since the epoch); `moto_launcher.py`
+/// orders S3 `PutObject`s to one key by it, as S3 orders racing writers.
+pub const RECEIVED_AT_HEADER: &str = "x-moto-launcher-received-at-ns";
 
 impl FaultProxy {
     /// Starts a proxy forwarding to `upstream` on a free loopback port.
@@ -322,8 +328,22 @@ impl FaultProxy {
         let injected = Arc::new(AtomicU64::new(0));
         let client = proxy::upstream_client();
         let upstream = upstream.trim_end_matches('/').to_string();
-        let (f, n) = (Arc::clone(&rules), Arc::clone(&injected));
-        tokio::spawn(proxy::serve_or_drop(listener, move |req| {
+        let stamp: Arc<std::sync::atomic::AtomicBool> = Arc::default();
+        let (f, n, st) = (
+            Arc::clone(&rules),
+            Arc::clone(&injected),
+            Arc::clone(&stamp),
+        );
+        tokio::spawn(proxy::serve_or_drop(listener, move |mut req| {
+            if st.load(Ordering::Relaxed) {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos();
+                if let Ok(v) = now.to_string().parse() {
+                    req.headers_mut().insert(RECEIVED_AT_HEADER, v);
+                }
+            }
             respond(
                 req,
                 client.clone(),
@@ -336,7 +356,19 @@ impl FaultProxy {
             endpoint,
             rules,
             injected,
+            stamp,
         }
+    }
+
+    /// Stamps every request with the time the proxy received it, and
+    /// forwards a delayed one even when its client has given up, so that a
+    /// delayed S3 `PutObject` reaches moto as one S3 received then and
+    /// applied late: S3 keeps, of the writes racing on one key, the one
+    /// with the latest timestamp, where moto keeps the last to finish.
+    /// (Without stamping, a held request whose client closed the connection
+    /// is dropped with it.)
+    pub fn stamp_receipt_times(&self) {
+        self.stamp.store(true, Ordering::Relaxed);
     }
 
     /// Adds a fault (a [`Fault`] answers with its error; a [`Rule`] may
@@ -381,6 +413,18 @@ async fn respond(
     injected.fetch_add(1, Ordering::Relaxed);
     match action {
         Action::Drop => return None,
+        Action::Delay(d) if req.header(RECEIVED_AT_HEADER).is_some() => {
+            // A stamping proxy forwards a held request by a task of its own:
+            // a client that gives up and closes the connection drops this
+            // handler, but not the request already sent, which reaches moto
+            // late, as a request S3 had received still applies after its
+            // client timed out.
+            let late = tokio::spawn(async move {
+                tokio::time::sleep(d).await;
+                proxy::forward(&client, &upstream, req).await
+            });
+            return late.await.ok();
+        }
         Action::Delay(d) => {
             tokio::time::sleep(d).await;
             return Some(proxy::forward(&client, &upstream, req).await);
