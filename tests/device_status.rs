@@ -617,6 +617,7 @@ async fn a_window_written_since_it_was_read_is_read_again() {
             body: json!({"Responses": {setup.windows_table.clone(): []}, "UnprocessedKeys": {}})
                 .to_string(),
             times: None,
+            request_body_contains: None,
         }
         .times(1),
     );
@@ -956,6 +957,69 @@ async fn a_refused_container_file_record_is_kept_as_the_json_of_its_values() {
     );
 }
 
+/// A reading the table refuses as invalid in spite of the decode checks (a
+/// `ValidationException`, injected here for every update that carries it):
+/// not retried, it is a dead letter of its own and counts nowhere, the
+/// readings beside it in the same windows count, and a retry of the batch
+/// neither counts nor dead-letters anything again.
+#[tokio::test]
+async fn a_reading_the_table_refuses_is_a_dead_letter_and_its_neighbours_count() {
+    let setup = Setup::new().await;
+    setup.put_ranges(1, RANGES).await;
+    let proxy = FaultProxy::start(moto()).await;
+    // Every update whose sums hold the reading of 7e15.
+    proxy.inject(
+        Fault::aws_json("DynamoDB_20120810.UpdateItem", 400, "ValidationException")
+            .body_contains("70000000000"),
+    );
+    let function = setup.consumer_via(&proxy.endpoint, 3).await;
+    let good = [
+        (r(1, "10:01:00", 95, 15, 6), "GREEN"),
+        (r(1, "10:02:00", 96, 15, 6), "GREEN"),
+    ];
+    let payloads = vec![
+        good[0].0.doc().to_string().into_bytes(),
+        r(1, "10:01:30", 7_000_000_000_000_000, 15, 6)
+            .doc()
+            .to_string()
+            .into_bytes(),
+        good[1].0.doc().to_string().into_bytes(),
+    ];
+    for attempt in 0..2 {
+        let (summary, response) = function
+            .invoke(&event(0, 1, &payloads))
+            .await
+            .expect("process");
+        assert!(failures(&response).is_empty(), "attempt {attempt}");
+        assert!(summary.windows.failed.is_empty(), "{:?}", summary.windows);
+        // Refused once, in each of its windows; the retry leaves it out.
+        assert_eq!(
+            summary.windows.refused.len(),
+            1 - attempt,
+            "{:?}",
+            summary.windows
+        );
+        assert_windows(&setup, &good).await;
+        let letters = setup.dead_letters().await;
+        assert_eq!(letters.len(), 1, "attempt {attempt}: {letters:?}");
+        assert_eq!(
+            (
+                letters[0].sequence_number.as_str(),
+                letters[0].reason.as_str(),
+                letters[0].document_index
+            ),
+            (sequence_number(0, 2).as_str(), "window_store_refused", 0)
+        );
+        assert!(
+            letters[0].detail.contains("ValidationException"),
+            "{}",
+            letters[0].detail
+        );
+        assert_eq!(letters[0].bytes().unwrap(), payloads[1]);
+    }
+    assert!(proxy.injected() > 0);
+}
+
 #[tokio::test]
 async fn a_throttled_table_yields_batch_item_failures_and_the_retry_counts_once() {
     let setup = Setup::new().await;
@@ -1278,6 +1342,7 @@ async fn an_unreadable_change_flag_keeps_the_loaded_reference_data() {
                <Message>We encountered an internal error.</Message></Error>"
             .to_string(),
         times: None,
+        request_body_contains: None,
     });
     let (s, response) = function
         .invoke(&readings_event(0, 2, &[reading]))

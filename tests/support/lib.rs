@@ -70,6 +70,8 @@ pub struct Fault {
     pub content_type: &'static str,
     pub body: String,
     pub times: Option<usize>,
+    /// Only requests whose body contains this.
+    pub request_body_contains: Option<String>,
 }
 
 impl Fault {
@@ -93,6 +95,7 @@ impl Fault {
             content_type: "application/xml",
             body: body.to_string(),
             times: None,
+            request_body_contains: None,
         }
     }
 
@@ -111,6 +114,7 @@ impl Fault {
                  <Message>injected {code}</Message><RequestId>fault</RequestId></Error>"
             ),
             times: None,
+            request_body_contains: None,
         }
     }
 
@@ -137,6 +141,7 @@ impl Fault {
             })
             .to_string(),
             times: None,
+            request_body_contains: None,
         }
     }
 
@@ -162,6 +167,12 @@ impl Fault {
             "InternalServerError"
         };
         Self::aws_json(target, status, kind)
+    }
+
+    /// Matches only requests whose body contains `needle`.
+    pub fn body_contains(mut self, needle: &str) -> Self {
+        self.request_body_contains = Some(needle.to_string());
+        self
     }
 
     /// Fails only the first `n` matching requests.
@@ -267,14 +278,17 @@ impl Rule {
         self.when(When::FirstAttempt)
     }
 
-    /// Whether the request matches the fault's method, path and target.
-    fn matches(&self, method: &str, path: &str, target: &str) -> bool {
+    /// Whether the request matches the fault's method, path, target and body.
+    fn matches(&self, method: &str, path: &str, target: &str, body: &[u8]) -> bool {
         let f = &self.fault;
         (f.method == "*" || f.method == method)
             && path.contains(&f.path_contains)
             && f.target
                 .as_ref()
                 .is_none_or(|t| target.contains(t.as_str()))
+            && f.request_body_contains
+                .as_ref()
+                .is_none_or(|needle| body.windows(needle.len()).any(|w| w == needle.as_bytes()))
     }
 
     /// Counts a matching call and tells whether this one is hit; `attempt`
@@ -404,7 +418,7 @@ async fn respond(
         let mut rules = rules.lock().expect("faults lock");
         rules
             .iter_mut()
-            .filter(|r| r.matches(&method, &decoded, &target))
+            .filter(|r| r.matches(&method, &decoded, &target, &req.body))
             .find_map(|r| r.hit(attempt).then(|| (r.fault.clone(), r.action)))
     };
     let Some((f, action)) = hit else {

@@ -21,7 +21,7 @@ use telemetry_lake::device_status::status::{status_of, Status};
 use telemetry_lake::device_status::windows::{BatchWindows, WindowSpec};
 use telemetry_lake::lake::keys::{object_key, IngestHour, StreamPosition};
 use telemetry_lake::lake::writer::{s3_client, ObjectSink, S3Sink, DEAD_LETTER_EXTENSION};
-use telemetry_lake::stream::dead_letter::{to_json_lines, DeadLetter};
+use telemetry_lake::stream::dead_letter::{to_json_lines, DeadLetter, Origin, Rejection, Scope};
 use telemetry_lake::stream::document::Value;
 use telemetry_lake::stream::event::kafka_records;
 use telemetry_lake::stream::event::Handled;
@@ -75,13 +75,16 @@ struct Aggregated {
     pub by_status: BTreeMap<Status, usize>,
     /// Devices without reference ranges.
     pub unknown_devices: BTreeSet<String>,
+    /// Where each good document came from, by its number in `windows`:
+    /// (record in the batch, document in the record, KPL sub-sequence).
+    pub sources: Vec<(u32, u32, Option<u64>)>,
 }
 
 /// Decodes, validates, joins and aggregates records of any source (Kinesis,
 /// or Kafka where the window watermarks are kept per topic and partition
 /// and offsets play the sequence numbers).
-fn aggregate_records<'e>(
-    records: impl IntoIterator<Item = SourceRecord<'e>>,
+fn aggregate_records(
+    records: &[SourceRecord<'_>],
     plan: &BatchPlan,
     reference: &ReferenceData,
 ) -> Aggregated {
@@ -94,11 +97,12 @@ fn aggregate_records<'e>(
         good: 0,
         by_status: BTreeMap::new(),
         unknown_devices: BTreeSet::new(),
+        sources: Vec::new(),
     };
     let mut readings = vec![0.0; fields.metrics.len()];
     let mut device = String::new();
     let mut window_shard = String::new();
-    for rec in records {
+    for (at, rec) in records.iter().enumerate() {
         out.records += 1;
         let (stream, shard, position) = (&*rec.stream, &*rec.shard, &*rec.position);
         window_shard.clear();
@@ -110,11 +114,12 @@ fn aggregate_records<'e>(
             None => window_shard.push_str(shard),
         }
         decode_record(
-            &rec,
+            rec,
             &plan.decoder,
             &mut budget,
             &mut out.dead_letters,
-            |values| {
+            |doc| {
+                let values = &doc.values;
                 // The configuration checked these fields are required and typed,
                 // so a parsed record always has them.
                 device.clear();
@@ -159,7 +164,7 @@ fn aggregate_records<'e>(
                 }
                 *out.by_status.entry(status).or_default() += 1;
                 out.good += 1;
-                out.windows.add(
+                let number = out.windows.add(
                     &window_shard,
                     position,
                     &device,
@@ -167,6 +172,9 @@ fn aggregate_records<'e>(
                     plan.windows.starts(t),
                     &readings,
                 );
+                debug_assert_eq!(number as usize, out.sources.len());
+                out.sources
+                    .push((at as u32, doc.index as u32, doc.sub_sequence_number));
                 Ok(())
             },
         );
@@ -313,7 +321,8 @@ impl<S: ObjectSink, W: WindowSink, R: ReferenceSource> DeviceStatus<S, W, R> {
     ) -> Result<BatchSummary, DeviceStatusError> {
         let started = Instant::now();
         let reference = self.reference.current().await?;
-        let agg = aggregate_records(records, &self.plan, &reference);
+        let records: Vec<SourceRecord<'e>> = records.into_iter().collect();
+        let mut agg = aggregate_records(&records, &self.plan, &reference);
         if !agg.unknown_devices.is_empty() {
             let sample: Vec<&str> = agg
                 .unknown_devices
@@ -331,6 +340,44 @@ impl<S: ObjectSink, W: WindowSink, R: ReferenceSource> DeviceStatus<S, W, R> {
         let report = self.windows.apply(&agg.windows).await;
         for (key, error) in &report.failed {
             tracing::error!(device = %key.device, window_start = key.start, error = %error, "window not written; the batch will be retried");
+        }
+        for (number, why) in &report.refused {
+            let Some(&(at, document, sub_sequence_number)) = agg.sources.get(*number as usize)
+            else {
+                continue;
+            };
+            let rec = &records[at as usize];
+            let origin = Origin {
+                stream: &rec.stream,
+                shard: &rec.shard,
+                sequence_number: &rec.position,
+                arrival: rec.arrival,
+                kafka: rec.kafka,
+            };
+            let bytes: &[u8] = match &rec.data {
+                Ok(data) => data,
+                Err(unreadable) => unreadable.raw,
+            };
+            agg.good -= 1;
+            agg.dead_letters.push(DeadLetter::rejected(
+                &origin,
+                Rejection {
+                    index: document as usize,
+                    reason: "window_store_refused",
+                    detail: format!("the windows table refused the reading: {why}"),
+                    scope: Scope::Document,
+                    bytes,
+                    sub_sequence_number,
+                },
+            ));
+        }
+        if !report.refused.is_empty() {
+            // Each shard's dead-letter object is keyed by its first letter.
+            agg.dead_letters.sort_by(|a, b| {
+                (&a.stream, &a.shard)
+                    .cmp(&(&b.stream, &b.shard))
+                    .then_with(|| sequence::compare(&a.sequence_number, &b.sequence_number))
+            });
         }
         let mut retry_from = report.retry_from.clone();
         let bad = agg.dead_letters.len();

@@ -23,6 +23,13 @@
 //! batch, an overlapping retry) wrote the item in between; the item is then
 //! read again and the contribution recomputed, a bounded number of times.
 //!
+//! A write DynamoDB refuses as invalid (`ValidationException`: a number or
+//! a key past what it holds that the decode checks did not foresee) is
+//! never retried: the item's records are applied one by one, each refused
+//! one is reported (device-status dead-letters it) and the watermark moved
+//! past it, so neither this batch nor a retry of it tries it again, and the
+//! item's other records count.
+//!
 //! The watermark relies on the records of a shard reaching the function in
 //! order, one batch at a time: `ParallelizationFactor: 1` on the event source
 //! mapping. With a higher factor, batches of one shard run concurrently and
@@ -35,6 +42,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::device_status::status::Status;
 use crate::device_status::windows::{iso, BatchWindows, Contribution, WindowKey};
 use crate::stream::sequence;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use aws_smithy_types::error::display::DisplayErrorContext;
 use futures::stream::{self, StreamExt};
@@ -150,12 +158,24 @@ pub struct ApplyReport {
     /// The smallest sequence number among the records of the failed items:
     /// every record before it had all its windows applied.
     pub retry_from: Option<String>,
+    /// Records whose write the table refused as invalid, by record number
+    /// ([`BatchWindows::add`]), with the table's words: counted nowhere,
+    /// never retried.
+    pub refused: Vec<(u32, String)>,
 }
 
 enum Outcome {
     Written,
     AlreadyApplied,
     Failed(String),
+    /// Written one record at a time, but for the records refused.
+    Isolated(Vec<(u32, String)>),
+}
+
+/// Whether DynamoDB refused a request as invalid: the same request fails
+/// the same way every time.
+fn is_invalid<E: ProvideErrorMetadata>(e: &aws_sdk_dynamodb::error::SdkError<E>) -> bool {
+    e.code() == Some("ValidationException")
 }
 
 impl WindowStore {
@@ -193,6 +213,10 @@ impl WindowStore {
             match outcome {
                 Outcome::Written => report.written += 1,
                 Outcome::AlreadyApplied => report.already_applied += 1,
+                Outcome::Isolated(refused) => {
+                    report.written += 1;
+                    report.refused.extend(refused);
+                }
                 Outcome::Failed(e) => {
                     for first in statuses.iter().filter_map(|k| batch.first_sequence(k)) {
                         let earlier = report
@@ -208,6 +232,9 @@ impl WindowStore {
             }
         }
         report.failed.sort_by(|a, b| a.0.cmp(&b.0));
+        // A record refused in each of its windows is one refusal.
+        report.refused.sort_unstable_by_key(|(record, _)| *record);
+        report.refused.dedup_by_key(|(record, _)| *record);
         report
     }
 
@@ -338,6 +365,10 @@ impl WindowStore {
                         Err(e) => return Outcome::Failed(e),
                     }
                 }
+                Err(e) if is_invalid(&e) => {
+                    tracing::warn!(pk = %key.device, sk = %iso(key.start), error = %DisplayErrorContext(&e), "the table refused the window item's update; applying its records one by one");
+                    return self.apply_one_by_one(batch, key, statuses).await;
+                }
                 Err(e) => {
                     return Outcome::Failed(format!(
                         "could not update {} {}/{}: {}",
@@ -355,6 +386,111 @@ impl WindowStore {
             key.device,
             iso(key.start)
         ))
+    }
+
+    /// Applies the records of an item one at a time, in shard and sequence
+    /// order, after the table refused them together: a record refused on
+    /// its own is reported, and the watermark is moved past it (a write of
+    /// the watermark alone), so that nothing tries it again.
+    async fn apply_one_by_one(
+        &self,
+        batch: &BatchWindows,
+        key: &ItemKey,
+        statuses: &[&WindowKey],
+    ) -> Outcome {
+        let mut current = match self.read_one(key).await {
+            Ok(item) => item,
+            Err(e) => return Outcome::Failed(e),
+        };
+        let mut refused = Vec::new();
+        for record in batch.records_of_windows(statuses) {
+            let (shard, sequence_number) = batch.record(record);
+            let mut refusal: Option<String> = None;
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                if attempts > MAX_CONDITION_ATTEMPTS {
+                    return Outcome::Failed(format!(
+                        "{} {}/{} kept changing under {MAX_CONDITION_ATTEMPTS} conditional writes",
+                        self.table,
+                        key.device,
+                        iso(key.start)
+                    ));
+                }
+                let item = current.as_ref();
+                let held = item.and_then(|i| text(i, &watermark_attribute(shard)));
+                if !sequence::is_after(sequence_number, held) {
+                    break;
+                }
+                let contributions: Vec<(Status, Contribution)> = match &refusal {
+                    // The watermark alone, past the refused record.
+                    Some(_) => vec![(
+                        statuses[0].status,
+                        Contribution {
+                            count: 0,
+                            sums: vec![0.0; self.metrics.len()],
+                            watermarks: vec![(shard.to_string(), sequence_number.to_string())],
+                        },
+                    )],
+                    None => statuses
+                        .iter()
+                        .map(|w| {
+                            let c = batch.contribution_of_record(w, record, |s| {
+                                item.and_then(|i| text(i, &watermark_attribute(s)))
+                            });
+                            (w.status, c)
+                        })
+                        .filter(|(_, c)| c.count > 0)
+                        .collect(),
+                };
+                let update = self.update(key, item, &contributions);
+                let result = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(item_key(key)))
+                    .update_expression(update.expression)
+                    .condition_expression(update.condition)
+                    .set_expression_attribute_names(Some(update.names))
+                    .set_expression_attribute_values(Some(update.values))
+                    .send()
+                    .await;
+                let conflict = match result {
+                    Ok(_) => false,
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+                    {
+                        true
+                    }
+                    Err(e) if refusal.is_none() && is_invalid(&e) => {
+                        refusal = Some(DisplayErrorContext(&e).to_string());
+                        continue;
+                    }
+                    Err(e) => {
+                        return Outcome::Failed(format!(
+                            "could not update {} {}/{}: {}",
+                            self.table,
+                            key.device,
+                            iso(key.start),
+                            DisplayErrorContext(&e)
+                        ))
+                    }
+                };
+                match self.read_one(key).await {
+                    Ok(item) => current = item,
+                    Err(e) => return Outcome::Failed(e),
+                }
+                if !conflict {
+                    break;
+                }
+            }
+            if let Some(why) = refusal {
+                tracing::warn!(pk = %key.device, sk = %iso(key.start), shard, sequence_number, error = %why, "the table refused a reading; it counts nowhere");
+                refused.push((record, why));
+            }
+        }
+        Outcome::Isolated(refused)
     }
 
     /// The conditional update that adds each status's `contributions` to
@@ -390,6 +526,16 @@ impl WindowStore {
         let mut total = 0;
         let mut watermarks: Vec<(&str, &str)> = Vec::new();
         for (status, contribution) in contributions {
+            if contribution.count == 0 {
+                // A watermark moved past a refused record: nothing to add.
+                watermarks.extend(
+                    contribution
+                        .watermarks
+                        .iter()
+                        .map(|(s, q)| (s.as_str(), q.as_str())),
+                );
+                continue;
+            }
             let status_count = count_attribute(*status);
             let old_count = item.and_then(|i| number(i, &status_count)).unwrap_or(0.0);
             let new_count = old_count + contribution.count as f64;

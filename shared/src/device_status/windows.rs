@@ -165,7 +165,8 @@ impl BatchWindows {
     }
 
     /// Adds one good document: its readings go to the window of `device` in
-    /// `status` at each of `starts`.
+    /// `status` at each of `starts`. Returns the record's number: the
+    /// documents are numbered 0, 1, ... in the order added.
     pub fn add(
         &mut self,
         shard: &str,
@@ -174,7 +175,7 @@ impl BatchWindows {
         status: Status,
         starts: impl Iterator<Item = i64>,
         readings: &[f64],
-    ) {
+    ) -> u32 {
         debug_assert_eq!(readings.len(), self.metrics);
         // A reading added after the windows were read: group them again.
         self.grouped.take();
@@ -216,6 +217,7 @@ impl BatchWindows {
             }
             self.members.push((window, index));
         }
+        index
     }
 
     /// How many windows the batch touches.
@@ -266,6 +268,52 @@ impl BatchWindows {
         key: &WindowKey,
         watermark: impl Fn(&str) -> Option<&'w str>,
     ) -> Contribution {
+        self.contribution_where(key, watermark, |_| true)
+    }
+
+    /// As [`BatchWindows::contribution`], of record `record` alone (nothing
+    /// when the window does not receive it).
+    pub fn contribution_of_record<'w>(
+        &self,
+        key: &WindowKey,
+        record: u32,
+        watermark: impl Fn(&str) -> Option<&'w str>,
+    ) -> Contribution {
+        self.contribution_where(key, watermark, |r| r == record)
+    }
+
+    /// The records the windows `keys` receive, each once, by shard and then
+    /// sequence number: the order in which they can be applied one by one.
+    pub fn records_of_windows(&self, keys: &[&WindowKey]) -> Vec<u32> {
+        let mut records: Vec<u32> = keys
+            .iter()
+            .flat_map(|k| self.records_of(k).iter().copied())
+            .collect();
+        records.sort_unstable_by(|&a, &b| {
+            let (ca, cb) = (
+                &self.contributors[a as usize],
+                &self.contributors[b as usize],
+            );
+            ca.shard
+                .cmp(&cb.shard)
+                .then_with(|| sequence::compare(self.sequence_of(a), self.sequence_of(b)))
+        });
+        records.dedup();
+        records
+    }
+
+    /// The shard and sequence number of record `record`.
+    pub fn record(&self, record: u32) -> (&str, &str) {
+        let c = &self.contributors[record as usize];
+        (&self.shards[c.shard as usize], self.sequence_of(record))
+    }
+
+    fn contribution_where<'w>(
+        &self,
+        key: &WindowKey,
+        watermark: impl Fn(&str) -> Option<&'w str>,
+        keep: impl Fn(u32) -> bool,
+    ) -> Contribution {
         let mut count = 0;
         let mut sums = vec![0.0; self.metrics];
         let mut highest: Vec<Option<&str>> = vec![None; self.shards.len()];
@@ -273,7 +321,7 @@ impl BatchWindows {
         for &i in self.records_of(key) {
             let c = &self.contributors[i as usize];
             let seq = self.sequence_of(i);
-            if !sequence::is_after(seq, marks[c.shard as usize]) {
+            if !keep(i) || !sequence::is_after(seq, marks[c.shard as usize]) {
                 continue;
             }
             count += 1;

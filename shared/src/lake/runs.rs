@@ -109,16 +109,10 @@ pub fn split_records<'e>(
         run.records += 1;
         run.last_sequence.clear();
         run.last_sequence.push_str(&rec.position);
-        decode_record(
-            &rec,
-            decoder,
-            &mut budget,
-            &mut run.dead_letters,
-            |values| {
-                run.good.push(values);
-                Ok(())
-            },
-        );
+        decode_record(&rec, decoder, &mut budget, &mut run.dead_letters, |doc| {
+            run.good.push(&doc.values);
+            Ok(())
+        });
     }
     counts.good = runs.iter().map(|r| r.good.len()).sum();
     counts.bad = runs.iter().map(|r| r.dead_letters.len()).sum();

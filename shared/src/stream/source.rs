@@ -60,7 +60,7 @@ pub fn decode_record<F>(
     dead_letters: &mut Vec<DeadLetter>,
     mut on_good: F,
 ) where
-    F: for<'b> FnMut(&[Value<'b>]) -> Result<(), Refusal>,
+    F: for<'b> FnMut(&Document<'b>) -> Result<(), Refusal>,
 {
     let origin = Origin {
         stream: &rec.stream,
@@ -73,7 +73,7 @@ pub fn decode_record<F>(
     match &rec.data {
         Ok(data) => decode_payload(data, decoder, budget, |outcome| match outcome {
             Ok(doc) => {
-                if let Err(refusal) = on_good(&doc.values) {
+                if let Err(refusal) = on_good(&doc) {
                     // A document that cannot be cut out of its payload (a
                     // record of a compressed container block) is kept as
                     // the JSON of its values.
