@@ -342,17 +342,7 @@ impl WindowStore {
                 return Outcome::AlreadyApplied;
             }
             let update = self.update(key, item, &contributions);
-            let result = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(item_key(key)))
-                .update_expression(update.expression)
-                .condition_expression(update.condition)
-                .set_expression_attribute_names(Some(update.names))
-                .set_expression_attribute_values(Some(update.values))
-                .send()
-                .await;
+            let result = self.send_update(key, update).await;
             match result {
                 Ok(_) => return Outcome::Written,
                 Err(e)
@@ -386,6 +376,29 @@ impl WindowStore {
             key.device,
             iso(key.start)
         ))
+    }
+
+    /// Sends one conditional update of the item `key`.
+    async fn send_update(
+        &self,
+        key: &ItemKey,
+        update: Update,
+    ) -> Result<
+        aws_sdk_dynamodb::operation::update_item::UpdateItemOutput,
+        aws_sdk_dynamodb::error::SdkError<
+            aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+        >,
+    > {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(item_key(key)))
+            .update_expression(update.expression)
+            .condition_expression(update.condition)
+            .set_expression_attribute_names(Some(update.names))
+            .set_expression_attribute_values(Some(update.values))
+            .send()
+            .await
     }
 
     /// Applies the records of an item one at a time, in shard and sequence
@@ -444,17 +457,7 @@ impl WindowStore {
                         .collect(),
                 };
                 let update = self.update(key, item, &contributions);
-                let result = self
-                    .client
-                    .update_item()
-                    .table_name(&self.table)
-                    .set_key(Some(item_key(key)))
-                    .update_expression(update.expression)
-                    .condition_expression(update.condition)
-                    .set_expression_attribute_names(Some(update.names))
-                    .set_expression_attribute_values(Some(update.values))
-                    .send()
-                    .await;
+                let result = self.send_update(key, update).await;
                 let conflict = match result {
                     Ok(_) => false,
                     Err(e)
