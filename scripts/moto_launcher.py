@@ -27,10 +27,10 @@
   same as POSTing {"stepfunctions": {"execute_state_machine": true}} to
   /moto-api/config), done over HTTP once the server answers.
 
-It also patches, at run time, four moto 5.2.5 gaps the suite runs into (see
+It also patches, at run time, five moto 5.2.5 gaps the suite runs into (see
 `patch_sync_task_callback`, `patch_execution_output_dates`,
-`patch_dynamodb_item_atomicity` and `patch_s3_put_ordering`); it never edits
-the installed package.
+`patch_dynamodb_item_atomicity`, `patch_s3_put_ordering` and
+`patch_glue_update_table_version`); it never edits the installed package.
 """
 
 import argparse
@@ -246,6 +246,53 @@ def patch_s3_put_ordering() -> None:
     S3Response.put_object = functools.wraps(original)(put_object)
 
 
+def patch_glue_update_table_version() -> None:
+    """Makes Glue `UpdateTable` honour `VersionId`, as Glue does.
+
+    An Iceberg commit through the Glue catalog moves the table's
+    `metadata_location` with `UpdateTable`, sending the `VersionId` it read;
+    Glue answers `ConcurrentModificationException` when the table changed
+    since, and the loser retries on the new metadata. Moto 5.2.5's
+    `GlueResponse.update_table` (moto/glue/responses.py) drops `VersionId`,
+    so of two racing commits the first is silently lost. Here an
+    `UpdateTable` whose `VersionId` is not the table's current version fails
+    as Glue's does, and the check and the update are one atomic step. Fails
+    loudly when the method is gone.
+    """
+    from moto.glue.exceptions import GlueClientError
+    from moto.glue.responses import GlueResponse
+
+    original = GlueResponse.__dict__.get("update_table")
+    if original is None:
+        raise SystemExit(
+            "moto_launcher: cannot patch GlueResponse.update_table: not found. "
+            "Review patch_glue_update_table_version in scripts/moto_launcher.py "
+            "for this moto version."
+        )
+
+    class ConcurrentModificationException(GlueClientError):
+        def __init__(self, msg: str):
+            super().__init__("ConcurrentModificationException", msg)
+
+    lock = threading.Lock()
+
+    def update_table(self):
+        version = self.parameters.get("VersionId")
+        with lock:
+            if version is not None:
+                database = self.parameters.get("DatabaseName")
+                name = (self.parameters.get("TableInput") or {}).get("Name")
+                table = self.glue_backend.get_table(database, name)
+                current = str(table._current_version)
+                if str(version) != current:
+                    raise ConcurrentModificationException(
+                        f"Table {database}.{name} is at version {current}, not {version}"
+                    )
+            return original(self)
+
+    GlueResponse.update_table = functools.wraps(original)(update_table)
+
+
 class _Stop(Exception):
     """Raised in the main thread by the SIGTERM / SIGINT handler."""
 
@@ -302,6 +349,7 @@ def main() -> None:
     patch_execution_output_dates()
     patch_dynamodb_item_atomicity()
     patch_s3_put_ordering()
+    patch_glue_update_table_version()
 
     # The same server moto.server.ThreadedMotoServer builds (it does accept
     # port 0), but made here in the main thread: when the bind fails, werkzeug

@@ -1131,6 +1131,7 @@ pub fn stream_config(bucket: &str) -> telemetry_lake::config::StreamConfig {
         decode_budget_bytes: 256 << 20,
         write_concurrency: 4,
         format: telemetry_lake::stream::format::Format::Json,
+        lake_format: telemetry_lake::config::LakeFormat::Hive,
     }
 }
 
@@ -1162,7 +1163,11 @@ pub fn function_binary(name: &str) -> std::path::PathBuf {
     if !built.iter().any(|b| b == name) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = std::process::Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", name, "--bin", name]);
+        // With the whole workspace's test targets selected (built already by
+        // `cargo test`), cargo resolves features as the test build did and
+        // reuses its artifacts; `-p` alone would resolve them for the one
+        // package and rebuild part of the dependencies.
+        cmd.args(["build", "--quiet", "--workspace", "--tests", "--bin", name]);
         if profile_dir.file_name().is_some_and(|p| p == "release") {
             cmd.arg("--release");
         }

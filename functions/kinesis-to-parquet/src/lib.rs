@@ -7,6 +7,11 @@
 //! `ReportBatchItemFailures`), so Lambda retries from there and the retried
 //! objects overwrite, never duplicate (see `telemetry_lake::lake::runs`).
 //!
+//! With `LAKE_FORMAT=iceberg` the batch goes to an Apache Iceberg table
+//! instead, partitioned by event time and committed exactly once with each
+//! shard's watermark (see `telemetry_lake::lake::iceberg`); a batch that
+//! could not be committed reports its first record not yet in the table.
+//!
 //! The same function takes Lambda's MSK / self-managed Kafka event: records
 //! go through the same decode path, runs are per topic and partition, and
 //! objects are keyed `{topic}.{partition}.{first offset}`. A Kafka batch with
@@ -20,8 +25,12 @@ use std::time::Instant;
 
 use lambda_runtime::LambdaEvent;
 use telemetry_lake::config::glue_schema::load_config;
-use telemetry_lake::config::{ConfigError, StreamConfig};
+use telemetry_lake::config::vars::ICEBERG_TABLE;
+use telemetry_lake::config::{ConfigError, LakeFormat, StreamConfig};
 use telemetry_lake::lake::columns::ArrowSchema;
+use telemetry_lake::lake::iceberg::batch::IcebergLake;
+use telemetry_lake::lake::iceberg::catalog::GlueCatalog;
+use telemetry_lake::lake::iceberg::storage::S3Storage;
 use telemetry_lake::lake::parquet::ParquetEncoder;
 use telemetry_lake::lake::runs::{split_records, BatchCounts, Run};
 use telemetry_lake::lake::writer::{s3_client, write_runs, LakeLayout, ObjectSink, S3Sink};
@@ -39,6 +48,7 @@ pub struct KinesisToParquet<S> {
     encoder: ParquetEncoder,
     layout: LakeLayout,
     sink: S,
+    iceberg: Option<IcebergLake>,
 }
 
 /// What one invocation did, also logged as one line.
@@ -50,6 +60,14 @@ pub struct BatchSummary {
     pub objects: usize,
     pub bytes: usize,
     pub retry_from: Option<String>,
+    /// Iceberg: records left out because the table already held them.
+    pub skipped: usize,
+    /// Iceberg: the snapshot committed, if any.
+    pub snapshot_id: Option<i64>,
+    /// Iceberg: commit attempts (more than 1 when commits lost races).
+    pub commit_attempts: u32,
+    /// What was not written or committed, and why (also logged).
+    pub error: Option<String>,
 }
 
 impl KinesisToParquet<S3Sink> {
@@ -61,8 +79,29 @@ impl KinesisToParquet<S3Sink> {
         aws: &aws_config::SdkConfig,
     ) -> Result<Self, ConfigError> {
         let config = load_config(env, || aws_sdk_glue::Client::new(aws)).await?;
-        let sink = S3Sink::new(s3_client(aws), &config.lake_bucket);
-        Ok(Self::new(config, sink))
+        let s3 = s3_client(aws);
+        let sink = S3Sink::new(s3.clone(), &config.lake_bucket);
+        let iceberg = match &config.lake_format {
+            LakeFormat::Hive => None,
+            LakeFormat::Iceberg(settings) => {
+                S3Storage::install(s3);
+                let catalog =
+                    GlueCatalog::new(aws_sdk_glue::Client::new(aws), S3Storage::file_io());
+                let location = format!(
+                    "s3://{}/{}",
+                    config.lake_bucket,
+                    config.lake_prefix.trim_matches('/')
+                );
+                let lake = IcebergLake::open(catalog, settings, &config.schema, &location)
+                    .await
+                    .map_err(|reason| ConfigError::Invalid {
+                        name: ICEBERG_TABLE,
+                        reason,
+                    })?;
+                Some(lake)
+            }
+        };
+        Ok(Self::new(config, sink).with_iceberg(iceberg))
     }
 }
 
@@ -88,7 +127,15 @@ impl<S: ObjectSink> KinesisToParquet<S> {
             encoder,
             layout,
             sink,
+            iceberg: None,
         }
+    }
+
+    /// The same function writing to an Iceberg table (opened with
+    /// [`IcebergLake::open`]) rather than the Hive layout.
+    pub fn with_iceberg(mut self, iceberg: Option<IcebergLake>) -> Self {
+        self.iceberg = iceberg;
+        self
     }
 
     /// Handles one invocation, as the Lambda runtime delivers it: a Kinesis
@@ -118,8 +165,59 @@ impl<S: ObjectSink> KinesisToParquet<S> {
         &self,
         records: impl IntoIterator<Item = SourceRecord<'e>>,
     ) -> BatchSummary {
+        if let Some(lake) = &self.iceberg {
+            return self.write_iceberg(lake, records).await;
+        }
         let (runs, counts) = split_records(records, &self.decoder, &self.arrow_schema);
         self.write(runs, counts).await
+    }
+
+    async fn write_iceberg<'e>(
+        &self,
+        lake: &IcebergLake,
+        records: impl IntoIterator<Item = SourceRecord<'e>>,
+    ) -> BatchSummary {
+        let started = Instant::now();
+        let records: Vec<SourceRecord<'e>> = records.into_iter().collect();
+        let report = lake
+            .write(
+                &records,
+                &self.decoder,
+                &self.sink,
+                &self.config.dead_letter_prefix,
+                self.config.write_concurrency,
+            )
+            .await;
+        let summary = BatchSummary {
+            records: report.records,
+            good: report.good,
+            bad: report.bad,
+            objects: report.objects,
+            bytes: report.bytes,
+            retry_from: report.retry_from.clone(),
+            skipped: report.skipped,
+            snapshot_id: report.snapshot_id,
+            commit_attempts: report.commit_attempts,
+            error: report.error.clone(),
+        };
+        tracing::info!(
+            format = self.decoder.format().name(),
+            lake_format = "iceberg",
+            table = %lake.ident(),
+            records = summary.records,
+            skipped = summary.skipped,
+            good = summary.good,
+            bad = summary.bad,
+            objects = summary.objects,
+            bytes = summary.bytes,
+            snapshot_id = summary.snapshot_id.unwrap_or(-1),
+            commit_attempts = summary.commit_attempts,
+            retry_from = summary.retry_from.as_deref().unwrap_or(""),
+            error = summary.error.as_deref().unwrap_or(""),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "batch processed"
+        );
+        summary
     }
 
     async fn write(&self, runs: Vec<Run>, counts: BatchCounts) -> BatchSummary {
@@ -142,6 +240,10 @@ impl<S: ObjectSink> KinesisToParquet<S> {
             objects: report.objects,
             bytes: report.bytes,
             retry_from: report.retry_from.clone(),
+            skipped: 0,
+            snapshot_id: None,
+            commit_attempts: 0,
+            error: report.failures.first().map(ToString::to_string),
         };
         tracing::info!(
             format = self.decoder.format().name(),

@@ -20,7 +20,7 @@ use crate::config::env::positive;
 use crate::config::vars::*;
 use std::sync::Arc;
 
-use crate::config::schema::Schema;
+use crate::config::schema::{FieldType, Schema};
 use crate::stream::format::{
     AvroWriterSchema, CsvOptions, Format, GrokPattern, DEFAULT_GROK_TIME_BUDGET,
 };
@@ -68,6 +68,118 @@ pub struct StreamConfig {
     pub write_concurrency: usize,
     /// The record format ([`FORMAT`] and its options).
     pub format: Format,
+    /// The lake's layout ([`LAKE_FORMAT`] and its options).
+    pub lake_format: LakeFormat,
+}
+
+/// How the lake is laid out ([`LAKE_FORMAT`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum LakeFormat {
+    /// Parquet objects under arrival-hour prefixes, catalogued by a crawler.
+    #[default]
+    Hive,
+    /// An Apache Iceberg table in the Glue Data Catalog.
+    Iceberg(IcebergSettings),
+}
+
+/// Where the Iceberg table is and how it is partitioned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IcebergSettings {
+    /// The Glue database ([`ICEBERG_TABLE`]).
+    pub database: String,
+    /// The table's name in it.
+    pub table: String,
+    /// The timestamp field of the hidden partition ([`ICEBERG_PARTITION`]).
+    pub partition_field: String,
+    /// The partition's transform of it.
+    pub partition: PartitionTransform,
+}
+
+/// The time transforms a hidden partition may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionTransform {
+    Hour,
+    Day,
+}
+
+impl PartitionTransform {
+    /// Its name in Iceberg (`hour`, `day`).
+    pub fn name(self) -> &'static str {
+        match self {
+            PartitionTransform::Hour => "hour",
+            PartitionTransform::Day => "day",
+        }
+    }
+}
+
+/// Reads [`LAKE_FORMAT`] and, for Iceberg, [`ICEBERG_TABLE`] and
+/// [`ICEBERG_PARTITION`], whose field must be a required timestamp of
+/// `schema`.
+fn lake_format_from(
+    get: &impl Fn(&str) -> Option<String>,
+    schema: &Schema,
+) -> Result<LakeFormat, ConfigError> {
+    let set = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+    let invalid = |name: &'static str, reason: String| ConfigError::Invalid { name, reason };
+    match set(LAKE_FORMAT).as_deref().map(str::trim) {
+        None | Some("hive") => return Ok(LakeFormat::Hive),
+        Some("iceberg") => {}
+        Some(other) => {
+            return Err(invalid(
+                LAKE_FORMAT,
+                format!("{other:?} is neither `hive` nor `iceberg`"),
+            ))
+        }
+    }
+    let table = set(ICEBERG_TABLE).ok_or(ConfigError::Missing(ICEBERG_TABLE))?;
+    let (database, table) = table
+        .trim()
+        .split_once('.')
+        .filter(|(d, t)| !d.is_empty() && !t.is_empty() && !t.contains('.'))
+        .ok_or_else(|| invalid(ICEBERG_TABLE, format!("{table:?} is not DATABASE.TABLE")))?;
+    let partition = set(ICEBERG_PARTITION).ok_or(ConfigError::Missing(ICEBERG_PARTITION))?;
+    let spec = partition.trim();
+    let (transform, field) = spec
+        .strip_suffix(')')
+        .and_then(|s| s.split_once('('))
+        .ok_or_else(|| {
+            invalid(
+                ICEBERG_PARTITION,
+                format!("{spec:?} is not hour(FIELD) or day(FIELD)"),
+            )
+        })?;
+    let transform = match transform.trim() {
+        "hour" => PartitionTransform::Hour,
+        "day" => PartitionTransform::Day,
+        other => {
+            return Err(invalid(
+                ICEBERG_PARTITION,
+                format!("the transform {other:?} is neither `hour` nor `day`"),
+            ))
+        }
+    };
+    let field = field.trim();
+    match schema.fields.iter().find(|f| f.name == field) {
+        Some(f) if f.field_type == FieldType::Timestamp && f.required => {}
+        Some(_) => {
+            return Err(invalid(
+                ICEBERG_PARTITION,
+                format!("field `{field}` is not a required timestamp of the schema"),
+            ))
+        }
+        None => {
+            return Err(invalid(
+                ICEBERG_PARTITION,
+                format!("field `{field}` is not in the schema"),
+            ))
+        }
+    }
+    Ok(LakeFormat::Iceberg(IcebergSettings {
+        database: database.to_string(),
+        table: table.to_string(),
+        partition_field: field.to_string(),
+        partition: transform,
+    }))
 }
 
 /// Where the declared schema comes from ([`SCHEMA_SOURCE`]).
@@ -128,11 +240,12 @@ impl StreamConfig {
             lake_bucket: required(LAKE_BUCKET)?,
             lake_prefix: required(LAKE_PREFIX)?,
             dead_letter_prefix: required(DEAD_LETTER_PREFIX)?,
-            schema,
             max_payload_bytes,
             decode_budget_bytes: decode_budget_from(&get, max_payload_bytes)?,
             write_concurrency: positive(&get, WRITE_CONCURRENCY, DEFAULT_WRITE_CONCURRENCY)?,
             format: format_from(&get)?,
+            lake_format: lake_format_from(&get, &schema)?,
+            schema,
         })
     }
 }

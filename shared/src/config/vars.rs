@@ -55,6 +55,15 @@ variables! {
     GROK_CUSTOM_PATTERNS,
     /// Grok: milliseconds the lines of one payload may take to match.
     GROK_TIME_BUDGET_MS,
+    /// The lake's layout: `hive` (default: Parquet objects under arrival-hour
+    /// prefixes) or `iceberg` (an Apache Iceberg table in the Glue Data Catalog).
+    LAKE_FORMAT,
+    /// Iceberg: the table, `DATABASE.TABLE` in the Glue Data Catalog; created
+    /// at cold start when missing, under `s3://LAKE_BUCKET/LAKE_PREFIX`.
+    ICEBERG_TABLE,
+    /// Iceberg: the table's hidden partition, `hour(FIELD)` or `day(FIELD)` of
+    /// a required timestamp field.
+    ICEBERG_PARTITION,
     /// Where the declared schema comes from: `config` (default: [`SCHEMA`] or
     /// [`SCHEMA_FILE`]) or `glue:DATABASE.TABLE` (a Glue Data Catalog table).
     SCHEMA_SOURCE,

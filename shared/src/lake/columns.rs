@@ -7,8 +7,8 @@ use arrow_array::builder::{
     TimestampMicrosecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::ArrowError;
 pub use arrow_schema::Schema as ArrowSchema;
+use arrow_schema::{ArrowError, DataType};
 
 use crate::config::schema::{FieldType, Schema};
 use crate::stream::document::Value;
@@ -35,13 +35,22 @@ impl Columns {
         let columns = schema
             .fields
             .iter()
-            .map(|f| match f.field_type {
+            .zip(arrow_schema.fields())
+            .map(|(f, arrow)| match f.field_type {
                 FieldType::Int64 => Column::Int64(Int64Builder::with_capacity(rows)),
                 FieldType::Float64 => Column::Float64(Float64Builder::with_capacity(rows)),
                 FieldType::Boolean => Column::Boolean(BooleanBuilder::with_capacity(rows)),
                 FieldType::String => Column::String(StringBuilder::with_capacity(rows, rows * 16)),
                 FieldType::Timestamp => {
-                    Column::Timestamp(TimestampMicrosecondBuilder::with_capacity(rows))
+                    // The Hive layout's timestamps have no zone; the Iceberg
+                    // table's are UTC (`timestamptz`).
+                    let zone = match arrow.data_type() {
+                        DataType::Timestamp(_, zone) => zone.clone(),
+                        _ => None,
+                    };
+                    Column::Timestamp(
+                        TimestampMicrosecondBuilder::with_capacity(rows).with_timezone_opt(zone),
+                    )
                 }
             })
             .collect();

@@ -79,7 +79,7 @@ pub fn stream_name(event_source_arn: &str) -> &str {
 
 /// Keeps `[A-Za-z0-9_-]`, replaces anything else by `_`, and caps the length,
 /// so a part can neither add path segments nor exceed S3's key limit.
-fn key_part(s: &str) -> String {
+pub fn key_part(s: &str) -> String {
     const MAX: usize = 128;
     let mut out: String = s
         .chars()

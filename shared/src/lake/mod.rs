@@ -4,6 +4,7 @@
 //! ([`keys`]), and the object sink with its S3 adapter ([`writer`]).
 
 pub mod columns;
+pub mod iceberg;
 pub mod keys;
 pub mod parquet;
 pub mod runs;

@@ -128,7 +128,7 @@ impl PayloadDecoder {
             // No Avro length (of a string, bytes, an array block) may ask
             // for more memory than a payload holds: apache-avro takes this
             // limit once per process, before it reads anything.
-            apache_avro::max_allocation_bytes(max_payload_bytes.max(1 << 20));
+            apache_avro::util::max_allocation_bytes(max_payload_bytes.max(1 << 20));
         }
         PayloadDecoder {
             format,

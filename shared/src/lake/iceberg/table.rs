@@ -1,0 +1,255 @@
+//! The Iceberg table of a declared schema: its columns, its hidden
+//! event-time partition, the Arrow schema of its data files, and the
+//! stream watermarks each commit carries.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field as ArrowField, Schema as ArrowSchema, TimeUnit};
+use iceberg::spec::{
+    NestedField, PrimitiveType, Schema as IcebergSchema, Transform, Type, UnboundPartitionSpec,
+};
+use iceberg::table::Table;
+use iceberg::{Error, ErrorKind, Result};
+
+use crate::config::schema::{FieldType, Schema};
+use crate::stream::sequence;
+
+/// The key of a Parquet field's Iceberg field id in Arrow field metadata.
+const PARQUET_FIELD_ID: &str = "PARQUET:field_id";
+
+/// Snapshot summary properties holding the highest sequence number (or
+/// Kafka offset) committed per stream and shard: `<prefix><stream>/<shard>`.
+pub const WATERMARK_PREFIX: &str = "telemetry-lake.watermark.";
+
+/// Table properties of every table the suite creates (format version 2,
+/// the crate's default). Commits are retried
+/// by the suite, never by the crate: a retry must recompute the watermarks
+/// from the table it lost to, which the crate's own retry (re-applying the
+/// same snapshot properties on the new base) would not.
+pub fn table_properties() -> HashMap<String, String> {
+    HashMap::from([
+        ("commit.retry.num-retries".to_string(), "0".to_string()),
+        (
+            "write.parquet.compression-codec".to_string(),
+            "snappy".to_string(),
+        ),
+    ])
+}
+
+/// The Iceberg type of a declared field type; timestamps are UTC
+/// (`timestamptz`).
+pub fn iceberg_type(t: &FieldType) -> Type {
+    Type::Primitive(match t {
+        FieldType::Int64 => PrimitiveType::Long,
+        FieldType::Float64 => PrimitiveType::Double,
+        FieldType::Boolean => PrimitiveType::Boolean,
+        FieldType::String => PrimitiveType::String,
+        FieldType::Timestamp => PrimitiveType::Timestamptz,
+    })
+}
+
+/// The schema of a new table: the declared fields in order, field ids from
+/// 1, required as declared.
+pub fn new_table_schema(declared: &Schema) -> Result<IcebergSchema> {
+    let fields = declared.fields.iter().enumerate().map(|(i, f)| {
+        let id = i as i32 + 1;
+        let field = if f.required {
+            NestedField::required(id, &f.name, iceberg_type(&f.field_type))
+        } else {
+            NestedField::optional(id, &f.name, iceberg_type(&f.field_type))
+        };
+        Arc::new(field)
+    });
+    IcebergSchema::builder().with_fields(fields).build()
+}
+
+/// The partition spec: `transform(field)`, named `<field>_<transform>`
+/// (`eventtime_hour`), the way Athena and Spark name a hidden partition.
+pub fn partition_spec(
+    schema: &IcebergSchema,
+    field: &str,
+    transform: Transform,
+) -> Result<UnboundPartitionSpec> {
+    let source = schema.field_by_name(field).ok_or_else(|| {
+        Error::new(
+            ErrorKind::DataInvalid,
+            format!("the partition field `{field}` is not in the schema"),
+        )
+    })?;
+    Ok(UnboundPartitionSpec::builder()
+        .add_partition_field(source.id, format!("{field}_{transform}"), transform)?
+        .build())
+}
+
+/// The Arrow schema of the table's data files written from `declared`: each
+/// declared field with the table's field id for its name, timestamps in
+/// UTC. Refuses a declared field the table does not have or has with
+/// another type, naming it.
+pub fn data_file_schema(declared: &Schema, table: &IcebergSchema) -> Result<Arc<ArrowSchema>> {
+    let fields = declared
+        .fields
+        .iter()
+        .map(|f| {
+            let column = table.field_by_name(&f.name).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::DataInvalid,
+                    format!("field `{}` is not a column of the table", f.name),
+                )
+            })?;
+            let want = iceberg_type(&f.field_type);
+            if *column.field_type != want {
+                return Err(Error::new(
+                    ErrorKind::DataInvalid,
+                    format!(
+                        "field `{}` is {} in the declared schema and {} in the table",
+                        f.name, want, column.field_type
+                    ),
+                ));
+            }
+            let dt = match f.field_type {
+                FieldType::Int64 => DataType::Int64,
+                FieldType::Float64 => DataType::Float64,
+                FieldType::Boolean => DataType::Boolean,
+                FieldType::String => DataType::Utf8,
+                FieldType::Timestamp => {
+                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+                }
+            };
+            Ok(
+                ArrowField::new(&f.name, dt, !f.required).with_metadata(HashMap::from([(
+                    PARQUET_FIELD_ID.to_string(),
+                    column.id.to_string(),
+                )])),
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Arc::new(ArrowSchema::new(fields)))
+}
+
+/// Snapshot summary properties holding, for each shard a commit moves, the
+/// watermark it moved from (empty: none): `<prefix><stream>/<shard>`.
+pub const PREVIOUS_WATERMARK_PREFIX: &str = "telemetry-lake.previous-watermark.";
+
+/// Refuses a commit that would take the table from `current` to `next`
+/// unless it keeps every shard's watermark and was planned on the
+/// watermarks `current` holds: no watermark moves back or disappears, and
+/// each shard the new snapshot moves moved from the value it has now.
+///
+/// The crate re-reads the table before it commits and, when another
+/// commit landed in between, silently re-applies the append on the new
+/// table with the snapshot properties computed from the old one; this is
+/// the check that turns that into a conflict (the caller then plans on
+/// the table as it is).
+pub fn check_watermarks(current: &Table, next: &Table) -> std::result::Result<(), String> {
+    let before = committed_watermarks(current);
+    let after = committed_watermarks(next);
+    for (key, mark) in &before {
+        match after.get(key) {
+            Some(m) if sequence::compare(m, mark) != std::cmp::Ordering::Less => {}
+            Some(m) => {
+                return Err(format!(
+                    "the watermark of {key} would move back from {mark} to {m}"
+                ))
+            }
+            None => return Err(format!("the watermark of {key} ({mark}) would be dropped")),
+        }
+    }
+    let same_snapshot =
+        current.metadata().current_snapshot_id() == next.metadata().current_snapshot_id();
+    if same_snapshot {
+        return Ok(());
+    }
+    let Some(snapshot) = next.metadata().current_snapshot() else {
+        return Ok(());
+    };
+    for (k, previous) in &snapshot.summary().additional_properties {
+        let Some(key) = k.strip_prefix(PREVIOUS_WATERMARK_PREFIX) else {
+            continue;
+        };
+        let now = before.get(key).map(String::as_str).unwrap_or("");
+        if now != previous {
+            return Err(format!(
+                "the commit moves {key} from {previous:?}, but the table holds {now:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The watermark property of a stream and shard.
+pub fn watermark_key(stream: &str, shard: &str) -> String {
+    format!("{WATERMARK_PREFIX}{stream}/{shard}")
+}
+
+/// The watermarks of the table's current snapshot, by `<stream>/<shard>`:
+/// every commit carries all of them forward.
+pub fn committed_watermarks(table: &Table) -> BTreeMap<String, String> {
+    let Some(snapshot) = table.metadata().current_snapshot() else {
+        return BTreeMap::new();
+    };
+    snapshot
+        .summary()
+        .additional_properties
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix(WATERMARK_PREFIX)?.to_string(), v.clone())))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn declared() -> Schema {
+        Schema::parse("device:int64,at:timestamp,o2:float64?,name:string").unwrap()
+    }
+
+    #[test]
+    fn a_new_table_has_the_declared_fields_in_order_with_times_in_utc() {
+        let s = new_table_schema(&declared()).unwrap();
+        let fields: Vec<(i32, String, String, bool)> = s
+            .as_struct()
+            .fields()
+            .iter()
+            .map(|f| (f.id, f.name.clone(), f.field_type.to_string(), f.required))
+            .collect();
+        assert_eq!(
+            fields,
+            vec![
+                (1, "device".into(), "long".into(), true),
+                (2, "at".into(), "timestamptz".into(), true),
+                (3, "o2".into(), "double".into(), false),
+                (4, "name".into(), "string".into(), true),
+            ]
+        );
+        let spec = partition_spec(&s, "at", Transform::Hour).unwrap();
+        let field = &spec.fields()[0];
+        assert_eq!((field.source_id, field.name.as_str()), (2, "at_hour"));
+        assert!(partition_spec(&s, "nope", Transform::Hour).is_err());
+    }
+
+    #[test]
+    fn data_files_carry_the_tables_field_ids_and_refuse_what_it_lacks() {
+        let table = new_table_schema(&declared()).unwrap();
+        let arrow = data_file_schema(&declared(), &table).unwrap();
+        let ids: Vec<&str> = arrow
+            .fields()
+            .iter()
+            .map(|f| f.metadata()[PARQUET_FIELD_ID].as_str())
+            .collect();
+        assert_eq!(ids, ["1", "2", "3", "4"]);
+        assert_eq!(
+            arrow.field(1).data_type(),
+            &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        );
+        let other = Schema::parse("device:string,at:timestamp").unwrap();
+        let e = data_file_schema(&other, &table).unwrap_err().to_string();
+        assert!(
+            e.contains("field `device` is string in the declared schema and long in the table"),
+            "{e}"
+        );
+        let extra = Schema::parse("device:int64,more:string").unwrap();
+        let e = data_file_schema(&extra, &table).unwrap_err().to_string();
+        assert!(e.contains("field `more` is not a column"), "{e}");
+    }
+}

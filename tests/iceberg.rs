@@ -1,0 +1,358 @@
+//! The Iceberg lake on moto: `kinesis-to-parquet` with `LAKE_FORMAT=iceberg`
+//! creates the table in the Glue catalog, commits each batch's data files
+//! with the shard's watermark, and commits nothing twice when the batch is
+//! delivered again. Every table is read back with pyiceberg
+//! (`tests/support/read_iceberg.py`), an independent reader.
+
+use std::collections::BTreeMap;
+
+use chrono::{TimeZone, Utc};
+use integration_tests::{
+    dead_letters_under, failures, kinesis_event, moto, s3_client, sdk_config, unique,
+    StreamFunction, REGION,
+};
+use kinesis_to_parquet::KinesisToParquet;
+use lake_tools::kinesis_event::{sequence_number, stream_arn, StreamRecord};
+use serde_json::{json, Value};
+use telemetry_lake::config::vars;
+use telemetry_lake::lake::writer::S3Sink;
+
+/// A bucket, a Glue database, and the environment of a kinesis-to-parquet
+/// writing table `readings` of that database.
+struct Lake {
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+    database: String,
+    env: BTreeMap<&'static str, String>,
+}
+
+impl Lake {
+    async fn new() -> Lake {
+        let sdk = sdk_config(moto(), REGION).await;
+        let s3 = s3_client(&sdk);
+        let bucket = unique("iceberg");
+        s3.create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .expect("bucket");
+        let database = unique("lake").replace('-', "_");
+        aws_sdk_glue::Client::new(&sdk)
+            .create_database()
+            .database_input(
+                aws_sdk_glue::types::DatabaseInput::builder()
+                    .name(&database)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .expect("database");
+        let schema = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../config/ventilator.schema.json"
+        ))
+        .expect("the shipped schema");
+        let env = BTreeMap::from([
+            (vars::LAKE_BUCKET, bucket.clone()),
+            (vars::LAKE_PREFIX, "warehouse/readings".to_string()),
+            (vars::DEAD_LETTER_PREFIX, "dead-letters/v".to_string()),
+            (vars::SCHEMA, schema),
+            (vars::LAKE_FORMAT, "iceberg".to_string()),
+            (vars::ICEBERG_TABLE, format!("{database}.readings")),
+            (vars::ICEBERG_PARTITION, "hour(eventtime)".to_string()),
+        ]);
+        Lake {
+            s3,
+            bucket,
+            database,
+            env,
+        }
+    }
+
+    /// A function instance (a cold start) on moto.
+    async fn function(&self) -> KinesisToParquet<S3Sink> {
+        let sdk = sdk_config(moto(), REGION).await;
+        KinesisToParquet::load(|name| self.env.get(name).cloned(), &sdk)
+            .await
+            .expect("cold start")
+    }
+
+    /// The table as pyiceberg reads it.
+    fn read_back(&self) -> Value {
+        let root = lake_tools::moto::repo_root();
+        let out = std::process::Command::new(root.join(".venv/bin/python"))
+            .arg(root.join("tests/support/read_iceberg.py"))
+            .args([moto(), &self.database, "readings"])
+            .output()
+            .expect("run .venv/bin/python (make setup installs pyiceberg)");
+        assert!(
+            out.status.success(),
+            "pyiceberg failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("pyiceberg JSON")
+    }
+}
+
+fn reading(id: i64, time: &str) -> Vec<u8> {
+    json!({
+        "ventilatorid": id, "eventtime": format!("2026-11-22 {time}"),
+        "serialnumber": format!("SN-{id}"), "pressurecontrol": 20, "o2stats": 95,
+        "minutevolume": 6, "manufacturer": "Acme"
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Records `range` of shard 0, record `i` carrying `data(i)`, all arriving
+/// at 11:00.
+fn event(range: std::ops::Range<u64>, data: impl Fn(u64) -> Vec<u8>) -> Vec<u8> {
+    let arrival = Utc.with_ymd_and_hms(2026, 11, 22, 11, 0, 0).unwrap();
+    let records: Vec<StreamRecord> = range
+        .map(|i| StreamRecord {
+            data: data(i),
+            partition_key: "pk".into(),
+            arrival,
+            sequence_number: sequence_number(0, i),
+        })
+        .collect();
+    kinesis_event(
+        &stream_arn(REGION, "vent"),
+        "shardId-000000000000",
+        &records,
+    )
+}
+
+/// Record `i`: a reading of device `i`, half before 10:00 and half after;
+/// record 3 is not JSON.
+fn data(i: u64) -> Vec<u8> {
+    if i == 3 {
+        return b"{not json".to_vec();
+    }
+    let time = if i % 2 == 0 { "09:59:00" } else { "10:01:00" };
+    reading(i as i64, time)
+}
+
+/// The table's current snapshot.
+fn current(table: &Value) -> &Value {
+    table["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == table["current_snapshot_id"])
+        .expect("a current snapshot")
+}
+
+fn ids(table: &Value) -> Vec<i64> {
+    let mut ids: Vec<i64> = table["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["ventilatorid"].as_i64().unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+#[tokio::test]
+async fn a_batch_is_committed_once_partitioned_by_event_hour_and_read_back_by_pyiceberg() {
+    let lake = Lake::new().await;
+    let f = lake.function().await;
+    let (summary, response) = f.invoke(&event(0..8, data)).await.expect("invoked");
+    assert!(failures(&response).is_empty(), "{summary:?}");
+    assert_eq!((summary.records, summary.good, summary.bad), (8, 7, 1));
+    assert!(summary.snapshot_id.is_some());
+
+    let table = lake.read_back();
+    let schema: Vec<(i64, &str, &str, bool)> = table["schema"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["id"].as_i64().unwrap(),
+                f["name"].as_str().unwrap(),
+                f["type"].as_str().unwrap(),
+                f["required"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(schema[0], (1, "ventilatorid", "long", true));
+    assert_eq!(schema[1], (2, "eventtime", "timestamptz", true));
+    assert_eq!(table["arrow_types"]["eventtime"], "timestamp[us, tz=UTC]");
+    assert_eq!(
+        table["partition_spec"],
+        json!([{"source_id": 2, "name": "eventtime_hour", "transform": "hour"}])
+    );
+    assert_eq!(ids(&table), vec![0, 1, 2, 4, 5, 6, 7]);
+    let row = table["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ventilatorid"] == 4)
+        .unwrap();
+    assert_eq!(row["eventtime"], "2026-11-22T09:59:00+00:00");
+    // One data file per event hour, each named by the batch's records.
+    let files: Vec<(&str, i64)> = table["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["path"].as_str().unwrap(), f["records"].as_i64().unwrap()))
+        .collect();
+    let first = sequence_number(0, 0);
+    let last = sequence_number(0, 7);
+    let expect = |hour: &str| {
+        format!(
+            "s3://{}/warehouse/readings/data/eventtime_hour=2026-11-22-{hour}/\
+             vent.shardId-000000000000.{first}-{last}.parquet",
+            lake.bucket
+        )
+    };
+    assert_eq!(
+        files,
+        vec![(expect("09").as_str(), 4), (expect("10").as_str(), 3)]
+    );
+    let snapshots = table["snapshots"].as_array().unwrap();
+    assert_eq!(snapshots.len(), 1);
+    assert_eq!(
+        snapshots[0]["summary"]["telemetry-lake.watermark.vent/shardId-000000000000"],
+        json!(last)
+    );
+    let letters = dead_letters_under(&lake.s3, &lake.bucket, "dead-letters/v/").await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].sequence_number, sequence_number(0, 3));
+}
+
+#[tokio::test]
+async fn a_batch_delivered_again_whole_or_from_inside_commits_only_what_is_new() {
+    let lake = Lake::new().await;
+    let f = lake.function().await;
+    let (_, response) = f.invoke(&event(0..6, data)).await.expect("invoked");
+    assert!(failures(&response).is_empty());
+
+    // The same batch again (a retry after a timeout whose commit landed):
+    // nothing new, no snapshot.
+    let (summary, response) = f.invoke(&event(0..6, data)).await.expect("invoked");
+    assert!(failures(&response).is_empty());
+    assert_eq!(
+        (summary.skipped, summary.good, summary.snapshot_id),
+        (6, 0, None)
+    );
+
+    // From inside the committed range, reaching further (a retry from a
+    // reported sequence number, or a bisected half): only records 6..9.
+    let other = lake.function().await;
+    let (summary, response) = other.invoke(&event(4..10, data)).await.expect("invoked");
+    assert!(failures(&response).is_empty());
+    assert_eq!((summary.skipped, summary.good), (2, 4));
+
+    let table = lake.read_back();
+    assert_eq!(ids(&table), vec![0, 1, 2, 4, 5, 6, 7, 8, 9]);
+    let snapshots = table["snapshots"].as_array().unwrap();
+    assert_eq!(snapshots.len(), 2);
+    assert_eq!(
+        current(&table)["summary"]["telemetry-lake.watermark.vent/shardId-000000000000"],
+        json!(sequence_number(0, 9))
+    );
+    // The bad record's dead letter was written once, by the first delivery.
+    let letters = dead_letters_under(&lake.s3, &lake.bucket, "dead-letters/v/").await;
+    assert_eq!(letters.len(), 1);
+}
+
+/// Records `range` of `shard`, each a good reading of device
+/// `shard * 1000 + i`.
+fn shard_event(shard: u32, range: std::ops::Range<u64>) -> Vec<u8> {
+    let arrival = Utc.with_ymd_and_hms(2026, 11, 22, 11, 0, 0).unwrap();
+    let records: Vec<StreamRecord> = range
+        .map(|i| StreamRecord {
+            data: reading(i64::from(shard) * 1000 + i as i64, "10:30:00"),
+            partition_key: "pk".into(),
+            arrival,
+            sequence_number: sequence_number(shard, i),
+        })
+        .collect();
+    kinesis_event(
+        &stream_arn(REGION, "vent"),
+        &format!("shardId-{shard:012}"),
+        &records,
+    )
+}
+
+/// Four shards, each its own function instance, committing eight batches
+/// each as fast as they can: commits race, the losers read the table again
+/// and commit on top (a batch that lost every attempt is delivered again,
+/// as Lambda would), and every reading is in the table once with every
+/// shard's watermark at its last record. The race is real: moto's Glue is
+/// made to honour `VersionId` by the launcher, and some commits needed more
+/// than one attempt.
+#[tokio::test]
+async fn shards_committing_at_once_lose_races_retry_and_lose_nothing() {
+    let lake = Lake::new().await;
+    // The table exists before the shards start (one cold start creates it).
+    drop(lake.function().await);
+    let shards = 4u32;
+    let batches = 8u64;
+    let mut functions = Vec::new();
+    for _ in 0..shards {
+        functions.push(lake.function().await);
+    }
+    // Each shard's batches in order, as its event source mapping delivers
+    // them: a batch whose commit kept losing (it reports its first record)
+    // is delivered again from there.
+    let runs = functions.iter().enumerate().map(|(s, f)| async move {
+        let mut attempts = Vec::new();
+        let mut redelivered = 0;
+        for b in 0..batches {
+            let mut from = b * 3;
+            loop {
+                let (summary, response) = f
+                    .invoke(&shard_event(s as u32, from..b * 3 + 3))
+                    .await
+                    .expect("invoked");
+                attempts.push(summary.commit_attempts);
+                let Some(failed) = failures(&response).first().cloned() else {
+                    break;
+                };
+                assert_eq!(failed, sequence_number(s as u32, from), "{summary:?}");
+                assert!(
+                    summary
+                        .error
+                        .as_deref()
+                        .unwrap_or("")
+                        .contains("lost the race"),
+                    "{summary:?}"
+                );
+                redelivered += 1;
+                assert!(redelivered < 20, "{summary:?}");
+                from = b * 3;
+            }
+        }
+        attempts
+    });
+    let attempts: Vec<u32> = futures::future::join_all(runs)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert!(
+        attempts.iter().any(|&a| a > 1),
+        "no commit lost a race: {attempts:?}"
+    );
+
+    let table = lake.read_back();
+    let want: Vec<i64> = (0..shards as i64)
+        .flat_map(|s| (0..(batches * 3) as i64).map(move |i| s * 1000 + i))
+        .collect();
+    assert_eq!(ids(&table), want);
+    let snapshots = table["snapshots"].as_array().unwrap();
+    assert_eq!(snapshots.len(), (shards as u64 * batches) as usize);
+    let last = current(&table);
+    for s in 0..shards {
+        assert_eq!(
+            last["summary"][format!("telemetry-lake.watermark.vent/shardId-{s:012}")],
+            json!(sequence_number(s, batches * 3 - 1)),
+            "{last}"
+        );
+    }
+}
