@@ -33,7 +33,7 @@ use crate::config::schema::Schema;
 use crate::config::{IcebergSettings, PartitionTransform};
 use crate::lake::iceberg::catalog::GlueCatalog;
 use crate::lake::iceberg::commit::{commit_files, CommitError, Committed, ShardRange};
-use crate::lake::iceberg::files::{encode_files, FileNaming, HourlyRows};
+use crate::lake::iceberg::files::{encode_files, FileNaming, PartitionedRows};
 use crate::lake::iceberg::storage::split_path;
 use crate::lake::iceberg::table::{
     committed_watermarks, data_file_schema, new_table_schema, partition_spec, table_properties,
@@ -59,6 +59,7 @@ pub struct IcebergLake {
     arrow_schema: Arc<ArrowSchema>,
     encoder: ParquetEncoder,
     partition_name: String,
+    transform: PartitionTransform,
     spec_id: i32,
     event_time: usize,
 }
@@ -169,6 +170,7 @@ impl IcebergLake {
             encoder: ParquetEncoder::for_schema(&arrow_schema),
             arrow_schema,
             partition_name: field.name.clone(),
+            transform: settings.partition,
             spec_id: spec.spec_id(),
             event_time,
         })
@@ -284,10 +286,11 @@ impl IcebergLake {
             let (Some(first), Some(last)) = (fresh.first(), fresh.last()) else {
                 continue;
             };
-            let mut rows = HourlyRows::new(
+            let mut rows = PartitionedRows::new(
                 decoder.schema(),
                 Arc::clone(&self.arrow_schema),
                 self.event_time,
+                self.transform,
             );
             let mut letters: Vec<DeadLetter> = Vec::new();
             for rec in &fresh {
@@ -301,6 +304,7 @@ impl IcebergLake {
             let naming = FileNaming {
                 table_location: &self.table_location,
                 partition_field: &self.partition_name,
+                transform: self.transform,
                 partition_spec_id: self.spec_id,
                 stream: &part.stream,
                 shard: &part.shard,

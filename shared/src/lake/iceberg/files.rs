@@ -1,5 +1,5 @@
-//! A batch's good rows as Iceberg data files: grouped by the hour of their
-//! event time (the table's hidden partition), encoded with the lake's
+//! A batch's good rows as Iceberg data files: grouped by the hour or day of
+//! their event time (the table's hidden partition), encoded with the lake's
 //! Parquet encoder, written under names made of the records they hold.
 
 use std::collections::BTreeMap;
@@ -10,42 +10,65 @@ use chrono::{DateTime, Utc};
 use iceberg::spec::{DataContentType, DataFile, DataFileBuilder, DataFileFormat, Literal, Struct};
 
 use crate::config::schema::Schema;
+use crate::config::PartitionTransform;
 use crate::lake::columns::Columns;
 use crate::lake::keys::key_part;
 use crate::lake::parquet::ParquetEncoder;
 use crate::stream::document::Value;
 
 const MICROS_PER_HOUR: i64 = 3_600_000_000;
+const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;
 
 /// The `hour` transform of a timestamp: hours since 1970-01-01T00:00Z.
 pub fn hour_of(micros: i64) -> i32 {
     micros.div_euclid(MICROS_PER_HOUR) as i32
 }
 
-/// The partition directory of an hour, as Iceberg writers name it
-/// (`eventtime_hour=2026-11-22-10`).
-pub fn partition_path(partition_field: &str, hour: i32) -> String {
-    let at = DateTime::<Utc>::from_timestamp(i64::from(hour) * 3600, 0).unwrap_or_default();
-    format!("{partition_field}={}", at.format("%Y-%m-%d-%H"))
+/// The partition value of a timestamp: hours (`hour`) or days (`day`)
+/// since 1970-01-01T00:00Z.
+pub fn partition_value(transform: PartitionTransform, micros: i64) -> i32 {
+    match transform {
+        PartitionTransform::Hour => hour_of(micros),
+        PartitionTransform::Day => micros.div_euclid(MICROS_PER_DAY) as i32,
+    }
 }
 
-/// The good rows of a batch, by event hour.
+/// The partition directory of a value, as Iceberg writers name it
+/// (`eventtime_hour=2026-11-22-10`, `eventtime_day=2026-11-22`).
+pub fn partition_path(partition_field: &str, transform: PartitionTransform, value: i32) -> String {
+    let (seconds, format) = match transform {
+        PartitionTransform::Hour => (3600, "%Y-%m-%d-%H"),
+        PartitionTransform::Day => (86_400, "%Y-%m-%d"),
+    };
+    let at = DateTime::<Utc>::from_timestamp(i64::from(value) * seconds, 0).unwrap_or_default();
+    format!("{partition_field}={}", at.format(format))
+}
+
+/// The good rows of a batch, by partition value of their event time.
 #[derive(Debug)]
-pub struct HourlyRows {
+pub struct PartitionedRows {
     schema: Schema,
     arrow_schema: Arc<ArrowSchema>,
     event_time: usize,
+    transform: PartitionTransform,
     hours: BTreeMap<i32, Columns>,
 }
 
-impl HourlyRows {
+impl PartitionedRows {
     /// Empty, for rows of `schema` whose event time is field `event_time`,
-    /// written with `arrow_schema` (the table's field ids).
-    pub fn new(schema: &Schema, arrow_schema: Arc<ArrowSchema>, event_time: usize) -> Self {
-        HourlyRows {
+    /// partitioned by `transform` of it, written with `arrow_schema` (the
+    /// table's field ids).
+    pub fn new(
+        schema: &Schema,
+        arrow_schema: Arc<ArrowSchema>,
+        event_time: usize,
+        transform: PartitionTransform,
+    ) -> Self {
+        PartitionedRows {
             schema: schema.clone(),
             arrow_schema,
             event_time,
+            transform,
             hours: BTreeMap::new(),
         }
     }
@@ -58,7 +81,7 @@ impl HourlyRows {
         };
         let (schema, arrow_schema) = (&self.schema, &self.arrow_schema);
         self.hours
-            .entry(hour_of(micros))
+            .entry(partition_value(self.transform, micros))
             .or_insert_with(|| Columns::with_capacity(schema, Arc::clone(arrow_schema), 64))
             .push(values);
     }
@@ -73,7 +96,7 @@ impl HourlyRows {
         self.hours.is_empty()
     }
 
-    /// The hours with rows, and the rows, in hour order.
+    /// The partition values with rows, and the rows, in value order.
     pub fn into_hours(self) -> impl Iterator<Item = (i32, Columns)> {
         self.hours.into_iter()
     }
@@ -95,6 +118,7 @@ pub struct FileNaming<'a> {
     /// The table location (`s3://bucket/prefix/table`), without a slash.
     pub table_location: &'a str,
     pub partition_field: &'a str,
+    pub transform: PartitionTransform,
     pub partition_spec_id: i32,
     pub stream: &'a str,
     pub shard: &'a str,
@@ -104,13 +128,14 @@ pub struct FileNaming<'a> {
 }
 
 impl FileNaming<'_> {
-    /// The path of the batch's data file for `hour`: the same records give
-    /// the same path, so a retry rewrites, never adds, a file.
+    /// The path of the batch's data file for partition value `hour`: the
+    /// same records give the same path, so a retry rewrites, never adds, a
+    /// file.
     pub fn path(&self, hour: i32) -> String {
         format!(
             "{}/data/{}/{}.{}.{}-{}.parquet",
             self.table_location.trim_end_matches('/'),
-            partition_path(self.partition_field, hour),
+            partition_path(self.partition_field, self.transform, hour),
             key_part(self.stream),
             key_part(self.shard),
             key_part(self.first),
@@ -119,9 +144,9 @@ impl FileNaming<'_> {
     }
 }
 
-/// Encodes each hour's rows as one Parquet data file.
+/// Encodes each partition's rows as one Parquet data file.
 pub fn encode_files(
-    rows: HourlyRows,
+    rows: PartitionedRows,
     encoder: &ParquetEncoder,
     naming: &FileNaming<'_>,
 ) -> Result<Vec<EncodedFile>, String> {
@@ -155,7 +180,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hours_count_from_the_epoch_and_name_their_directory() {
+    fn hours_and_days_count_from_the_epoch_and_name_their_directory() {
         assert_eq!(hour_of(0), 0);
         assert_eq!(hour_of(MICROS_PER_HOUR - 1), 0);
         assert_eq!(hour_of(-1), -1);
@@ -167,12 +192,20 @@ mod tests {
             .timestamp_micros();
         let hour = hour_of(at);
         assert_eq!(
-            partition_path("eventtime_hour", hour),
+            partition_path("eventtime_hour", PartitionTransform::Hour, hour),
             "eventtime_hour=2026-11-22-10"
+        );
+        let day = partition_value(PartitionTransform::Day, at);
+        assert_eq!(day, hour / 24);
+        assert_eq!(partition_value(PartitionTransform::Day, -1), -1);
+        assert_eq!(
+            partition_path("eventtime_day", PartitionTransform::Day, day),
+            "eventtime_day=2026-11-22"
         );
         let naming = FileNaming {
             table_location: "s3://lake/warehouse/readings/",
             partition_field: "eventtime_hour",
+            transform: PartitionTransform::Hour,
             partition_spec_id: 0,
             stream: "vent",
             shard: "shardId-000000000000",
