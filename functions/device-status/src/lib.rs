@@ -21,7 +21,7 @@ use telemetry_lake::device_status::status::{status_of, Status};
 use telemetry_lake::device_status::windows::{BatchWindows, WindowSpec};
 use telemetry_lake::lake::keys::{object_key, IngestHour, StreamPosition};
 use telemetry_lake::lake::writer::{s3_client, ObjectSink, S3Sink, DEAD_LETTER_EXTENSION};
-use telemetry_lake::stream::dead_letter::{to_json_lines, DeadLetter, Origin, Rejection, Scope};
+use telemetry_lake::stream::dead_letter::{to_json_lines, DeadLetter, Rejection, Scope};
 use telemetry_lake::stream::document::Value;
 use telemetry_lake::stream::event::kafka_records;
 use telemetry_lake::stream::event::Handled;
@@ -347,26 +347,15 @@ impl<S: ObjectSink, W: WindowSink, R: ReferenceSource> DeviceStatus<S, W, R> {
                 continue;
             };
             let rec = &records[at as usize];
-            let origin = Origin {
-                stream: &rec.stream,
-                shard: &rec.shard,
-                sequence_number: &rec.position,
-                arrival: rec.arrival,
-                kafka: rec.kafka,
-            };
-            let bytes: &[u8] = match &rec.data {
-                Ok(data) => data,
-                Err(unreadable) => unreadable.raw,
-            };
             agg.good -= 1;
             agg.dead_letters.push(DeadLetter::rejected(
-                &origin,
+                &rec.origin(),
                 Rejection {
                     index: document as usize,
                     reason: "window_store_refused",
                     detail: format!("the windows table refused the reading: {why}"),
                     scope: Scope::Document,
-                    bytes,
+                    bytes: rec.bytes(),
                     sub_sequence_number,
                 },
             ));

@@ -359,15 +359,7 @@ impl WindowStore {
                     tracing::warn!(pk = %key.device, sk = %iso(key.start), error = %DisplayErrorContext(&e), "the table refused the window item's update; applying its records one by one");
                     return self.apply_one_by_one(batch, key, statuses).await;
                 }
-                Err(e) => {
-                    return Outcome::Failed(format!(
-                        "could not update {} {}/{}: {}",
-                        self.table,
-                        key.device,
-                        iso(key.start),
-                        DisplayErrorContext(&e)
-                    ))
-                }
+                Err(e) => return self.update_failed(key, &e),
             }
         }
         Outcome::Failed(format!(
@@ -375,6 +367,21 @@ impl WindowStore {
             self.table,
             key.device,
             iso(key.start)
+        ))
+    }
+
+    /// An update of `key` that failed for good (after the SDK's retries).
+    fn update_failed<E: std::error::Error + 'static>(
+        &self,
+        key: &ItemKey,
+        e: &aws_sdk_dynamodb::error::SdkError<E>,
+    ) -> Outcome {
+        Outcome::Failed(format!(
+            "could not update {} {}/{}: {}",
+            self.table,
+            key.device,
+            iso(key.start),
+            DisplayErrorContext(e)
         ))
     }
 
@@ -470,15 +477,7 @@ impl WindowStore {
                         refusal = Some(DisplayErrorContext(&e).to_string());
                         continue;
                     }
-                    Err(e) => {
-                        return Outcome::Failed(format!(
-                            "could not update {} {}/{}: {}",
-                            self.table,
-                            key.device,
-                            iso(key.start),
-                            DisplayErrorContext(&e)
-                        ))
-                    }
+                    Err(e) => return self.update_failed(key, &e),
                 };
                 match self.read_one(key).await {
                     Ok(item) => current = item,

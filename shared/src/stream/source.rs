@@ -29,6 +29,28 @@ pub struct SourceRecord<'e> {
     pub kafka: Option<(i64, i64)>,
 }
 
+impl SourceRecord<'_> {
+    /// Where the record sits, as its dead letters name it.
+    pub fn origin(&self) -> Origin<'_> {
+        Origin {
+            stream: &self.stream,
+            shard: &self.shard,
+            sequence_number: &self.position,
+            arrival: self.arrival,
+            kafka: self.kafka,
+        }
+    }
+
+    /// The record's bytes as the event carried them (decoded from base64
+    /// when that worked).
+    pub fn bytes(&self) -> &[u8] {
+        match &self.data {
+            Ok(data) => data,
+            Err(unreadable) => unreadable.raw,
+        }
+    }
+}
+
 /// Why a record of the event cannot be read, whatever its payload holds: it
 /// becomes one dead letter of the whole record.
 #[derive(Debug, Clone)]
@@ -62,13 +84,7 @@ pub fn decode_record<F>(
 ) where
     F: for<'b> FnMut(&Document<'b>) -> Result<(), Refusal>,
 {
-    let origin = Origin {
-        stream: &rec.stream,
-        shard: &rec.shard,
-        sequence_number: &rec.position,
-        arrival: rec.arrival,
-        kafka: rec.kafka,
-    };
+    let origin = rec.origin();
     let mut reject = |r: Rejection<'_>| dead_letters.push(DeadLetter::rejected(&origin, r));
     match &rec.data {
         Ok(data) => decode_payload(data, decoder, budget, |outcome| match outcome {
