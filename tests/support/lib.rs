@@ -1168,6 +1168,28 @@ pub fn function_binary(name: &str) -> std::path::PathBuf {
         // reuses its artifacts; `-p` alone would resolve them for the one
         // package and rebuild part of the dependencies.
         cmd.args(["build", "--quiet", "--workspace", "--tests", "--bin", name]);
+        // Cargo gives a test process the variables of its own package
+        // (CARGO_PKG_NAME, CARGO_MANIFEST_DIR, ...). Build scripts that watch
+        // them (ring's does) would see them change from the `cargo test` build
+        // and rebuild everything above them, minutes on a clean build.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key.starts_with("CARGO_PKG_")
+                || key.starts_with("CARGO_BIN_")
+                || matches!(
+                    &*key,
+                    "CARGO_MANIFEST_DIR"
+                        | "CARGO_MANIFEST_PATH"
+                        | "CARGO_MANIFEST_LINKS"
+                        | "CARGO_CRATE_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                        | "CARGO_TARGET_TMPDIR"
+                        | "CARGO_RUSTC_CURRENT_DIR"
+                )
+            {
+                cmd.env_remove(&*key);
+            }
+        }
         if profile_dir.file_name().is_some_and(|p| p == "release") {
             cmd.arg("--release");
         }
