@@ -275,7 +275,10 @@ async fn csv_with_a_header_maps_columns_by_name_and_a_missing_required_column_re
             b"name;at\nnoid;2020-06-12 14:05:59\n".to_vec(),
         ],
     );
-    run(&f, &event).await;
+    let (batch, response) = f.invoke(&event).await.expect("invoked");
+    assert!(response.batch_item_failures.is_empty(), "{batch:?}");
+    // The `extra` column of the two good rows of the first payload.
+    assert_eq!(batch.undeclared_fields, 2, "{batch:?}");
     assert_eq!(
         all_rows(&s3, &bucket).await,
         vec![

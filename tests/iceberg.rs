@@ -2,7 +2,7 @@
 //! creates the table in the Glue catalog, commits each batch's data files
 //! with the shard's watermark, and commits nothing twice when the batch is
 //! delivered again. Every table is read back with pyiceberg
-//! (`tests/support/read_iceberg.py`), an independent reader.
+//! (`scripts/read_iceberg.py`), an independent reader.
 
 use std::collections::BTreeMap;
 
@@ -80,18 +80,8 @@ impl Lake {
 
     /// The table as pyiceberg reads it.
     fn read_back(&self) -> Value {
-        let root = lake_tools::moto::repo_root();
-        let out = std::process::Command::new(root.join(".venv/bin/python"))
-            .arg(root.join("tests/support/read_iceberg.py"))
-            .args([moto(), &self.database, "readings"])
-            .output()
-            .expect("run .venv/bin/python (make setup installs pyiceberg)");
-        assert!(
-            out.status.success(),
-            "pyiceberg failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("pyiceberg JSON")
+        lake_tools::iceberg_reader::read_table(moto(), &self.database, "readings")
+            .expect("pyiceberg reads the table")
     }
 }
 
@@ -355,4 +345,111 @@ async fn shards_committing_at_once_lose_races_retry_and_lose_nothing() {
             "{last}"
         );
     }
+}
+
+/// The shipped schema with `change` applied to its JSON.
+fn schema_with(change: impl FnOnce(&mut Vec<Value>)) -> String {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../config/ventilator.schema.json"
+    ))
+    .expect("the shipped schema");
+    let mut schema: Value = serde_json::from_str(&text).expect("schema JSON");
+    change(schema["fields"].as_array_mut().expect("fields"));
+    schema.to_string()
+}
+
+/// A new optional field in the declared schema becomes a nullable column at
+/// the next cold start: rows committed before read it as null, rows after
+/// carry it (before it was declared, the field was counted in each batch's
+/// `undeclared_fields`). A change Iceberg does not allow stops the cold
+/// start, naming the field, and leaves the table as it was.
+#[tokio::test]
+async fn a_new_optional_field_is_added_at_cold_start_and_a_disallowed_change_is_refused() {
+    let mut lake = Lake::new().await;
+    let with_firmware = |i: u64| {
+        let mut v: Value = serde_json::from_slice(&reading(i as i64, "10:00:00")).unwrap();
+        v["firmware"] = json!(format!("fw-{i}"));
+        v.to_string().into_bytes()
+    };
+    // Producers send `firmware` before the schema declares it: counted,
+    // left out of the rows.
+    let (summary, response) = lake
+        .function()
+        .await
+        .invoke(&event(0..3, with_firmware))
+        .await
+        .expect("invoked");
+    assert!(failures(&response).is_empty());
+    assert_eq!((summary.good, summary.undeclared_fields), (3, 3));
+
+    lake.env.insert(
+        vars::SCHEMA,
+        schema_with(|fields| {
+            fields.push(json!({"name": "firmware", "type": "string", "required": false}))
+        }),
+    );
+    let f = lake.function().await;
+    let (summary, response) = f
+        .invoke(&event(3..5, with_firmware))
+        .await
+        .expect("invoked");
+    assert!(failures(&response).is_empty(), "{summary:?}");
+    assert_eq!((summary.good, summary.undeclared_fields), (2, 0));
+
+    let table = lake.read_back();
+    let last = table["schema"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        last,
+        json!({"id": 8, "name": "firmware", "type": "string", "required": false})
+    );
+    let mut firmware: Vec<(i64, Value)> = table["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["ventilatorid"].as_i64().unwrap(), r["firmware"].clone()))
+        .collect();
+    firmware.sort_by_key(|(id, _)| *id);
+    assert_eq!(
+        firmware,
+        vec![
+            (0, Value::Null),
+            (1, Value::Null),
+            (2, Value::Null),
+            (3, json!("fw-3")),
+            (4, json!("fw-4")),
+        ]
+    );
+
+    // Refused at cold start, each naming the field.
+    let sdk = sdk_config(moto(), REGION).await;
+    let refusals = [
+        (
+            schema_with(|fields| {
+                fields.push(json!({"name": "ward", "type": "string", "required": true}))
+            }),
+            "field `ward` is required in the declared schema and not a column of the table",
+        ),
+        (
+            schema_with(|fields| fields[4]["type"] = json!("float64")),
+            "field `o2stats` is long in the table and double in the declared schema",
+        ),
+        (
+            schema_with(|fields| {
+                fields.remove(2);
+            }),
+            "column `serialnumber` of the table is required and not in the declared schema",
+        ),
+    ];
+    for (schema, want) in refusals {
+        let mut env = lake.env.clone();
+        env.insert(vars::SCHEMA, schema);
+        let err = KinesisToParquet::<S3Sink>::load(|name| env.get(name).cloned(), &sdk)
+            .await
+            .map(|_| ())
+            .expect_err("a disallowed change stops the cold start");
+        assert!(err.to_string().contains(want), "{err}");
+    }
+    let after = lake.read_back();
+    assert_eq!(after["schema"], table["schema"], "the table is unchanged");
 }

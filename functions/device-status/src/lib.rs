@@ -75,6 +75,8 @@ struct Aggregated {
     pub by_status: BTreeMap<Status, usize>,
     /// Devices without reference ranges.
     pub unknown_devices: BTreeSet<String>,
+    /// Fields the good documents held that the schema does not declare.
+    pub undeclared_fields: usize,
     /// Where each good document came from, by its number in `windows`:
     /// (record in the batch, document in the record, KPL sub-sequence).
     pub sources: Vec<(u32, u32, Option<u64>)>,
@@ -97,6 +99,7 @@ fn aggregate_records(
         good: 0,
         by_status: BTreeMap::new(),
         unknown_devices: BTreeSet::new(),
+        undeclared_fields: 0,
         sources: Vec::new(),
     };
     let mut readings = vec![0.0; fields.metrics.len()];
@@ -179,6 +182,7 @@ fn aggregate_records(
             },
         );
     }
+    out.undeclared_fields = budget.undeclared_fields();
     out
 }
 
@@ -203,6 +207,8 @@ pub struct BatchSummary {
     pub bad: usize,
     pub by_status: BTreeMap<Status, usize>,
     pub unknown_devices: usize,
+    /// Fields the good records held that the schema does not declare.
+    pub undeclared_fields: usize,
     pub windows: ApplyReport,
     pub dead_letter_objects: usize,
     pub retry_from: Option<String>,
@@ -379,6 +385,7 @@ impl<S: ObjectSink, W: WindowSink, R: ReferenceSource> DeviceStatus<S, W, R> {
             bad,
             by_status: agg.by_status,
             unknown_devices: agg.unknown_devices.len(),
+            undeclared_fields: agg.undeclared_fields,
             windows: report,
             dead_letter_objects,
             retry_from: retry_from.clone(),
@@ -392,6 +399,7 @@ impl<S: ObjectSink, W: WindowSink, R: ReferenceSource> DeviceStatus<S, W, R> {
                 .get(&Status::Unknown)
                 .copied()
                 .unwrap_or(0),
+            undeclared_fields = summary.undeclared_fields,
             windows_written = summary.windows.written,
             windows_already_applied = summary.windows.already_applied,
             windows_failed = summary.windows.failed.len(),

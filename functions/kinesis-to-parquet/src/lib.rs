@@ -60,6 +60,9 @@ pub struct BatchSummary {
     pub objects: usize,
     pub bytes: usize,
     pub retry_from: Option<String>,
+    /// Fields the good records held that the schema does not declare
+    /// (left out of the rows).
+    pub undeclared_fields: usize,
     /// Iceberg: records left out because the table already held them.
     pub skipped: usize,
     /// Iceberg: the snapshot committed, if any.
@@ -195,6 +198,7 @@ impl<S: ObjectSink> KinesisToParquet<S> {
             objects: report.objects,
             bytes: report.bytes,
             retry_from: report.retry_from.clone(),
+            undeclared_fields: report.undeclared_fields,
             skipped: report.skipped,
             snapshot_id: report.snapshot_id,
             commit_attempts: report.commit_attempts,
@@ -208,6 +212,7 @@ impl<S: ObjectSink> KinesisToParquet<S> {
             skipped = summary.skipped,
             good = summary.good,
             bad = summary.bad,
+            undeclared_fields = summary.undeclared_fields,
             objects = summary.objects,
             bytes = summary.bytes,
             snapshot_id = summary.snapshot_id.unwrap_or(-1),
@@ -240,6 +245,7 @@ impl<S: ObjectSink> KinesisToParquet<S> {
             objects: report.objects,
             bytes: report.bytes,
             retry_from: report.retry_from.clone(),
+            undeclared_fields: counts.undeclared_fields,
             skipped: 0,
             snapshot_id: None,
             commit_attempts: 0,
@@ -250,6 +256,7 @@ impl<S: ObjectSink> KinesisToParquet<S> {
             records = summary.records,
             good = summary.good,
             bad = summary.bad,
+            undeclared_fields = summary.undeclared_fields,
             objects = summary.objects,
             bytes = summary.bytes,
             failed_runs = report.failures.len(),

@@ -69,6 +69,9 @@ pub struct BatchCounts {
     pub good: usize,
     /// Dead letters (a multi-document payload may give several).
     pub bad: usize,
+    /// Fields the good rows' documents held that the schema does not
+    /// declare.
+    pub undeclared_fields: usize,
 }
 
 /// Splits records of any source into runs, de-aggregating KPL records and
@@ -116,6 +119,7 @@ pub fn split_records<'e>(
     }
     counts.good = runs.iter().map(|r| r.good.len()).sum();
     counts.bad = runs.iter().map(|r| r.dead_letters.len()).sum();
+    counts.undeclared_fields = budget.undeclared_fields();
     (runs, counts)
 }
 

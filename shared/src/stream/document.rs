@@ -37,6 +37,10 @@ pub struct Document<'b> {
     pub values: Vec<Value<'b>>,
     pub bytes: &'b [u8],
     pub sub_sequence_number: Option<u64>,
+    /// Fields the document holds that the schema does not declare (JSON
+    /// keys, CSV header columns, Avro writer fields): left out of the row,
+    /// counted per batch.
+    pub undeclared: usize,
 }
 
 impl<'b> Document<'b> {
@@ -47,7 +51,14 @@ impl<'b> Document<'b> {
             values,
             bytes,
             sub_sequence_number: None,
+            undeclared: 0,
         }
+    }
+
+    /// The document, holding `n` fields the schema does not declare.
+    pub fn with_undeclared(mut self, n: usize) -> Self {
+        self.undeclared = n;
+        self
     }
 }
 
@@ -162,20 +173,35 @@ impl Raw<'_> {
 
 /// Parses one JSON document into its values, in schema order.
 pub fn parse_document<'a>(schema: &Schema, doc: &'a str) -> Result<Vec<Value<'a>>, DocumentError> {
-    if let Some(values) = read_fast(schema, doc) {
+    parse_document_counting(schema, doc, &mut 0)
+}
+
+/// As [`parse_document`], adding to `undeclared` the keys of a good
+/// document that the schema does not declare (nothing for a bad one).
+pub fn parse_document_counting<'a>(
+    schema: &Schema,
+    doc: &'a str,
+    undeclared: &mut usize,
+) -> Result<Vec<Value<'a>>, DocumentError> {
+    if let Some(values) = read_fast(schema, doc, undeclared) {
         return Ok(values);
     }
     let mut raw: Vec<Raw<'a>> = Vec::with_capacity(schema.fields.len());
     raw.resize_with(schema.fields.len(), || Raw::Absent);
-    if let Some(found) = read_checked(schema, doc, &mut raw).map_err(|e| json_error(&e))? {
+    let mut unknown = 0;
+    if let Some(found) =
+        read_checked(schema, doc, &mut raw, &mut unknown).map_err(|e| json_error(&e))?
+    {
         return Err(DocumentError::NotAnObject { found });
     }
-    schema
+    let values = schema
         .fields
         .iter()
         .zip(raw)
         .map(|(field, raw)| convert(field, raw))
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    *undeclared += unknown;
+    Ok(values)
 }
 
 /// A document with more `{` and `[` bytes than this skips the fast path.
@@ -193,7 +219,7 @@ const FAST_PATH_MAX_OPENERS: usize = 128;
 /// the reference reader then reads it again, so every rejection and its
 /// message are serde_json's and [`convert`]'s, and a bad record costs one
 /// more parse.
-fn read_fast<'a>(schema: &Schema, doc: &'a str) -> Option<Vec<Value<'a>>> {
+fn read_fast<'a>(schema: &Schema, doc: &'a str, undeclared: &mut usize) -> Option<Vec<Value<'a>>> {
     // memchr2 counts with SIMD and stops at the limit; a byte-by-byte count
     // cost as much as a tenth of the parse.
     if memchr::memchr2_iter(b'{', b'[', doc.as_bytes())
@@ -203,10 +229,12 @@ fn read_fast<'a>(schema: &Schema, doc: &'a str) -> Option<Vec<Value<'a>>> {
         return None;
     }
     let mut values = vec![Value::Null; schema.fields.len()];
+    let mut unknown = 0;
     let mut de = sonic_rs::Deserializer::from_str(doc);
     FastDocument {
         schema,
         values: &mut values,
+        undeclared: &mut unknown,
     }
     .deserialize(&mut de)
     .and_then(|()| de.end())
@@ -216,7 +244,11 @@ fn read_fast<'a>(schema: &Schema, doc: &'a str) -> Option<Vec<Value<'a>>> {
         .iter()
         .zip(&values)
         .all(|(field, value)| !field.required || *value != Value::Null);
-    complete.then_some(values)
+    if !complete {
+        return None;
+    }
+    *undeclared += unknown;
+    Some(values)
 }
 
 /// The reference reader: serde_json, with its recursion limit.
@@ -224,11 +256,16 @@ fn read_checked<'a>(
     schema: &Schema,
     doc: &'a str,
     raw: &mut Vec<Raw<'a>>,
+    undeclared: &mut usize,
 ) -> Result<Option<&'static str>, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(doc);
-    DocumentSeed { schema, raw }
-        .deserialize(&mut de)
-        .and_then(|found| de.end().map(|()| found))
+    DocumentSeed {
+        schema,
+        raw,
+        undeclared,
+    }
+    .deserialize(&mut de)
+    .and_then(|found| de.end().map(|()| found))
 }
 
 fn json_error(e: &serde_json::Error) -> DocumentError {
@@ -405,6 +442,7 @@ fn parse_default_format(s: &str) -> Option<NaiveDateTime> {
 struct DocumentSeed<'s, 'a> {
     schema: &'s Schema,
     raw: &'s mut Vec<Raw<'a>>,
+    undeclared: &'s mut usize,
 }
 
 impl<'de, 's> DeserializeSeed<'de> for DocumentSeed<'s, 'de> {
@@ -426,6 +464,7 @@ impl<'de, 's> Visitor<'de> for DocumentSeed<'s, 'de> {
             match key {
                 Some(i) => self.raw[i] = map.next_value_seed(RawSeed)?,
                 None => {
+                    *self.undeclared += 1;
                     map.next_value::<IgnoredAny>()?;
                 }
             }
@@ -536,6 +575,7 @@ impl<'de> Visitor<'de> for RawSeed {
 struct FastDocument<'s, 'a> {
     schema: &'s Schema,
     values: &'s mut [Value<'a>],
+    undeclared: &'s mut usize,
 }
 
 impl<'de> DeserializeSeed<'de> for FastDocument<'_, 'de> {
@@ -559,6 +599,7 @@ impl<'de> Visitor<'de> for FastDocument<'_, 'de> {
                     self.values[i] = map.next_value_seed(FastValue(&self.schema.fields[i]))?
                 }
                 None => {
+                    *self.undeclared += 1;
                     map.next_value::<IgnoredAny>()?;
                 }
             }
@@ -668,6 +709,27 @@ mod tests {
     }
 
     #[test]
+    fn undeclared_keys_of_good_documents_are_counted_on_both_paths() {
+        let schema = schema();
+        let good = r#"{"id":1,"at":"2020-06-12 14:05:59","name":"a","x":1,"y":{"z":2}}"#;
+        let mut n = 0;
+        parse_document_counting(&schema, good, &mut n).unwrap();
+        assert_eq!(n, 2, "the fast path counts top-level keys only");
+        // Past the fast path's limit of openers, serde_json reads it.
+        let deep = format!(
+            r#"{{"id":1,"at":"2020-06-12 14:05:59","name":"a","w":[{}]}}"#,
+            vec!["{}"; 200].join(",")
+        );
+        assert!(read_fast(&schema, &deep, &mut 0).is_none());
+        parse_document_counting(&schema, &deep, &mut n).unwrap();
+        assert_eq!(n, 3);
+        // A bad document counts nothing.
+        let bad = r#"{"id":"one","at":"2020-06-12 14:05:59","name":"a","x":1}"#;
+        parse_document_counting(&schema, bad, &mut n).unwrap_err();
+        assert_eq!(n, 3);
+    }
+
+    #[test]
     fn optional_fields_may_be_absent_or_null() {
         let v = parse(r#"{"id":1,"at":"2020-06-12 14:05:59","name":"a","score":null}"#).unwrap();
         assert_eq!(v[3], Value::Null);
@@ -754,7 +816,7 @@ mod tests {
         let schema = schema();
         let mut raw: Vec<Raw<'_>> = Vec::new();
         raw.resize_with(schema.fields.len(), || Raw::Absent);
-        match read_checked(&schema, doc, &mut raw).map_err(|e| json_error(&e))? {
+        match read_checked(&schema, doc, &mut raw, &mut 0).map_err(|e| json_error(&e))? {
             Some(found) => Err(DocumentError::NotAnObject { found }),
             None => schema
                 .fields
@@ -808,7 +870,7 @@ mod tests {
             assert_eq!(parse(doc), reference, "{doc}");
             // The fast path gives the same values or nothing, and nothing
             // for every bad record.
-            match (read_fast(&schema(), doc), reference) {
+            match (read_fast(&schema(), doc, &mut 0), reference) {
                 (Some(fast), Ok(values)) => assert_eq!(fast, values, "{doc}"),
                 (None, Ok(_)) => slow_good.push(doc.as_str()),
                 (Some(fast), Err(e)) => panic!("{doc}: fast path took {fast:?}, not {e}"),
@@ -832,7 +894,7 @@ mod tests {
     fn many_openers_take_the_checked_path_and_still_parse() {
         let brackets = "[".repeat(FAST_PATH_MAX_OPENERS + 1);
         let doc = format!(r#"{{"id":1,"at":"2020-06-12 14:05:59","name":"{brackets}"}}"#);
-        assert!(read_fast(&schema(), &doc).is_none());
+        assert!(read_fast(&schema(), &doc, &mut 0).is_none());
         assert_eq!(parse(&doc).unwrap()[2], Value::String(brackets.into()));
     }
 

@@ -27,6 +27,8 @@ use std::sync::Arc;
 use arrow_schema::Schema as ArrowSchema;
 use futures::stream::{self, StreamExt};
 use iceberg::spec::Transform;
+use iceberg::table::Table;
+use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
 use iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
 
 use crate::config::schema::Schema;
@@ -36,7 +38,8 @@ use crate::lake::iceberg::commit::{commit_files, CommitError, Committed, ShardRa
 use crate::lake::iceberg::files::{encode_files, FileNaming, PartitionedRows};
 use crate::lake::iceberg::storage::split_path;
 use crate::lake::iceberg::table::{
-    committed_watermarks, data_file_schema, new_table_schema, partition_spec, table_properties,
+    committed_watermarks, data_file_schema, new_table_schema, partition_spec, schema_additions,
+    table_properties,
 };
 use crate::lake::keys::{object_key, IngestHour, StreamPosition};
 use crate::lake::parquet::ParquetEncoder;
@@ -75,6 +78,8 @@ pub struct IcebergReport {
     pub good: usize,
     /// Dead letters written.
     pub bad: usize,
+    /// Fields the good records held that the schema does not declare.
+    pub undeclared_fields: usize,
     /// Data files and dead-letter objects written, and their bytes.
     pub objects: usize,
     pub bytes: usize,
@@ -93,6 +98,57 @@ struct ShardPart<'r, 'e> {
     stream: String,
     shard: String,
     records: Vec<&'r SourceRecord<'e>>,
+}
+
+/// Cold starts racing to add the same columns: each attempt reloads the
+/// table, and the winner's columns leave the others nothing to add.
+const MAX_SCHEMA_UPDATES: usize = 4;
+
+/// Adds the declared schema's new optional fields to `table`
+/// ([`schema_additions`]), or refuses the declared schema, naming the field.
+async fn evolve(catalog: &GlueCatalog, table: Table, declared: &Schema) -> Result<Table, String> {
+    let ident = table.identifier().clone();
+    let mut table = table;
+    let mut last_error = String::new();
+    for _ in 0..MAX_SCHEMA_UPDATES {
+        let additions =
+            schema_additions(declared, table.metadata().current_schema()).map_err(|e| {
+                format!("the Iceberg table {ident} cannot take the declared schema: {e}")
+            })?;
+        if additions.is_empty() {
+            return Ok(table);
+        }
+        let tx = Transaction::new(&table);
+        let action = additions
+            .iter()
+            .fold(tx.update_schema(), |action, (name, field_type)| {
+                action.add_column(AddColumn::optional(name, field_type.clone()))
+            });
+        let committed = match action.apply(tx) {
+            Ok(tx) => tx.commit(catalog).await,
+            Err(e) => Err(e),
+        };
+        match committed {
+            Ok(t) => {
+                let names: Vec<&str> = additions.iter().map(|(n, _)| n.as_str()).collect();
+                tracing::info!(table = %ident, added = ?names, "added the declared schema's new fields");
+                return Ok(t);
+            }
+            // Lost to another cold start (a conflict, or the column exists
+            // by the time the crate re-applied the change): plan again on
+            // the table as it is now.
+            Err(e) => {
+                last_error = e.to_string();
+                table = catalog
+                    .load_table(&ident)
+                    .await
+                    .map_err(|e| format!("cannot load the Iceberg table {ident}: {e}"))?;
+            }
+        }
+    }
+    Err(format!(
+        "cannot add the declared schema's new fields to the Iceberg table {ident}: {last_error}"
+    ))
 }
 
 impl IcebergLake {
@@ -136,6 +192,7 @@ impl IcebergLake {
             }
             Err(e) => return Err(format!("cannot load the Iceberg table {ident}: {e}")),
         };
+        let table = evolve(&catalog, table, declared).await?;
         let metadata = table.metadata();
         let arrow_schema = data_file_schema(declared, metadata.current_schema()).map_err(|e| {
             format!("the Iceberg table {ident} does not fit the declared schema: {e}")
@@ -219,6 +276,7 @@ impl IcebergLake {
                     report.skipped = planned.skipped;
                     report.good = planned.good;
                     report.bad = planned.bad;
+                    report.undeclared_fields = planned.undeclared_fields;
                     report.objects += planned.objects;
                     report.bytes += planned.bytes;
                     match planned.outcome {
@@ -344,6 +402,7 @@ impl IcebergLake {
                 last: last.position.to_string(),
             });
         }
+        planned.undeclared_fields = budget.undeclared_fields();
         if ranges.is_empty() {
             planned.outcome = Ok(Committed::AlreadyThere);
             return Ok(planned);
@@ -386,6 +445,7 @@ struct Planned {
     skipped: usize,
     good: usize,
     bad: usize,
+    undeclared_fields: usize,
     objects: usize,
     bytes: usize,
     outcome: Result<Committed, CommitError>,
@@ -397,6 +457,7 @@ impl Default for Planned {
             skipped: 0,
             good: 0,
             bad: 0,
+            undeclared_fields: 0,
             objects: 0,
             bytes: 0,
             outcome: Ok(Committed::AlreadyThere),

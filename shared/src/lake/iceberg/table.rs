@@ -127,6 +127,64 @@ pub fn data_file_schema(declared: &Schema, table: &IcebergSchema) -> Result<Arc<
     Ok(Arc::new(ArrowSchema::new(fields)))
 }
 
+/// The columns the declared schema adds to the table's current schema:
+/// every declared field the table does not have, each optional (nullable),
+/// in declared order. Older data files read them as null.
+///
+/// Refuses, naming the field, what Iceberg (or the files the suite writes)
+/// does not allow: a declared field whose type differs from its column's
+/// (Iceberg only widens int to long and float to double, neither of which a
+/// declared type can ask for), a required field the table does not have or
+/// has as optional (rows already in the table may lack it), and a required
+/// column the declared schema does not write.
+pub fn schema_additions(
+    declared: &Schema,
+    table: &IcebergSchema,
+) -> std::result::Result<Vec<(String, Type)>, String> {
+    let mut additions = Vec::new();
+    for f in &declared.fields {
+        let want = iceberg_type(&f.field_type);
+        match table.field_by_name(&f.name) {
+            Some(column) if *column.field_type != want => {
+                return Err(format!(
+                    "field `{}` is {} in the table and {want} in the declared schema: \
+                     a column's type cannot change to another",
+                    f.name, column.field_type
+                ))
+            }
+            Some(column) if f.required && !column.required => {
+                return Err(format!(
+                    "field `{}` is required in the declared schema and optional in the table: \
+                     rows already in the table may have no value",
+                    f.name
+                ))
+            }
+            Some(_) => {}
+            None if f.required => {
+                return Err(format!(
+                    "field `{}` is required in the declared schema and not a column of the \
+                     table: a new field must be optional (`{}:{}?`), rows already in the \
+                     table have no value for it",
+                    f.name,
+                    f.name,
+                    f.field_type.name()
+                ))
+            }
+            None => additions.push((f.name.clone(), want)),
+        }
+    }
+    for column in table.as_struct().fields() {
+        if column.required && declared.fields.iter().all(|f| f.name != column.name) {
+            return Err(format!(
+                "column `{}` of the table is required and not in the declared schema: \
+                 the data files would have no value for it",
+                column.name
+            ));
+        }
+    }
+    Ok(additions)
+}
+
 /// Snapshot summary properties holding, for each shard a commit moves, the
 /// watermark it moved from (empty: none): `<prefix><stream>/<shard>`.
 pub const PREVIOUS_WATERMARK_PREFIX: &str = "telemetry-lake.previous-watermark.";
@@ -226,6 +284,43 @@ mod tests {
         let field = &spec.fields()[0];
         assert_eq!((field.source_id, field.name.as_str()), (2, "at_hour"));
         assert!(partition_spec(&s, "nope", Transform::Hour).is_err());
+    }
+
+    #[test]
+    fn new_optional_fields_are_added_and_disallowed_changes_named() {
+        let table = new_table_schema(&declared()).unwrap();
+        let wider =
+            Schema::parse("device:int64,at:timestamp,o2:float64?,name:string,fw:string?").unwrap();
+        assert_eq!(
+            schema_additions(&wider, &table).unwrap(),
+            vec![("fw".to_string(), Type::Primitive(PrimitiveType::String))]
+        );
+        assert_eq!(schema_additions(&declared(), &table).unwrap(), vec![]);
+        // An optional column left out of the declared schema is written as
+        // null; a required one cannot be.
+        let fewer = Schema::parse("device:int64,at:timestamp,name:string").unwrap();
+        assert_eq!(schema_additions(&fewer, &table).unwrap(), vec![]);
+        for (schema, want) in [
+            (
+                "device:int64,at:timestamp,o2:float64?,name:string,fw:string",
+                "field `fw` is required in the declared schema and not a column",
+            ),
+            (
+                "device:float64,at:timestamp,o2:float64?,name:string",
+                "field `device` is long in the table and double in the declared schema",
+            ),
+            (
+                "device:int64,at:timestamp,o2:float64,name:string",
+                "field `o2` is required in the declared schema and optional in the table",
+            ),
+            (
+                "device:int64,o2:float64?,name:string",
+                "column `at` of the table is required and not in the declared schema",
+            ),
+        ] {
+            let e = schema_additions(&Schema::parse(schema).unwrap(), &table).unwrap_err();
+            assert!(e.contains(want), "{schema}: {e}");
+        }
     }
 
     #[test]

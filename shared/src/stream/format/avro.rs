@@ -548,7 +548,18 @@ where
     F: for<'b> FnMut(DocumentOutcome<'b>),
 {
     match convert_record(schema, datum) {
-        Ok(values) => on_document(Ok(Document::new(index, values, raw))),
+        Ok(values) => {
+            let undeclared = match unwrap_union(datum) {
+                Avro::Record(fields) => fields
+                    .iter()
+                    .filter(|(name, _)| schema.fields.iter().all(|f| f.name != *name))
+                    .count(),
+                _ => 0,
+            };
+            on_document(Ok(
+                Document::new(index, values, raw).with_undeclared(undeclared)
+            ))
+        }
         Err(e) => {
             let shown;
             let bytes = if raw.is_empty() {

@@ -195,6 +195,10 @@ where
     } else {
         schema.fields.len()
     };
+    // Header columns no declared field reads.
+    let undeclared = (0..expected)
+        .filter(|k| !columns.contains(&Some(*k)))
+        .count();
 
     let end_of = |i: usize| -> usize { rows.get(i + 1).map_or(text.len(), |r| r.start) };
     for (i, row) in rows.iter().enumerate().skip(first) {
@@ -226,7 +230,9 @@ where
             })
             .collect();
         match values {
-            Ok(values) => on_document(Ok(Document::new(index, values, raw.as_bytes()))),
+            Ok(values) => on_document(Ok(
+                Document::new(index, values, raw.as_bytes()).with_undeclared(undeclared)
+            )),
             Err(e) => on_document(Err(Rejection::document(index, &e, raw.as_bytes()))),
         }
     }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use crate::config::schema::Schema;
 use crate::stream::dead_letter::{DocumentOutcome, Rejection, Scope};
 use crate::stream::decompress::{decompress, DecompressError};
-use crate::stream::document::{parse_document, Document, DocumentError};
+use crate::stream::document::{parse_document_counting, Document, DocumentError};
 
 pub use self::avro::AvroWriterSchema;
 pub use self::csv::CsvOptions;
@@ -90,6 +90,7 @@ pub struct DecodeBudget {
     left: usize,
     documents_total: usize,
     documents_left: usize,
+    undeclared: usize,
 }
 
 /// Memory a document may cost beyond its bytes, at most, as the documents
@@ -106,7 +107,14 @@ impl DecodeBudget {
             left: total,
             documents_total: documents,
             documents_left: documents,
+            undeclared: 0,
         }
+    }
+
+    /// Fields of the good documents read so far that the schema does not
+    /// declare ([`Document::undeclared`]).
+    pub fn undeclared_fields(&self) -> usize {
+        self.undeclared
     }
 
     /// The bytes left.
@@ -264,6 +272,7 @@ impl PayloadDecoder {
         // The first document past the documents budget, if any: it and the
         // rest of the payload are not handed on.
         let mut cut: Option<usize> = None;
+        let mut undeclared = 0;
         let mut counted = |outcome: DocumentOutcome<'_>| {
             if cut.is_some() {
                 return;
@@ -276,20 +285,27 @@ impl PayloadDecoder {
                 return;
             }
             budget.documents_left -= 1;
+            if let Ok(doc) = &outcome {
+                undeclared += doc.undeclared;
+            }
             on_document(outcome);
         };
         match &self.format {
-            Format::Json => {
-                for_each_document(text, |index, doc| match parse_document(schema, doc) {
-                    Ok(values) => counted(Ok(Document::new(index, values, doc.as_bytes()))),
+            Format::Json => for_each_document(text, |index, doc| {
+                let mut unknown = 0;
+                match parse_document_counting(schema, doc, &mut unknown) {
+                    Ok(values) => counted(Ok(
+                        Document::new(index, values, doc.as_bytes()).with_undeclared(unknown)
+                    )),
                     Err(e) => counted(Err(Rejection::document(index, &e, doc.as_bytes()))),
-                })
-            }
+                }
+            }),
             Format::Csv(options) => csv::decode(options, schema, text, &mut counted),
             Format::Grok(pattern) => pattern.decode(schema, text, &mut counted),
             Format::AvroDatum(writer) => writer.decode(schema, &bytes, &mut counted),
             Format::AvroFile => avro::decode_file(schema, &bytes, limit, &mut counted),
         }
+        budget.undeclared += undeclared;
         if let Some(index) = cut {
             let detail = format!(
                 "the invocation's budget of {} documents (one per {BYTES_PER_DOCUMENT} bytes of \
