@@ -9,6 +9,7 @@ pub mod bench;
 pub mod dynamodb_stream;
 pub mod event_source;
 pub mod function_process;
+pub mod iceberg_reader;
 pub mod kinesis_event;
 pub mod lake_reader;
 pub mod lambda_endpoint;

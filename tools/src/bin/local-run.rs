@@ -32,6 +32,11 @@ struct Args {
     /// `--parameter StreamShardCount=4`.
     #[arg(long = "parameter", value_name = "NAME=VALUE")]
     parameters: Vec<String>,
+    /// The lake's layout: `hive` (Parquet by arrival hour) or `iceberg`
+    /// (an Iceberg table in the Glue catalog, partitioned by event time);
+    /// the template's `LakeFormat` parameter.
+    #[arg(long, value_parser = ["hive", "iceberg"])]
+    lake_format: Option<String>,
     /// Print the summary as JSON on standard output.
     #[arg(long)]
     json: bool,
@@ -62,6 +67,9 @@ async fn main() -> Result<()> {
             .split_once('=')
             .with_context(|| format!("--parameter {p:?} is not NAME=VALUE"))?;
         parameters.insert(k.to_string(), v.to_string());
+    }
+    if let Some(format) = &args.lake_format {
+        parameters.insert("LakeFormat".to_string(), format.clone());
     }
     let options = Options {
         devices: args.devices,

@@ -12,7 +12,7 @@ use anyhow::{Context as _, Result};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde_json::json;
-use telemetry_lake::config::vars::{DEAD_LETTER_PREFIX, LAKE_PREFIX};
+use telemetry_lake::config::vars::{DEAD_LETTER_PREFIX, ICEBERG_TABLE, LAKE_FORMAT, LAKE_PREFIX};
 use telemetry_lake::device_status::config::DeviceStatusConfig;
 use telemetry_lake::scheduler::providers::attr;
 
@@ -22,6 +22,7 @@ use super::summary::{self, ChangedDevice, Execution, Summary, Tick};
 use super::{put_readings, Options, Progress};
 use crate::dynamodb_stream::TableStreamPoller;
 use crate::event_source::{MappingSettings, ShardPoller};
+use crate::iceberg_reader;
 use crate::moto::{s3_client, sdk_config, set_transition};
 use crate::step_functions::{states_entered, wait_for_execution};
 use crate::telemetry::{generate, TelemetryOptions, NORMAL_RANGES};
@@ -259,7 +260,26 @@ pub async fn play(stack: &Stack, options: &Options, progress: &mut Progress) -> 
     progress.stage("reading back what landed");
     let lake_prefix = k2p_env.get(LAKE_PREFIX).cloned().unwrap_or_default();
     let dl_prefix = k2p_env.get(DEAD_LETTER_PREFIX).cloned().unwrap_or_default();
-    let lake = summary::read_lake(&s3, &bucket, &lake_prefix).await?;
+    let iceberg_table = (k2p_env.get(LAKE_FORMAT).map(String::as_str) == Some("iceberg"))
+        .then(|| k2p_env.get(ICEBERG_TABLE).cloned())
+        .flatten();
+    // An Iceberg table keeps its data files under `data/` and its metadata
+    // (JSON and Avro) under `metadata/`.
+    let data_prefix = match &iceberg_table {
+        Some(_) => format!("{}/data", lake_prefix.trim_end_matches('/')),
+        None => lake_prefix.clone(),
+    };
+    let lake = summary::read_lake(&s3, &bucket, &data_prefix).await?;
+    let iceberg = match &iceberg_table {
+        Some(name) => {
+            let (database, table) = name
+                .split_once('.')
+                .with_context(|| format!("ICEBERG_TABLE {name:?} is not DATABASE.TABLE"))?;
+            let read = iceberg_reader::read_table(&stack.endpoint, database, table)?;
+            Some(iceberg_reader::report(name, &read))
+        }
+        None => None,
+    };
     let dead_letters = summary::read_dead_letters(&s3, &bucket, &dl_prefix).await?;
     let windows = summary::read_windows(&ddb, &ds_config.windows_table).await?;
     let (before, after) = summary::before_after(&windows, &CHANGED_DEVICE.to_string(), mid_time);
@@ -287,6 +307,7 @@ pub async fn play(stack: &Stack, options: &Options, progress: &mut Progress) -> 
             retries: c.retries,
         },
         lake,
+        iceberg,
         dead_letters,
         device_status: summary::DeviceStatusReport {
             table: ds_config.windows_table.clone(),

@@ -10,6 +10,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::lake_reader;
+
+pub use crate::iceberg_reader::TableReport as IcebergTable;
 use telemetry_lake::device_status::status::Status;
 use telemetry_lake::device_status::window_store::count_attribute;
 
@@ -18,6 +20,8 @@ use telemetry_lake::device_status::window_store::count_attribute;
 pub struct Summary {
     pub records: Records,
     pub lake: Lake,
+    /// With `LakeFormat` `iceberg`: the table as pyiceberg read it back.
+    pub iceberg: Option<IcebergTable>,
     pub dead_letters: DeadLetters,
     pub device_status: DeviceStatusReport,
     pub executions: Vec<Execution>,
@@ -319,6 +323,42 @@ pub fn render(s: &Summary) -> String {
             "      {:<40} {:>3} objects {:>8} bytes {:>6} rows",
             p.partition, p.objects, p.bytes, p.rows
         );
+    }
+
+    if let Some(t) = &s.iceberg {
+        let _ = writeln!(
+            o,
+            "\nIceberg table {} (read back by pyiceberg through the Glue catalog)",
+            t.table
+        );
+        let _ = writeln!(
+            o,
+            "  rows                {:>7}  ({} equal to another: each good record once when 0)",
+            t.rows, t.duplicate_rows
+        );
+        let _ = writeln!(
+            o,
+            "  snapshots           {:>7}  (current {})",
+            t.snapshots,
+            t.current_snapshot_id
+                .map_or_else(|| "none".to_string(), |id| id.to_string())
+        );
+        let _ = writeln!(
+            o,
+            "  data files          {:>7}  partitioned by {}",
+            t.data_files,
+            t.partition_spec.join(", ")
+        );
+        for p in &t.partitions {
+            let _ = writeln!(
+                o,
+                "      {:<40} {:>3} files {:>6} rows",
+                p.partition, p.data_files, p.rows
+            );
+        }
+        for (shard, mark) in &t.watermarks {
+            let _ = writeln!(o, "  committed up to     {shard}: {mark}");
+        }
     }
 
     let d = &s.device_status;
