@@ -431,6 +431,7 @@ async fn query_status_reports_succeeded_cancelled_and_failed_with_the_reason() {
     assert_eq!(out["query_state"], "SUCCEEDED");
     assert_eq!(out["queries_succeeded"], 2);
     assert_eq!(out["cause"], Value::Null);
+    assert_eq!(out["stopped_queries"], json!([]));
     assert_eq!(out["query_polls"], 1);
     assert_eq!(out["from"], "2026-03-01");
 
@@ -478,6 +479,56 @@ async fn query_status_reports_succeeded_cancelled_and_failed_with_the_reason() {
     assert_eq!(err.error_type(), "InvalidInput");
 }
 
+/// One query of a run fails while its sibling is still running: the
+/// sibling is stopped (it would go on inserting rows the next run writes
+/// again), and the run fails naming the failed query.
+#[tokio::test]
+async fn a_failed_query_stops_its_running_siblings() {
+    let athena = athena_client(moto()).await;
+    let workgroup = create_workgroup(&athena, "repartition").await;
+    let state = StartQueries::new(start_queries_config(&workgroup), athena.clone())
+        .process(json!({"from": "2026-03-01", "to": "2026-03-08"}))
+        .await
+        .expect("start");
+    let ids: Vec<String> = state["query_execution_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    let proxy = FaultProxy::start(moto()).await;
+    proxy.inject(
+        query_answer(
+            &ids[0],
+            "FAILED",
+            "HIVE_BAD_DATA: Error parsing field value",
+        )
+        .body_contains(&ids[0]),
+    );
+    proxy.inject(query_answer(&ids[1], "RUNNING", "").body_contains(&ids[1]));
+    let out = QueryStatus::new(athena_client(&proxy.endpoint).await)
+        .process(state)
+        .await
+        .expect("status");
+    assert_eq!(out["query_state"], "FAILED");
+    assert_eq!(out["queries_running"], 1);
+    assert_eq!(out["stopped_queries"], json!([ids[1]]));
+    // The stop reached Athena: the sibling is cancelled there.
+    let sibling = athena
+        .get_query_execution()
+        .query_execution_id(&ids[1])
+        .send()
+        .await
+        .expect("get");
+    let state = sibling
+        .query_execution()
+        .and_then(|q| q.status())
+        .and_then(|s| s.state())
+        .map(|s| s.as_str().to_string());
+    assert_eq!(state.as_deref(), Some("CANCELLED"));
+}
+
 #[tokio::test]
 async fn throttled_athena_calls_become_retryable_errors() {
     let athena = athena_client(moto()).await;
@@ -521,6 +572,11 @@ async fn throttled_athena_calls_become_retryable_errors() {
 
 /// Athena's answer for a query that failed, with `reason`.
 fn failed_query_fault(id: &str, reason: &str) -> Fault {
+    query_answer(id, "FAILED", reason)
+}
+
+/// Athena's answer to `GetQueryExecution` for a query in `state`.
+fn query_answer(id: &str, state: &str, reason: &str) -> Fault {
     let mut fault = Fault::aws_json("AmazonAthena.GetQueryExecution", 200, "unused");
     fault.content_type = "application/x-amz-json-1.1";
     fault.body = json!({
@@ -529,7 +585,7 @@ fn failed_query_fault(id: &str, reason: &str) -> Fault {
             "Query": "INSERT INTO ...",
             "StatementType": "DML",
             "Status": {
-                "State": "FAILED",
+                "State": state,
                 "StateChangeReason": reason,
                 "SubmissionDateTime": 1_772_323_200.0,
                 "CompletionDateTime": 1_772_323_201.0

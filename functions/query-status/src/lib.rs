@@ -7,13 +7,18 @@
 //! Input: the workflow's state with `query_execution_ids` (and
 //! `query_polls`, default 0). Output: the same object with `query_state`,
 //! `queries_succeeded`, `queries_running`, `failed_queries`, `cause` (one
-//! line naming each failed query and its reason, or `null`) and
-//! `query_polls` + 1.
+//! line naming each failed query and its reason, or `null`),
+//! `stopped_queries` and `query_polls` + 1.
+//!
+//! When any query failed, the ones still queued or running are stopped
+//! (`StopQueryExecution`, listed in `stopped_queries`): the run fails, and a
+//! sibling left running would keep inserting rows for days the next run
+//! writes again.
 
 use futures::future::try_join_all;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::{json, Value};
-use telemetry_lake::repartition::queries::{aggregate, QueryState};
+use telemetry_lake::repartition::queries::{aggregate, OverallState, QueryState};
 use telemetry_lake::repartition::task_error::{input_object, TaskError};
 
 /// The function, built once per container.
@@ -54,13 +59,29 @@ impl QueryStatus {
         };
         let states = try_join_all(ids.iter().map(|id| self.query_state(id))).await?;
         let report = aggregate(&states);
+        // A failed query fails the run: its siblings still queued or running
+        // would go on inserting rows of a run that will be made again, so
+        // they are stopped. A stop that fails is an error, so the state
+        // machine retries this task, which polls and stops again.
+        let stopped: Vec<&str> = if report.state == OverallState::Failed {
+            states
+                .iter()
+                .filter(|s| matches!(s.state.as_str(), "QUEUED" | "RUNNING"))
+                .map(|s| s.id.as_str())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        try_join_all(stopped.iter().map(|id| self.stop(id))).await?;
         tracing::info!(
             queries = states.len(),
             succeeded = report.succeeded,
             running = report.running,
             failed = report.failed.len(),
+            stopped = stopped.len(),
             "queries polled"
         );
+        state.insert("stopped_queries".into(), json!(stopped));
         state.insert("query_state".into(), json!(report.state));
         state.insert("queries_succeeded".into(), json!(report.succeeded));
         state.insert("queries_running".into(), json!(report.running));
@@ -68,6 +89,17 @@ impl QueryStatus {
         state.insert("cause".into(), json!(report.cause));
         state.insert("query_polls".into(), json!(polls + 1));
         Ok(Value::Object(state))
+    }
+
+    async fn stop(&self, id: &str) -> Result<(), TaskError> {
+        self.athena
+            .stop_query_execution()
+            .query_execution_id(id)
+            .send()
+            .await
+            .map_err(|e| TaskError::from_sdk("StopQueryExecution", &e))?;
+        tracing::warn!(id, "query stopped: a sibling failed");
+        Ok(())
     }
 
     async fn query_state(&self, id: &str) -> Result<QueryState, TaskError> {
