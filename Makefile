@@ -46,12 +46,14 @@ BENCH_CPU ?= 1
 # features (SSO, credential_process) into the functions, as a deploy does not.
 FUNCTIONS := $(notdir $(wildcard functions/*))
 
-bench: ## Benchmarks on one core; rewrites the figures in BENCHMARKS.md
+bench: setup ## Benchmarks on one core; rewrites the figures in BENCHMARKS.md
 	cargo build --release $(addprefix -p ,$(FUNCTIONS))
 	# Built on every core first: only the runs are pinned.
-	cargo bench --workspace --bench report --bench stream_functions --no-run
+	cargo bench --workspace --bench report --bench stream_functions --bench iceberg_commits --no-run
 	taskset -c $(BENCH_CPU) cargo bench --workspace --bench report -- --out $(CURDIR)/BENCHMARKS.md
 	taskset -c $(BENCH_CPU) cargo bench --workspace --bench stream_functions
+	# Iceberg commits on moto (moto pinned with it).
+	taskset -c $(BENCH_CPU) cargo bench --workspace --bench iceberg_commits -- --out $(CURDIR)/BENCHMARKS.md
 
 package: ## Build every function's Lambda zip (out/lambda/*/bootstrap.zip), check glibc <= 2.34; ARCH=arm64 needs the aarch64 target
 	ARCH=$(ARCH) nice -n 10 scripts/package.sh
