@@ -48,6 +48,16 @@ use telemetry_lake::repartition::task_error::TaskError;
 /// call succeeds by its second attempt.
 const ATTEMPTS: u32 = 3;
 
+/// Runs `case` for every kind of fault at once: each kind has its own
+/// proxy, clients, bucket and tables, so the cases share only moto.
+async fn every_kind<F, Fut>(case: F)
+where
+    F: Fn(FaultKind) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    futures::future::join_all(FaultKind::ALL.map(case)).await;
+}
+
 /// Waits until every delayed request has reached moto, so the state read
 /// next is final (quiescence, not a timed assertion).
 async fn settle() {
@@ -91,8 +101,8 @@ fn kinesis_event(first: u64, payloads: &[Vec<u8>]) -> Vec<u8> {
 
 #[tokio::test]
 async fn kinesis_to_parquet_loses_and_duplicates_nothing_under_every_fault() {
-    let direct = s3_client(&sdk_config(moto(), REGION).await);
-    for kind in FaultKind::ALL {
+    let direct = &s3_client(&sdk_config(moto(), REGION).await);
+    every_kind(|kind| async move {
         let bucket = unique("rel-k2p");
         direct
             .create_bucket()
@@ -140,10 +150,10 @@ async fn kinesis_to_parquet_loses_and_duplicates_nothing_under_every_fault() {
         let (_, response) = f.invoke(&second).await.expect("handler");
         assert!(failures(&response).is_empty(), "{kind:?}");
         settle().await;
-        let mut ids = lake_i64_column(&direct, &bucket, "raw/v/", 0).await;
+        let mut ids = lake_i64_column(direct, &bucket, "raw/v/", 0).await;
         ids.sort_unstable();
         assert_eq!(ids, (1..=12).collect::<Vec<i64>>(), "{kind:?}");
-        let letters = lake_tools::lake_reader::list(&direct, &bucket, "dead-letters/v/")
+        let letters = lake_tools::lake_reader::list(direct, &bucket, "dead-letters/v/")
             .await
             .expect("list");
         assert_eq!(
@@ -151,14 +161,15 @@ async fn kinesis_to_parquet_loses_and_duplicates_nothing_under_every_fault() {
             2,
             "{kind:?}: one dead-letter object per batch"
         );
-    }
+    })
+    .await;
 }
 
 // ----------------------------------------------------------- device-status --
 
 #[tokio::test]
 async fn device_status_counts_each_reading_once_under_every_dynamodb_fault() {
-    for kind in FaultKind::ALL {
+    every_kind(|kind| async move {
         let proxy = FaultProxy::start(moto()).await;
         let rig =
             DeviceStatusRig::new(&proxy.endpoint, ATTEMPTS, ATTEMPT_TIMEOUT, (90.0, 100.0)).await;
@@ -213,7 +224,8 @@ async fn device_status_counts_each_reading_once_under_every_dynamodb_fault() {
                 .collect();
         let got = rig.windows().await;
         assert_eq!(got, want, "{kind:?}");
-    }
+    })
+    .await;
 }
 
 // --------------------------------------------------- reference-change-flag --
@@ -226,7 +238,8 @@ async fn the_change_flag_is_published_under_every_s3_fault() {
         "dynamodb": {"Keys": {"ventilatorid": {"N": "7"}}, "SizeBytes": 1}
     }]}))
     .expect("stream event");
-    for kind in FaultKind::ALL {
+    let (direct, change) = (&direct, &change);
+    every_kind(|kind| async move {
         let bucket = unique("rel-flag");
         direct
             .create_bucket()
@@ -251,7 +264,7 @@ async fn the_change_flag_is_published_under_every_s3_fault() {
         };
 
         proxy.inject(kind.s3("*", "change-flag").first_attempts());
-        f.process(&change)
+        f.process(change)
             .await
             .expect("transient faults are absorbed");
         settle().await;
@@ -265,12 +278,12 @@ async fn the_change_flag_is_published_under_every_s3_fault() {
         // Persistent: the function fails, so the stream retries the record.
         proxy.heal();
         proxy.inject(kind.s3("*", "change-flag"));
-        f.process(&change)
+        f.process(change)
             .await
             .expect_err("persistent faults surface");
         settle().await;
         proxy.heal();
-        f.process(&change).await.expect("the retry publishes");
+        f.process(change).await.expect("the retry publishes");
         let flag = read().await;
         // A timed-out conditional PUT that moto applied late is one extra
         // version: consumers reload once more, never miss a change.
@@ -281,7 +294,8 @@ async fn the_change_flag_is_published_under_every_s3_fault() {
             flag.version
         );
         assert_eq!(flag.changed_keys, vec!["7".to_string()], "{kind:?}");
-    }
+    })
+    .await;
 }
 
 // ------------------------------------------------- repartition task functions --
@@ -317,9 +331,9 @@ fn assert_retryable(err: &TaskError, operation: &str, kind: FaultKind) {
 
 #[tokio::test]
 async fn glue_tasks_retry_and_report_retryable_under_every_fault() {
-    let glue = aws_sdk_glue::Client::new(&sdk_config(moto(), REGION).await);
-    for kind in FaultKind::ALL {
-        let (raw, transformed) = (crawler(&glue).await, crawler(&glue).await);
+    let glue = &aws_sdk_glue::Client::new(&sdk_config(moto(), REGION).await);
+    every_kind(|kind| async move {
+        let (raw, transformed) = (crawler(glue).await, crawler(glue).await);
         let proxy = FaultProxy::start(moto()).await;
         let faulty = aws_sdk_glue::Client::new(
             &sdk_config_with(&proxy.endpoint, ATTEMPTS, ATTEMPT_TIMEOUT).await,
@@ -396,14 +410,15 @@ async fn glue_tasks_retry_and_report_retryable_under_every_fault() {
         let err = status.process(json!({})).await.expect_err("persistent");
         assert_retryable(&err, "GetCrawler", kind);
         proxy.heal();
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn athena_tasks_retry_and_report_retryable_under_every_fault() {
-    let athena = aws_sdk_athena::Client::new(&sdk_config(moto(), REGION).await);
-    for kind in FaultKind::ALL {
-        let workgroup = create_workgroup(&athena, "rel-wg").await;
+    let athena = &aws_sdk_athena::Client::new(&sdk_config(moto(), REGION).await);
+    every_kind(|kind| async move {
+        let workgroup = create_workgroup(athena, "rel-wg").await;
         let config = StartQueriesConfig::from_lookup(|k| match k {
             ATHENA_WORKGROUP => Some(workgroup.clone()),
             GLUE_DATABASE => Some("telemetry".into()),
@@ -462,7 +477,8 @@ async fn athena_tasks_retry_and_report_retryable_under_every_fault() {
         let err = status.process(out).await.expect_err("persistent");
         assert_retryable(&err, "GetQueryExecution", kind);
         settle().await;
-    }
+    })
+    .await;
 }
 
 // ---------------------------------------------------------------- scheduler --
@@ -476,10 +492,11 @@ async fn the_scheduler_starts_each_due_provider_once_under_every_fault() {
     );
     let event: EventBridgeEvent =
         serde_json::from_str(include_str!("fixtures/scheduled_event.json")).expect("fixture");
-    for kind in FaultKind::ALL {
+    let (ddb, sfn, event) = (&ddb, &sfn, &event);
+    every_kind(|kind| async move {
         let table = unique("rel-providers");
         integration_tests::create_table(
-            &ddb,
+            ddb,
             &table,
             &[("provider", ScalarAttributeType::S, KeyType::Hash)],
         )
@@ -497,7 +514,7 @@ async fn the_scheduler_starts_each_due_provider_once_under_every_fault() {
         }
         // moto here does not run executions: a started one stays RUNNING.
         let machine = create_state_machine_from(
-            &sfn,
+            sfn,
             &unique("rel-etl"),
             r#"{"StartAt":"Done","States":{"Done":{"Type":"Succeed"}}}"#,
         )
@@ -592,5 +609,6 @@ async fn the_scheduler_starts_each_due_provider_once_under_every_fault() {
                 "{kind:?}: {arn}"
             );
         }
-    }
+    })
+    .await;
 }
