@@ -9,6 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 
 use crate::moto::repo_root;
+use telemetry_lake::lake::iceberg::table::WATERMARK_PREFIX;
 
 /// The table as `scripts/read_iceberg.py` prints it: schema, Arrow types,
 /// partition spec, snapshots, data files and every row.
@@ -55,9 +56,6 @@ pub struct PartitionReport {
     pub data_files: usize,
     pub rows: usize,
 }
-
-/// The watermark properties of a snapshot summary.
-const WATERMARK_PREFIX: &str = "telemetry-lake.watermark.";
 
 /// Summarises a table as [`read_table`] gave it.
 pub fn report(table_name: &str, table: &Value) -> TableReport {
