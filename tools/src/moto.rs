@@ -99,7 +99,7 @@ impl MotoServer {
 
 /// An SDK configuration pointing at `endpoint` with dummy credentials.
 pub async fn sdk_config(endpoint: &str, region: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+    telemetry_lake::config::aws::loader()
         .endpoint_url(endpoint)
         .region(aws_config::Region::new(region.to_string()))
         .credentials_provider(aws_sdk_s3::config::Credentials::new(

@@ -6,7 +6,7 @@ use scheduler::Scheduler;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let aws = aws_config::load_from_env().await;
+    let aws = telemetry_lake::config::aws::load().await;
     let function = Scheduler::load(|name| std::env::var(name).ok(), &aws)?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<_>| function.handle(event))).await
 }

@@ -6,7 +6,7 @@ use start_queries::StartQueries;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let aws = aws_config::load_from_env().await;
+    let aws = telemetry_lake::config::aws::load().await;
     // Parses the SQL template (built in, or SQL_TEMPLATE_FILE): a bad one
     // fails the cold start naming the placeholder.
     let function = StartQueries::load(|name| std::env::var(name).ok(), &aws)?;

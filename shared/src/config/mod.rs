@@ -4,10 +4,11 @@
 //! missing or malformed value fails the cold start with a message naming the
 //! variable, so a misconfigured deployment never processes a record.
 //!
-//! Submodules: reading variables with errors that name them ([`env`]), the
+//! Submodules: the AWS SDK configuration ([`aws`]), reading variables with errors that name them ([`env`]), the
 //! declared schema ([`schema`]) and the schema read from a Glue table
 //! ([`glue_schema`]).
 
+pub mod aws;
 pub mod env;
 mod error;
 pub mod glue_schema;

@@ -112,7 +112,7 @@ async fn main() -> Result<()> {
 /// `--real`: the generator alone, against a real stream.
 async fn put_on_real_stream(args: &Args) -> Result<()> {
     let stream = args.stream_name.as_deref().unwrap_or_default();
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    let mut loader = telemetry_lake::config::aws::loader();
     if let Some(region) = &args.region {
         loader = loader.region(aws_config::Region::new(region.clone()));
     }

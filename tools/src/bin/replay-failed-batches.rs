@@ -31,7 +31,7 @@ struct Args {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    let mut loader = telemetry_lake::config::aws::loader();
     if let Some(region) = &args.region {
         loader = loader.region(aws_config::Region::new(region.clone()));
     }

@@ -74,7 +74,7 @@ async fn main() -> Result<()> {
         .collect();
 
     if let Some(stream) = &args.stream {
-        let sdk = aws_config::load_from_env().await;
+        let sdk = telemetry_lake::config::aws::load().await;
         let kinesis = aws_sdk_kinesis::Client::new(&sdk);
         let mut sent = 0;
         for batch in chunks.chunks(500) {
