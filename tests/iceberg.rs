@@ -2,14 +2,16 @@
 //! creates the table in the Glue catalog, commits each batch's data files
 //! with the shard's watermark, and commits nothing twice when the batch is
 //! delivered again. Every table is read back with pyiceberg
-//! (`scripts/read_iceberg.py`), an independent reader.
+//! (`scripts/read_iceberg.py`), an independent reader. The maintenance
+//! state machine runs on moto with its Athena calls through a fault proxy.
 
 use std::collections::BTreeMap;
 
 use chrono::{TimeZone, Utc};
 use integration_tests::{
-    dead_letters_under, failures, kinesis_event, moto, s3_client, sdk_config, unique,
-    StreamFunction, REGION,
+    athena_query_answer, athena_query_started, create_state_machine, create_workgroup,
+    dead_letters_under, failures, kinesis_event, moto, s3_client, sdk_config, states_entered,
+    unique, wait_for_execution, ProxiedSfnHarness, StreamFunction, REGION,
 };
 use kinesis_to_parquet::KinesisToParquet;
 use lake_tools::kinesis_event::{sequence_number, stream_arn, StreamRecord};
@@ -452,4 +454,220 @@ async fn a_new_optional_field_is_added_at_cold_start_and_a_disallowed_change_is_
     }
     let after = lake.read_back();
     assert_eq!(after["schema"], table["schema"], "the table is unchanged");
+}
+
+// ------------------------------------------------------------ maintenance --
+
+/// The maintenance state machine on moto, its Athena calls through a fault
+/// proxy, for the table `database.table`, with the template's defaults.
+struct Maintenance {
+    harness: ProxiedSfnHarness,
+    sfn: aws_sdk_sfn::Client,
+    athena: aws_sdk_athena::Client,
+    workgroup: String,
+    database: String,
+    table: String,
+    arn: String,
+}
+
+impl Maintenance {
+    async fn new() -> Maintenance {
+        let harness = ProxiedSfnHarness::start().await;
+        let sdk = sdk_config(&harness.moto.endpoint, REGION).await;
+        let (sfn, athena) = (
+            aws_sdk_sfn::Client::new(&sdk),
+            aws_sdk_athena::Client::new(&sdk),
+        );
+        let workgroup = create_workgroup(&athena, "maintenance").await;
+        let (database, table) = ("lake".to_string(), unique("readings").replace('-', "_"));
+        let template = lake_tools::template::Template::load(
+            &lake_tools::moto::repo_root().join("template.yaml"),
+        )
+        .expect("template.yaml");
+        let default = |name: &str| {
+            template
+                .parameter_default(name)
+                .unwrap_or_else(|| panic!("the template's default of {name}"))
+        };
+        let arn = create_state_machine(
+            &sfn,
+            "maintenance.asl.json",
+            &unique("maintenance"),
+            &[
+                ("WorkGroup", workgroup.clone()),
+                ("Database", database.clone()),
+                ("Table", table.clone()),
+                (
+                    "SnapshotRetentionSeconds",
+                    default("IcebergSnapshotRetentionSeconds"),
+                ),
+                ("MinSnapshotsToKeep", default("IcebergMinSnapshotsToKeep")),
+            ],
+        )
+        .await;
+        Maintenance {
+            harness,
+            sfn,
+            athena,
+            workgroup,
+            database,
+            table,
+            arn,
+        }
+    }
+
+    /// Runs it with `input` and returns the execution's description.
+    async fn run(
+        &self,
+        input: Value,
+    ) -> aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput {
+        let execution = self
+            .sfn
+            .start_execution()
+            .state_machine_arn(&self.arn)
+            .input(input.to_string())
+            .send()
+            .await
+            .expect("start the maintenance")
+            .execution_arn;
+        wait_for_execution(&self.sfn, &execution).await
+    }
+
+    /// The statement, workgroup and database of each query moto ran.
+    async fn query(&self, id: &str) -> (String, String, String) {
+        let q = self
+            .athena
+            .get_query_execution()
+            .query_execution_id(id)
+            .send()
+            .await
+            .expect("query in moto")
+            .query_execution
+            .expect("query execution");
+        (
+            q.query.unwrap_or_default(),
+            q.work_group.unwrap_or_default(),
+            q.query_execution_context
+                .and_then(|c| c.database)
+                .unwrap_or_default(),
+        )
+    }
+
+    async fn queries_in_workgroup(&self) -> usize {
+        self.athena
+            .list_query_executions()
+            .work_group(&self.workgroup)
+            .send()
+            .await
+            .expect("list queries")
+            .query_execution_ids
+            .unwrap_or_default()
+            .len()
+    }
+}
+
+#[tokio::test]
+async fn maintenance_sets_the_retention_compacts_and_vacuums_in_order_and_runs_a_partial_statement_again(
+) {
+    let m = Maintenance::new().await;
+    let optimize = format!(
+        "OPTIMIZE {}.{} REWRITE DATA USING BIN_PACK",
+        m.database, m.table
+    );
+    // Athena ends the first OPTIMIZE having done part of the work.
+    m.harness.proxy.inject(
+        athena_query_started("optimize-round-1")
+            .body_contains(&optimize)
+            .times(1),
+    );
+    m.harness.proxy.inject(
+        athena_query_answer(
+            "optimize-round-1",
+            "FAILED",
+            "ICEBERG_OPTIMIZE_MORE_RUNS_NEEDED: Optimize needs more runs to finish",
+        )
+        .body_contains("optimize-round-1"),
+    );
+
+    let run = m.run(json!({"poll_seconds": 0})).await;
+
+    assert_eq!(run.status.as_str(), "SUCCEEDED", "{:?}", run.cause);
+    let out: Value = serde_json::from_str(run.output.as_deref().unwrap()).unwrap();
+    let steps: Vec<(&str, u64)> = out["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["step"].as_str().unwrap(), s["rounds"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(steps, [("retention", 1), ("optimize", 2), ("vacuum", 1)]);
+    let entered = states_entered(&m.sfn, &run.execution_arn).await;
+    let count = |name: &str| entered.iter().filter(|s| *s == name).count();
+    assert_eq!(count("StartStatement"), 4, "{entered:?}");
+    assert_eq!(count("NextRound"), 1, "{entered:?}");
+    // What Athena was asked, in order, in the workgroup and database.
+    let mut asked = Vec::new();
+    for s in out["statements"].as_array().unwrap() {
+        asked.push(m.query(s["query_execution_id"].as_str().unwrap()).await);
+    }
+    let table = format!("{}.{}", m.database, m.table);
+    let expected = [
+        format!(
+            "ALTER TABLE {table} SET TBLPROPERTIES ('vacuum_max_snapshot_age_seconds'='86400', \
+             'vacuum_min_snapshots_to_keep'='10')"
+        ),
+        optimize,
+        format!("VACUUM {table}"),
+    ];
+    for ((sql, workgroup, database), expected) in asked.iter().zip(&expected) {
+        assert_eq!(sql, expected);
+        assert_eq!(workgroup, &m.workgroup);
+        assert_eq!(database, &m.database);
+    }
+    assert_eq!(m.queries_in_workgroup().await, 3);
+}
+
+#[tokio::test]
+async fn a_statement_still_unfinished_after_max_rounds_fails_the_run_naming_it_and_nothing_after_it_starts(
+) {
+    let m = Maintenance::new().await;
+    let optimize = format!("OPTIMIZE {}.{}", m.database, m.table);
+    m.harness
+        .proxy
+        .inject(athena_query_started("optimize-unfinished").body_contains(&optimize));
+    m.harness.proxy.inject(
+        athena_query_answer(
+            "optimize-unfinished",
+            "FAILED",
+            "ICEBERG_OPTIMIZE_MORE_RUNS_NEEDED: Optimize needs more runs to finish",
+        )
+        .body_contains("optimize-unfinished"),
+    );
+
+    let run = m.run(json!({"poll_seconds": 0, "max_rounds": 3})).await;
+
+    assert_eq!(run.status.as_str(), "FAILED");
+    assert_eq!(
+        run.error.as_deref(),
+        Some("StatementFailed"),
+        "{:?}",
+        run.cause
+    );
+    let cause = run.cause.unwrap_or_default();
+    for part in [
+        "optimize (query optimize-unfinished, round 3) ended FAILED",
+        "ICEBERG_OPTIMIZE_MORE_RUNS_NEEDED",
+    ] {
+        assert!(cause.contains(part), "{part:?} not in the cause {cause:?}");
+    }
+    let entered = states_entered(&m.sfn, &run.execution_arn).await;
+    let count = |name: &str| entered.iter().filter(|s| *s == name).count();
+    // retention once, optimize three rounds; VACUUM never starts.
+    assert_eq!(count("StartStatement"), 4, "{entered:?}");
+    assert_eq!(count("NextRound"), 2, "{entered:?}");
+    assert_eq!(
+        entered.last().map(String::as_str),
+        Some("MaintenanceFailed")
+    );
+    // Only the retention statement reached moto (the proxy answered OPTIMIZE).
+    assert_eq!(m.queries_in_workgroup().await, 1);
 }

@@ -465,7 +465,7 @@ fn the_template_has_what_the_checks_look_at() {
     assert!(resources(&t, "AWS::IAM::Role").count() >= 10);
     assert!(resources(&t, "AWS::S3::Bucket").count() >= 1);
     assert_eq!(resources(&t, "AWS::Serverless::Function").count(), 8);
-    assert_eq!(resources(&t, "AWS::Serverless::StateMachine").count(), 2);
+    assert_eq!(resources(&t, "AWS::Serverless::StateMachine").count(), 3);
 }
 
 #[test]

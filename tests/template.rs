@@ -174,7 +174,7 @@ fn placeholders(text: &str) -> std::collections::BTreeSet<String> {
 fn every_placeholder_has_a_substitution_and_every_substitution_is_used() {
     let t = load();
     let machines = state_machines(&t);
-    assert_eq!(machines.len(), 2);
+    assert_eq!(machines.len(), 3);
     for (id, sm, asl) in machines {
         let used = placeholders(&asl.to_string());
         let given: std::collections::BTreeSet<String> = sm["Properties"]["DefinitionSubstitutions"]
@@ -188,15 +188,16 @@ fn every_placeholder_has_a_substitution_and_every_substitution_is_used() {
             used, given,
             "{id}: placeholders in the ASL vs DefinitionSubstitutions"
         );
-        // Each function ARN substituted is one of this template's functions.
+        // Each substitution names a resource (a function, a table) or a
+        // parameter of this template, never a literal.
         for (key, value) in sm["Properties"]["DefinitionSubstitutions"]
             .as_object()
             .unwrap()
         {
             let target = referenced(value).unwrap_or_else(|| panic!("{id}.{key} is a literal"));
             assert!(
-                t["Resources"].get(target).is_some(),
-                "{id}.{key} names {target}, not a resource of the template"
+                t["Resources"].get(target).is_some() || t["Parameters"].get(target).is_some(),
+                "{id}.{key} names {target}, not a resource or parameter of the template"
             );
         }
     }
@@ -418,7 +419,8 @@ fn the_diagrams_in_the_readmes_are_those_of_the_asl_files() {
         let (updated, found) = asl::update_markdown(&markdown, render).unwrap();
         assert!(
             found.contains(&"statemachine/repartition.asl.json".to_string())
-                && found.contains(&"statemachine/provider-etl.asl.json".to_string()),
+                && found.contains(&"statemachine/provider-etl.asl.json".to_string())
+                && found.contains(&"statemachine/maintenance.asl.json".to_string()),
             "{file} shows {found:?}"
         );
         assert!(

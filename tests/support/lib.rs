@@ -572,6 +572,66 @@ pub fn sfn_harness() -> &'static SfnHarness {
     })
 }
 
+/// A state-machine harness of its own whose every service call (Athena,
+/// Glue, ...) goes through a [`FaultProxy`]: moto's interpreter calls the
+/// Lambda endpoint, which forwards to the proxy, which forwards to moto.
+/// The test holds it for as long as its executions run.
+pub struct ProxiedSfnHarness {
+    pub moto: MotoServer,
+    pub lambda: LambdaEndpoint,
+    pub proxy: FaultProxy,
+}
+
+impl ProxiedSfnHarness {
+    /// Starts moto, the Lambda endpoint and the proxy between them.
+    pub async fn start() -> Self {
+        let lambda = LambdaEndpoint::start().expect("start the local Lambda endpoint");
+        let moto = MotoServer::start(&MotoOptions {
+            lambda_endpoint_port: Some(lambda.port()),
+            execute_state_machines: true,
+        })
+        .unwrap_or_else(|e| panic!("cannot start moto: {e:#}"));
+        let proxy = FaultProxy::start(&moto.endpoint).await;
+        lambda.set_upstream(&proxy.endpoint);
+        ProxiedSfnHarness {
+            moto,
+            lambda,
+            proxy,
+        }
+    }
+}
+
+/// Athena's answer to `GetQueryExecution` for a query in `state`, with
+/// `reason` as its `StateChangeReason`.
+pub fn athena_query_answer(id: &str, state: &str, reason: &str) -> Fault {
+    let mut fault = Fault::aws_json("AmazonAthena.GetQueryExecution", 200, "unused");
+    fault.content_type = "application/x-amz-json-1.1";
+    fault.body = serde_json::json!({
+        "QueryExecution": {
+            "QueryExecutionId": id,
+            "Query": "INSERT INTO ...",
+            "StatementType": "DML",
+            "Status": {
+                "State": state,
+                "StateChangeReason": reason,
+                "SubmissionDateTime": 1_772_323_200.0,
+                "CompletionDateTime": 1_772_323_201.0
+            }
+        }
+    })
+    .to_string();
+    fault
+}
+
+/// Athena's answer to `StartQueryExecution`: the execution id `id`, so that
+/// a test can answer for that query with [`athena_query_answer`].
+pub fn athena_query_started(id: &str) -> Fault {
+    let mut fault = Fault::aws_json("AmazonAthena.StartQueryExecution", 200, "unused");
+    fault.content_type = "application/x-amz-json-1.1";
+    fault.body = serde_json::json!({ "QueryExecutionId": id }).to_string();
+    fault
+}
+
 /// The role moto's state machines are created with (moto checks its form only).
 pub const STATE_MACHINE_ROLE: &str = "arn:aws:iam::123456789012:role/telemetry-lake-states";
 
