@@ -31,10 +31,11 @@ use query_status::QueryStatus;
 use reference_change_flag::ReferenceChangeFlag;
 use serde_json::json;
 use start_crawler::StartCrawler;
-use start_queries::StartQueries;
+use start_queries::{StartQueries, Target};
 use telemetry_lake::config::vars::{
-    ATHENA_WORKGROUP, GLUE_DATABASE, RAW_CRAWLER_NAME, REFERENCE_TABLE as ATHENA_REFERENCE_TABLE,
-    SOURCE_TABLE, TARGET_TABLE, TRANSFORMED_CRAWLER_NAME,
+    ATHENA_WORKGROUP, DAY_CLAIMS_TABLE, GLUE_DATABASE, RAW_CRAWLER_NAME,
+    REFERENCE_TABLE as ATHENA_REFERENCE_TABLE, SOURCE_TABLE, TARGET_TABLE,
+    TRANSFORMED_CRAWLER_NAME,
 };
 use telemetry_lake::config::StreamConfig;
 use telemetry_lake::device_status::change_flag::{ChangeFlagStore, FlagLocation};
@@ -425,6 +426,7 @@ async fn athena_tasks_retry_and_report_retryable_under_every_fault() {
             SOURCE_TABLE => Some("raw".into()),
             TARGET_TABLE => Some("hourly".into()),
             ATHENA_REFERENCE_TABLE => Some("devices".into()),
+            DAY_CLAIMS_TABLE => Some("claims".into()),
             _ => None,
         })
         .expect("config");
@@ -476,6 +478,112 @@ async fn athena_tasks_retry_and_report_retryable_under_every_fault() {
         proxy.inject(kind.json("AmazonAthena.GetQueryExecution"));
         let err = status.process(out).await.expect_err("persistent");
         assert_retryable(&err, "GetQueryExecution", kind);
+        settle().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn claiming_and_emptying_days_retries_and_reports_retryable_under_every_fault() {
+    let sdk = sdk_config(moto(), REGION).await;
+    let (glue, s3, ddb, athena) = (
+        aws_sdk_glue::Client::new(&sdk),
+        s3_client(&sdk),
+        aws_sdk_dynamodb::Client::new(&sdk),
+        aws_sdk_athena::Client::new(&sdk),
+    );
+    let (glue, s3, ddb, athena) = (&glue, &s3, &ddb, &athena);
+    every_kind(|kind| async move {
+        let (table, claims, bucket) = (
+            unique("rel_hourly").replace('-', "_"),
+            unique("rel-claims"),
+            unique("rel-target"),
+        );
+        s3.create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .expect("bucket");
+        integration_tests::create_event_time_table(
+            glue,
+            "telemetry",
+            &table,
+            &format!("s3://{bucket}/by_event_time/"),
+        )
+        .await;
+        integration_tests::create_table(
+            ddb,
+            &claims,
+            &[("day", ScalarAttributeType::S, KeyType::Hash)],
+        )
+        .await;
+        let write_day = || async {
+            for hour in [0, 12] {
+                s3.put_object()
+                    .bucket(&bucket)
+                    .key(format!(
+                        "by_event_time/year=2026/month=3/day=1/hour={hour}/f.parquet"
+                    ))
+                    .body(b"PAR1".to_vec().into())
+                    .send()
+                    .await
+                    .expect("put");
+            }
+        };
+        let objects = || async {
+            s3.list_objects_v2()
+                .bucket(&bucket)
+                .send()
+                .await
+                .expect("list")
+                .key_count()
+                .unwrap_or_default()
+        };
+        let config = StartQueriesConfig::from_lookup(|k| match k {
+            ATHENA_WORKGROUP => Some("unused".into()),
+            GLUE_DATABASE => Some("telemetry".into()),
+            SOURCE_TABLE => Some("raw".into()),
+            TARGET_TABLE => Some(table.clone()),
+            ATHENA_REFERENCE_TABLE => Some("devices".into()),
+            DAY_CLAIMS_TABLE => Some(claims.clone()),
+            _ => None,
+        })
+        .expect("config");
+        let proxy = FaultProxy::start(moto()).await;
+        let faulty = sdk_config_with(&proxy.endpoint, ATTEMPTS, ATTEMPT_TIMEOUT).await;
+        let start = StartQueries::new(config.clone(), athena.clone())
+            .with_target(Target::new(&faulty, &config.claims_table));
+        let input = json!({"phase": "prepare", "from": "2026-03-01", "to": "2026-03-01",
+                           "run_id": "arn:aws:states:us-east-1:123456789012:execution:r:1"});
+
+        // Transient faults on the claim, the listing, the deletes and the
+        // partitions: absorbed; the day is claimed and emptied.
+        write_day().await;
+        for rule in [
+            kind.json("DynamoDB_20120810.PutItem"),
+            kind.s3("GET", "list-type=2"),
+            kind.s3("POST", "delete"),
+            kind.json("AWSGlue.BatchDeletePartition"),
+        ] {
+            proxy.inject(rule.first_attempts());
+        }
+        let out = start.process(input.clone()).await.unwrap_or_else(|e| {
+            panic!("{kind:?} transient, after {} faults: {e}", proxy.injected())
+        });
+        assert_eq!(out["cleared_objects"], 2, "{kind:?}: {out}");
+        assert_eq!(objects().await, 0, "{kind:?}");
+
+        // Persistent: Retryable, nothing lost; healed, the retry (the same
+        // execution's claim) empties what is there.
+        proxy.heal();
+        write_day().await;
+        proxy.inject(kind.s3("POST", "delete"));
+        let err = start.process(input.clone()).await.expect_err("persistent");
+        assert_retryable(&err, "DeleteObjects", kind);
+        proxy.heal();
+        let again = start.process(input).await.expect("retry");
+        assert_eq!(again["cleared_objects"], 2, "{kind:?}: {again}");
+        assert_eq!(objects().await, 0, "{kind:?}");
         settle().await;
     })
     .await;

@@ -12,7 +12,8 @@ use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use crawler_status::CrawlerStatus;
 use http_body_util::Full;
 use integration_tests::{
-    create_state_machine, create_workgroup, function_arn, moto, s3_client, sdk_config, sfn_harness,
+    athena_query_answer, create_event_time_table, create_state_machine, create_state_machine_from,
+    create_table, create_workgroup, function_arn, moto, s3_client, sdk_config, sfn_harness,
     states_entered, unique, wait_for_execution, Fault, FaultProxy, StreamFunction, REGION,
     REPARTITION_PATH,
 };
@@ -24,10 +25,11 @@ use query_status::QueryStatus;
 use serde_json::{json, Value};
 use start_crawler::StartCrawler;
 use start_queries::StartQueries;
+use start_queries::Target;
 use telemetry_lake::config::vars::{
-    ATHENA_WORKGROUP, CRAWLER_WAIT_SECONDS, GLUE_DATABASE, MAX_CRAWLER_POLLS, MAX_QUERY_POLLS,
-    QUERY_WAIT_SECONDS, RAW_CRAWLER_NAME, REFERENCE_TABLE, SOURCE_TABLE, TARGET_TABLE,
-    TRANSFORMED_CRAWLER_NAME,
+    ATHENA_WORKGROUP, CRAWLER_WAIT_SECONDS, DAY_CLAIMS_TABLE, GLUE_DATABASE, MAX_CRAWLER_POLLS,
+    MAX_QUERY_POLLS, QUERY_WAIT_SECONDS, RAW_CRAWLER_NAME, REFERENCE_TABLE, SOURCE_TABLE,
+    TARGET_TABLE, TRANSFORMED_CRAWLER_NAME,
 };
 use telemetry_lake::config::StreamConfig;
 use telemetry_lake::lake::writer::S3Sink;
@@ -97,12 +99,18 @@ fn crawler_status_config(raw: &str, transformed: &str) -> CrawlerStatusConfig {
 }
 
 fn start_queries_config(workgroup: &str) -> StartQueriesConfig {
+    start_queries_config_for(workgroup, TARGET, "day-claims")
+}
+
+/// start-queries writing `target`, claiming its days in `claims`.
+fn start_queries_config_for(workgroup: &str, target: &str, claims: &str) -> StartQueriesConfig {
     StartQueriesConfig::from_lookup(|k| match k {
         ATHENA_WORKGROUP => Some(workgroup.to_string()),
         GLUE_DATABASE => Some(DATABASE.to_string()),
         SOURCE_TABLE => Some(SOURCE.to_string()),
-        TARGET_TABLE => Some(TARGET.to_string()),
+        TARGET_TABLE => Some(target.to_string()),
         REFERENCE_TABLE => Some(REFERENCE.to_string()),
+        DAY_CLAIMS_TABLE => Some(claims.to_string()),
         _ => None,
     })
     .expect("start-queries config")
@@ -499,14 +507,14 @@ async fn a_failed_query_stops_its_running_siblings() {
     assert_eq!(ids.len(), 2);
     let proxy = FaultProxy::start(moto()).await;
     proxy.inject(
-        query_answer(
+        athena_query_answer(
             &ids[0],
             "FAILED",
             "HIVE_BAD_DATA: Error parsing field value",
         )
         .body_contains(&ids[0]),
     );
-    proxy.inject(query_answer(&ids[1], "RUNNING", "").body_contains(&ids[1]));
+    proxy.inject(athena_query_answer(&ids[1], "RUNNING", "").body_contains(&ids[1]));
     let out = QueryStatus::new(athena_client(&proxy.endpoint).await)
         .process(state)
         .await
@@ -572,28 +580,7 @@ async fn throttled_athena_calls_become_retryable_errors() {
 
 /// Athena's answer for a query that failed, with `reason`.
 fn failed_query_fault(id: &str, reason: &str) -> Fault {
-    query_answer(id, "FAILED", reason)
-}
-
-/// Athena's answer to `GetQueryExecution` for a query in `state`.
-fn query_answer(id: &str, state: &str, reason: &str) -> Fault {
-    let mut fault = Fault::aws_json("AmazonAthena.GetQueryExecution", 200, "unused");
-    fault.content_type = "application/x-amz-json-1.1";
-    fault.body = json!({
-        "QueryExecution": {
-            "QueryExecutionId": id,
-            "Query": "INSERT INTO ...",
-            "StatementType": "DML",
-            "Status": {
-                "State": state,
-                "StateChangeReason": reason,
-                "SubmissionDateTime": 1_772_323_200.0,
-                "CompletionDateTime": 1_772_323_201.0
-            }
-        }
-    })
-    .to_string();
-    fault
+    athena_query_answer(id, "FAILED", reason)
 }
 
 // ------------------------------------------------------ the SQL in DuckDB --
@@ -981,12 +968,21 @@ struct Workflow {
     sfn: aws_sdk_sfn::Client,
     glue: aws_sdk_glue::Client,
     athena: aws_sdk_athena::Client,
+    s3: aws_sdk_s3::Client,
+    dynamodb: aws_sdk_dynamodb::Client,
     arn: String,
     raw: String,
     transformed: String,
     workgroup: String,
+    /// The repartitioned table (its own, at `s3://lake/transformed/{target}/`).
+    target: String,
+    /// The day claims table.
+    claims: String,
     functions: [String; 4],
 }
+
+/// The bucket of the repartitioned tables of the state machine tests.
+const TARGET_BUCKET: &str = "lake";
 
 impl Workflow {
     /// Crawlers, a workgroup, the four real handlers registered on the
@@ -1002,6 +998,19 @@ impl Workflow {
         let raw = create_crawler(&glue, "raw").await;
         let transformed = create_crawler(&glue, "transformed").await;
         let workgroup = create_workgroup(&athena, "repartition").await;
+        let (s3, dynamodb) = (s3_client(&sdk), aws_sdk_dynamodb::Client::new(&sdk));
+        let target = unique("by_event_time").replace('-', "_");
+        let claims = unique("day-claims");
+        create_target_table(&glue, &s3, &target).await;
+        {
+            use aws_sdk_dynamodb::types::{KeyType, ScalarAttributeType};
+            create_table(
+                &dynamodb,
+                &claims,
+                &[("day", ScalarAttributeType::S, KeyType::Hash)],
+            )
+            .await;
+        }
         let functions = [
             "start-crawler",
             "crawler-status",
@@ -1063,11 +1072,17 @@ impl Workflow {
             }
         });
 
-        let (cfg, ep) = (start_queries_config(&workgroup), moto.clone());
+        let (cfg, ep) = (
+            start_queries_config_for(&workgroup, &target, &claims),
+            moto.clone(),
+        );
         h.lambda.register(&functions[2], move |input| {
             let (cfg, ep) = (cfg.clone(), ep.clone());
             async move {
-                Ok(StartQueries::new(cfg, athena_client(&ep).await)
+                let sdk = sdk_config(&ep, REGION).await;
+                let target = Target::new(&sdk, &cfg.claims_table);
+                Ok(StartQueries::new(cfg, aws_sdk_athena::Client::new(&sdk))
+                    .with_target(target)
                     .process(input)
                     .await?)
             }
@@ -1112,10 +1127,14 @@ impl Workflow {
             sfn,
             glue,
             athena,
+            s3,
+            dynamodb,
             arn,
             raw,
             transformed,
             workgroup,
+            target,
+            claims,
             functions,
         }
     }
@@ -1132,6 +1151,7 @@ impl Workflow {
             .sfn
             .start_execution()
             .state_machine_arn(&self.arn)
+            .name(unique("run"))
             .input(input.to_string())
             .send()
             .await
@@ -1144,6 +1164,115 @@ impl Workflow {
     fn invocations(&self, function: usize) -> usize {
         sfn_harness().lambda.invocations(&self.functions[function])
     }
+
+    /// Writes `key` (under the target table's location) with a few bytes.
+    async fn put_target_object(&self, key: &str) {
+        self.s3
+            .put_object()
+            .bucket(TARGET_BUCKET)
+            .key(format!("transformed/{}/{key}", self.target))
+            .body(b"PAR1".to_vec().into())
+            .send()
+            .await
+            .expect("put target object");
+    }
+
+    /// The keys under the target table's location, relative to it.
+    async fn target_objects(&self) -> Vec<String> {
+        let prefix = format!("transformed/{}/", self.target);
+        let out = self
+            .s3
+            .list_objects_v2()
+            .bucket(TARGET_BUCKET)
+            .prefix(&prefix)
+            .send()
+            .await
+            .expect("list target");
+        out.contents()
+            .iter()
+            .filter_map(|o| o.key()?.strip_prefix(&prefix).map(str::to_string))
+            .collect()
+    }
+
+    /// Registers the partition (year, month, day, hour) of the target.
+    async fn add_target_partition(&self, values: [&str; 4]) {
+        self.glue
+            .create_partition()
+            .database_name(DATABASE)
+            .table_name(&self.target)
+            .partition_input(
+                aws_sdk_glue::types::PartitionInput::builder()
+                    .set_values(Some(values.iter().map(|v| v.to_string()).collect()))
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("create partition");
+    }
+
+    /// The target's partitions, as their values.
+    async fn target_partitions(&self) -> BTreeSet<Vec<String>> {
+        self.glue
+            .get_partitions()
+            .database_name(DATABASE)
+            .table_name(&self.target)
+            .send()
+            .await
+            .expect("get partitions")
+            .partitions()
+            .iter()
+            .map(|p| p.values().to_vec())
+            .collect()
+    }
+
+    /// The execution holding `day`'s claim.
+    async fn claim_holder(&self, day: &str) -> Option<String> {
+        let out = self
+            .dynamodb
+            .get_item()
+            .table_name(&self.claims)
+            .key(
+                "day",
+                aws_sdk_dynamodb::types::AttributeValue::S(day.into()),
+            )
+            .send()
+            .await
+            .expect("get claim");
+        out.item()
+            .and_then(|i| i.get("execution"))
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+    }
+}
+
+/// The database (once) and the Hive table `target`, partitioned by year,
+/// month, day and hour, at `s3://lake/transformed/{target}/`.
+async fn create_target_table(glue: &aws_sdk_glue::Client, s3: &aws_sdk_s3::Client, target: &str) {
+    let _ = s3.create_bucket().bucket(TARGET_BUCKET).send().await;
+    create_event_time_table(
+        glue,
+        DATABASE,
+        target,
+        &format!("s3://{TARGET_BUCKET}/transformed/{target}/"),
+    )
+    .await;
+}
+
+/// A state machine that only waits: its executions stay RUNNING for ten
+/// minutes, holding whatever claims they are given.
+async fn start_waiting_execution(sfn: &aws_sdk_sfn::Client) -> String {
+    let arn = create_state_machine_from(
+        sfn,
+        &unique("waits"),
+        r#"{"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 600, "End": true}}}"#,
+    )
+    .await;
+    sfn.start_execution()
+        .state_machine_arn(arn)
+        .send()
+        .await
+        .expect("start the waiting execution")
+        .execution_arn
 }
 
 fn output(done: &aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput) -> Value {
@@ -1204,7 +1333,7 @@ async fn the_workflow_repartitions_a_day_with_the_real_handlers() {
             w.invocations(2),
             w.invocations(3)
         ],
-        [2, 1, 1, 1]
+        [2, 1, 2, 1]
     );
 }
 
@@ -1262,6 +1391,7 @@ async fn running_queries_are_polled_until_they_succeed() {
         "WaitForCrawler",
         "GetCrawlerStatus",
         "IsCrawlerDone",
+        "ClaimAndClearDays",
         "StartQueries",
     ];
     for _ in 0..2 {
@@ -1364,7 +1494,7 @@ async fn a_failed_query_fails_the_workflow_with_athenas_reason() {
     // The happy path up to the query check, then the failure.
     assert_eq!(
         states,
-        [&REPARTITION_PATH[..8], &["QueriesFailed"]].concat()
+        [&REPARTITION_PATH[..9], &["QueriesFailed"]].concat()
     );
     assert_eq!(proxy.injected(), 1);
 }
@@ -1448,7 +1578,7 @@ fn every_task_retries_lambda_errors_and_retryable_and_catches_the_rest() {
     let states = asl["States"].as_object().unwrap();
     let tasks: Vec<(&String, &Value)> =
         states.iter().filter(|(_, s)| s["Type"] == "Task").collect();
-    assert_eq!(tasks.len(), 5);
+    assert_eq!(tasks.len(), 6);
     for (name, task) in tasks {
         let retried: BTreeSet<&str> = task["Retry"]
             .as_array()
@@ -1535,4 +1665,105 @@ fn the_template_fills_every_placeholder_of_the_asl_and_invokes_only_its_function
             "{function}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_rerun_empties_its_days_first_and_a_day_another_run_is_writing_is_not_written_twice() {
+    let _serial = SFN_LOCK.lock().await;
+    set_crawl_transition(
+        &sfn_harness().moto.endpoint,
+        json!({"progression": "immediate"}),
+    )
+    .await;
+    let w = Workflow::new(Hooks::default()).await;
+    // What an earlier run of 2026-03-01 wrote, and a day after it.
+    for key in [
+        "year=2026/month=3/day=1/hour=0/first-run.parquet",
+        "year=2026/month=3/day=1/hour=23/first-run.parquet",
+        "year=2026/month=3/day=2/hour=0/next-day.parquet",
+    ] {
+        w.put_target_object(key).await;
+    }
+    for values in [
+        ["2026", "3", "1", "0"],
+        ["2026", "3", "1", "23"],
+        ["2026", "3", "2", "0"],
+    ] {
+        w.add_target_partition(values).await;
+    }
+
+    // Another execution, still running, is writing the day.
+    let holder = start_waiting_execution(&w.sfn).await;
+    w.dynamodb
+        .put_item()
+        .table_name(&w.claims)
+        .item(
+            "day",
+            aws_sdk_dynamodb::types::AttributeValue::S("2026-03-01".into()),
+        )
+        .item(
+            "execution",
+            aws_sdk_dynamodb::types::AttributeValue::S(holder.clone()),
+        )
+        .send()
+        .await
+        .expect("the holder's claim");
+    let (done, states) = w.run(json!({"date": "2026-03-01"})).await;
+    assert_eq!(done.status.as_str(), "FAILED", "{done:?}");
+    assert_eq!(done.error.as_deref(), Some("DayClaimed"));
+    let cause = done.cause.clone().unwrap_or_default();
+    assert!(
+        cause.contains("2026-03-01") && cause.contains(&holder),
+        "{cause}"
+    );
+    assert_eq!(states.last().map(String::as_str), Some("DaysClaimed"));
+    assert!(!states.iter().any(|s| s == "StartQueries"), "{states:?}");
+    assert_eq!(w.target_objects().await.len(), 3, "nothing was emptied");
+    assert_eq!(
+        w.claim_holder("2026-03-01").await.as_deref(),
+        Some(holder.as_str())
+    );
+
+    // Once it has ended, its claim is taken over and the day emptied
+    // before the queries run.
+    w.sfn
+        .stop_execution()
+        .execution_arn(&holder)
+        .send()
+        .await
+        .expect("stop the holder");
+    let (done, states) = w.run(json!({"date": "2026-03-01"})).await;
+    assert_eq!(
+        done.status.as_str(),
+        "SUCCEEDED",
+        "{:?} {:?}",
+        done.error,
+        done.cause
+    );
+    assert_eq!(states, REPARTITION_PATH);
+    let out = output(&done);
+    assert_eq!(out["prepared"]["claimed_days"], json!(["2026-03-01"]));
+    assert_eq!(out["prepared"]["cleared_objects"], 2);
+    assert_eq!(out["prepared"]["cleared_partitions"], 2);
+    assert_eq!(
+        w.target_objects().await,
+        ["year=2026/month=3/day=2/hour=0/next-day.parquet"]
+    );
+    assert_eq!(
+        w.target_partitions().await,
+        BTreeSet::from([vec!["2026".to_string(), "3".into(), "2".into(), "0".into()]])
+    );
+    assert_eq!(
+        w.claim_holder("2026-03-01").await.as_deref(),
+        Some(done.execution_arn.as_str())
+    );
+
+    // A rerun of the day (its claim held by an ended run) empties what the
+    // last one wrote again: its INSERT INTO never appends to it.
+    w.put_target_object("year=2026/month=3/day=1/hour=5/second-run.parquet")
+        .await;
+    let (again, _) = w.run(json!({"date": "2026-03-01"})).await;
+    assert_eq!(again.status.as_str(), "SUCCEEDED", "{again:?}");
+    assert_eq!(output(&again)["prepared"]["cleared_objects"], 1);
+    assert_eq!(w.target_objects().await.len(), 1);
 }

@@ -724,6 +724,47 @@ pub async fn lake_i64_column(
     out
 }
 
+/// The Glue database `database` (unless it exists) and in it the Hive
+/// table `table` at `location`, partitioned as the repartitioned table is
+/// (year, month, day, hour).
+pub async fn create_event_time_table(
+    glue: &aws_sdk_glue::Client,
+    database: &str,
+    table: &str,
+    location: &str,
+) {
+    use aws_sdk_glue::types::{Column, DatabaseInput, StorageDescriptor, TableInput};
+    let _ = glue
+        .create_database()
+        .database_input(DatabaseInput::builder().name(database).build().unwrap())
+        .send()
+        .await;
+    let column = |name: &str, t: &str| Column::builder().name(name).r#type(t).build().unwrap();
+    glue.create_table()
+        .database_name(database)
+        .table_input(
+            TableInput::builder()
+                .name(table)
+                .table_type("EXTERNAL_TABLE")
+                .set_partition_keys(Some(
+                    ["year", "month", "day", "hour"]
+                        .map(|k| column(k, "bigint"))
+                        .to_vec(),
+                ))
+                .storage_descriptor(
+                    StorageDescriptor::builder()
+                        .location(location)
+                        .columns(column("ventilatorid", "bigint"))
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("create the event-time table");
+}
+
 /// Creates a pay-per-request DynamoDB table keyed by `keys` (attribute,
 /// type, hash or range).
 pub async fn create_table(
@@ -937,11 +978,12 @@ pub async fn create_workgroup(athena: &aws_sdk_athena::Client, prefix: &str) -> 
 
 /// The states a repartition execution enters when the crawl and the queries
 /// succeed at the first poll.
-pub const REPARTITION_PATH: [&str; 10] = [
+pub const REPARTITION_PATH: [&str; 11] = [
     "StartCrawler",
     "WaitForCrawler",
     "GetCrawlerStatus",
     "IsCrawlerDone",
+    "ClaimAndClearDays",
     "StartQueries",
     "WaitForQueries",
     "GetQueryStatus",

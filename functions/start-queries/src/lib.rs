@@ -1,11 +1,23 @@
-//! `start-queries`: renders the repartition SQL for the run's days, split
-//! into queries that each write at most the configured number of partitions,
-//! and starts them in the configured Athena workgroup.
+//! `start-queries`: the task of the repartition workflow that writes the
+//! repartitioned table. In two phases, two states of the workflow:
 //!
-//! Input: the workflow's state with `from` and `to` (`YYYY-MM-DD`, as
-//! start-crawler wrote them; validated again here). Output: the same object
-//! with `queries` (id, days, token of each), `query_execution_ids` and
-//! `query_polls` = 0.
+//! * `{"phase": "prepare", "from", "to", "run_id"}` (`ClaimAndClearDays`):
+//!   claims the run's days for the execution `run_id` and empties them in
+//!   the target table, its objects and its catalog partitions
+//!   ([`telemetry_lake::repartition::target`]), so that `INSERT INTO`
+//!   (which appends) writes each day once. A day another running execution
+//!   holds is the error `DayClaimed`. Output: `claimed_days`,
+//!   `cleared_objects`, `cleared_partitions`.
+//! * otherwise (`StartQueries`): renders the repartition SQL for the run's
+//!   days, split into queries that each write at most the configured number
+//!   of partitions, and starts them in the configured Athena workgroup.
+//!   Input: the workflow's state with `from` and `to` (`YYYY-MM-DD`, as
+//!   start-crawler wrote them; validated again here). Output: the same
+//!   object with `queries` (id, days, token of each), `query_execution_ids`
+//!   and `query_polls` = 0.
+//!
+//! The phases are separate states so that a retry of `StartQueries` never
+//! empties what the queries it already started wrote.
 //!
 //! Each query's `ClientRequestToken` is the SHA-256 of the workgroup, the
 //! run (`run_id`: the Step Functions execution) and its SQL, so when the
@@ -19,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use telemetry_lake::repartition::config::StartQueriesConfig;
 use telemetry_lake::repartition::dates::{parse_date, DateRange};
+use telemetry_lake::repartition::target::{clear_days, DayClaims};
 use telemetry_lake::repartition::task_error::{input_object, string_field, TaskError};
 
 /// One started query.
@@ -34,16 +47,51 @@ pub struct StartedQuery {
     pub client_request_token: String,
 }
 
+/// What the `prepare` phase works with: the day claims and the target
+/// table's catalog and objects.
+pub struct Target {
+    claims: DayClaims,
+    glue: aws_sdk_glue::Client,
+    s3: aws_sdk_s3::Client,
+}
+
+impl Target {
+    /// The clients from `aws`, the claims in `claims_table`.
+    pub fn new(aws: &aws_config::SdkConfig, claims_table: &str) -> Self {
+        Target {
+            claims: DayClaims::new(
+                aws_sdk_dynamodb::Client::new(aws),
+                aws_sdk_sfn::Client::new(aws),
+                claims_table,
+            ),
+            glue: aws_sdk_glue::Client::new(aws),
+            s3: telemetry_lake::lake::writer::s3_client(aws),
+        }
+    }
+}
+
 /// The function, built once per container.
 pub struct StartQueries {
     config: StartQueriesConfig,
     athena: aws_sdk_athena::Client,
+    target: Option<Target>,
 }
 
 impl StartQueries {
-    /// Prepares the function.
+    /// Prepares the function; [`StartQueries::with_target`] adds what the
+    /// `prepare` phase needs.
     pub fn new(config: StartQueriesConfig, athena: aws_sdk_athena::Client) -> Self {
-        StartQueries { config, athena }
+        StartQueries {
+            config,
+            athena,
+            target: None,
+        }
+    }
+
+    /// The same, able to claim and empty days.
+    pub fn with_target(mut self, target: Target) -> Self {
+        self.target = Some(target);
+        self
     }
 
     /// The function as it runs in Lambda and in the local run: the
@@ -52,10 +100,9 @@ impl StartQueries {
         env: impl Fn(&str) -> Option<String>,
         aws: &aws_config::SdkConfig,
     ) -> Result<Self, telemetry_lake::config::ConfigError> {
-        Ok(Self::new(
-            StartQueriesConfig::from_lookup(env)?,
-            aws_sdk_athena::Client::new(aws),
-        ))
+        let config = StartQueriesConfig::from_lookup(env)?;
+        let target = Target::new(aws, &config.claims_table);
+        Ok(Self::new(config, aws_sdk_athena::Client::new(aws)).with_target(target))
     }
 
     /// Lambda entry point.
@@ -66,10 +113,62 @@ impl StartQueries {
         })
     }
 
-    /// Starts the queries and returns the state with their ids added.
+    /// Runs the phase the input names.
     #[tracing::instrument(skip(self, input))]
     pub async fn process(&self, input: Value) -> Result<Value, TaskError> {
-        let mut state = input_object(input)?;
+        let state = input_object(input)?;
+        match string_field(&state, "phase")? {
+            // Boxed: the claim's nested SDK futures would otherwise make the
+            // handler's future type too deep for the compiler's layout limit.
+            Some("prepare") => Box::pin(self.prepare(&state)).await,
+            None | Some("start") => self.start(state).await,
+            Some(other) => Err(TaskError::InvalidInput(format!(
+                "`phase` must be \"prepare\" or \"start\", not {other:?}"
+            ))),
+        }
+    }
+
+    /// Claims the run's days and empties them in the target table.
+    async fn prepare(&self, state: &serde_json::Map<String, Value>) -> Result<Value, TaskError> {
+        let range = self.range(state)?;
+        let run = string_field(state, "run_id")?
+            .filter(|r| !r.is_empty())
+            .ok_or_else(|| {
+                TaskError::InvalidInput(
+                    "`run_id` (the execution claiming the days) is missing".to_string(),
+                )
+            })?;
+        let target = self.target.as_ref().ok_or(TaskError::NonRetryable {
+            operation: "claiming the days",
+            message: "start-queries was built without its target (StartQueries::with_target)"
+                .to_string(),
+        })?;
+        let days = range.days();
+        target.claims.claim(&days, run, chrono::Utc::now()).await?;
+        let tables = self.config.repartition.tables();
+        let cleared = clear_days(
+            &target.glue,
+            &target.s3,
+            &tables.database,
+            &tables.target,
+            &days,
+        )
+        .await?;
+        tracing::info!(
+            days = days.len(),
+            objects = cleared.objects,
+            partitions = cleared.partitions,
+            "days claimed and emptied"
+        );
+        Ok(json!({
+            "claimed_days": days,
+            "cleared_objects": cleared.objects,
+            "cleared_partitions": cleared.partitions,
+        }))
+    }
+
+    /// Starts the queries and returns the state with their ids added.
+    async fn start(&self, mut state: serde_json::Map<String, Value>) -> Result<Value, TaskError> {
         let range = self.range(&state)?;
         let run = string_field(&state, "run_id")?.unwrap_or_default();
         let plan = self

@@ -135,6 +135,9 @@ variables! {
     SOURCE_TABLE,
     /// The repartitioned table.
     TARGET_TABLE,
+    /// DynamoDB table of the day claims: which execution writes a day of
+    /// the repartitioned table.
+    DAY_CLAIMS_TABLE,
     /// Most partitions one query may write.
     MAX_PARTITIONS_PER_QUERY,
     /// Hours of readings before the range that feed the moving averages.

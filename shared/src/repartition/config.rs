@@ -147,6 +147,8 @@ pub struct StartQueriesConfig {
     /// ([`SOURCE_TABLE`], [`TARGET_TABLE`], [`REFERENCE_TABLE`]), and limits
     /// ([`MAX_PARTITIONS_PER_QUERY`], default 100; [`LOOKBACK_HOURS`], default 1).
     pub repartition: Repartition,
+    /// [`DAY_CLAIMS_TABLE`].
+    pub claims_table: String,
 }
 
 impl StartQueriesConfig {
@@ -204,6 +206,7 @@ impl StartQueriesConfig {
             database,
             max_range_days: positive(&get, MAX_RANGE_DAYS, DEFAULT_MAX_RANGE_DAYS)?,
             repartition,
+            claims_table: required(&get, DAY_CLAIMS_TABLE)?,
         })
     }
 }
@@ -245,9 +248,13 @@ mod tests {
             (SOURCE_TABLE, "raw"),
             (TARGET_TABLE, "by_event"),
             (REFERENCE_TABLE, "reference"),
+            (DAY_CLAIMS_TABLE, "claims"),
         ];
         let c = StartQueriesConfig::from_lookup(lookup(&base)).unwrap();
         assert_eq!(c.repartition.days_per_query(), 4);
+        assert_eq!(c.claims_table, "claims");
+        let err = StartQueriesConfig::from_lookup(lookup(&base[..5])).unwrap_err();
+        assert!(err.to_string().contains("DAY_CLAIMS_TABLE"), "{err}");
         let mut bad = base.to_vec();
         bad.push((TARGET_TABLE, "by-event"));
         let err = StartQueriesConfig::from_lookup(lookup(&bad)).unwrap_err();

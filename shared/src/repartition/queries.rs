@@ -194,6 +194,11 @@ impl Repartition {
         })
     }
 
+    /// The tables the SQL reads and writes.
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
     /// Days one query may cover: 4 for 100 partitions.
     pub fn days_per_query(&self) -> u64 {
         u64::from(self.max_partitions_per_query / PARTITIONS_PER_DAY)

@@ -6,6 +6,8 @@
 //!   SDK's own retries); the state machine retries with backoff.
 //! * [`NON_RETRYABLE`]: anything else (a missing crawler or workgroup, denied
 //!   access); the state machine fails the execution.
+//! * [`DAY_CLAIMED`]: a day of the run is being written by another running
+//!   execution; the state machine fails this one, which writes nothing.
 
 use std::error::Error as StdError;
 
@@ -20,6 +22,8 @@ pub const INVALID_INPUT: &str = "InvalidInput";
 pub const RETRYABLE: &str = "Retryable";
 /// Error type of permanent failures.
 pub const NON_RETRYABLE: &str = "NonRetryable";
+/// Error type of a day another running execution is writing.
+pub const DAY_CLAIMED: &str = "DayClaimed";
 
 /// Service error codes that mean "try again later".
 const TRANSIENT_CODES: &[&str] = &[
@@ -54,6 +58,9 @@ pub enum TaskError {
         operation: &'static str,
         message: String,
     },
+    /// `day` is claimed by `execution`, which is still running.
+    #[error("{day} is being repartitioned by {execution}, which is still running")]
+    DayClaimed { day: String, execution: String },
 }
 
 impl TaskError {
@@ -63,6 +70,7 @@ impl TaskError {
             TaskError::InvalidInput(_) => INVALID_INPUT,
             TaskError::Retryable { .. } => RETRYABLE,
             TaskError::NonRetryable { .. } => NON_RETRYABLE,
+            TaskError::DayClaimed { .. } => DAY_CLAIMED,
         }
     }
 
