@@ -24,12 +24,11 @@ use lambda_runtime::Diagnostic;
 use query_status::QueryStatus;
 use serde_json::{json, Value};
 use start_crawler::StartCrawler;
-use start_queries::StartQueries;
-use start_queries::Target;
+use start_queries::{StartQueries, Target};
 use telemetry_lake::config::vars::{
-    ATHENA_WORKGROUP, CRAWLER_WAIT_SECONDS, DAY_CLAIMS_TABLE, GLUE_DATABASE, MAX_CRAWLER_POLLS,
-    MAX_QUERY_POLLS, QUERY_WAIT_SECONDS, RAW_CRAWLER_NAME, REFERENCE_TABLE, SOURCE_TABLE,
-    TARGET_TABLE, TRANSFORMED_CRAWLER_NAME,
+    ATHENA_WORKGROUP, CRAWLER_WAIT_SECONDS, DAY_CLAIMS_TABLE, GLUE_DATABASE, LATE_ARRIVAL_DAYS,
+    MAX_CRAWLER_POLLS, MAX_QUERY_POLLS, QUERY_WAIT_SECONDS, RAW_CRAWLER_NAME, REFERENCE_TABLE,
+    SOURCE_TABLE, TARGET_TABLE, TRANSFORMED_CRAWLER_NAME,
 };
 use telemetry_lake::config::StreamConfig;
 use telemetry_lake::lake::writer::S3Sink;
@@ -186,8 +185,9 @@ async fn yesterday_is_crawled_and_an_already_running_crawler_is_not_an_error() {
         .process(json!({"request": {}, "started_at": "2027-01-01T06:00:00Z"}))
         .await
         .expect("start crawler");
-    assert_eq!((plan.from, plan.to), (d("2026-12-31"), d("2026-12-31")));
-    assert_eq!(plan.dates, [d("2026-12-31")]);
+    // With the default LATE_ARRIVAL_DAYS (1), the day before it too.
+    assert_eq!((plan.from, plan.to), (d("2026-12-30"), d("2026-12-31")));
+    assert_eq!(plan.dates, [d("2026-12-30"), d("2026-12-31")]);
     assert!(!plan.already_running);
     assert_eq!(plan.crawler_name, raw);
     assert_eq!(plan.polling.crawler_wait_seconds, 1);
@@ -199,12 +199,26 @@ async fn yesterday_is_crawled_and_an_already_running_crawler_is_not_an_error() {
         .process(json!({"started_at": "2026-03-01T00:30:00+01:00"}))
         .await
         .expect("start a running crawler");
-    assert_eq!(plan.dates, [d("2026-02-28")]);
+    assert_eq!(plan.dates, [d("2026-02-27"), d("2026-02-28")]);
     assert!(plan.already_running);
     assert_eq!(crawler_state(&glue, &raw).await.0, "RUNNING");
 
     // 23:30 UTC on 31 December is 1 January in Brussels.
     let plan = f
+        .process(json!({"started_at": "2026-12-31T23:30:00Z"}))
+        .await
+        .expect("start crawler");
+    assert_eq!(plan.dates, [d("2026-12-30"), d("2026-12-31")]);
+
+    // Without late-arrival days, yesterday alone.
+    let config = StartCrawlerConfig::from_lookup(|k| match k {
+        RAW_CRAWLER_NAME => Some(raw.clone()),
+        TRANSFORMED_CRAWLER_NAME => Some("unused".to_string()),
+        LATE_ARRIVAL_DAYS => Some("0".to_string()),
+        _ => None,
+    })
+    .expect("config");
+    let plan = StartCrawler::new(config, glue.clone())
         .process(json!({"started_at": "2026-12-31T23:30:00Z"}))
         .await
         .expect("start crawler");

@@ -4,7 +4,8 @@
 //! the rest of the workflow reads.
 //!
 //! Input (all optional): `{"request": {"date": "YYYY-MM-DD"} | {"from": ..,
-//! "to": ..} | {}, "crawler": "raw" | "transformed"}, "started_at": RFC 3339,
+//! "to": ..} | {} (yesterday and the `LATE_ARRIVAL_DAYS` before it),
+//! "crawler": "raw" | "transformed"}, "started_at": RFC 3339,
 //! "execution": id}`. The state machine passes the execution's input as
 //! `request`, its start time as `started_at` (so a retried task computes the
 //! same "yesterday" even after midnight) and its id as `execution` (returned
@@ -16,7 +17,7 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use telemetry_lake::repartition::config::{CrawlerRole, Polling, StartCrawlerConfig};
-use telemetry_lake::repartition::dates::{resolve, DateRequest};
+use telemetry_lake::repartition::dates::{resolve, scheduled_range, DateRequest};
 use telemetry_lake::repartition::task_error::{input_object, string_field, TaskError};
 
 /// Keys a request may hold.
@@ -85,13 +86,19 @@ impl StartCrawler {
     pub async fn process(&self, input: Value) -> Result<RunPlan, TaskError> {
         let (request, role, started_at, run_id) = parse_input(input)?;
         let now = started_at.unwrap_or_else(Utc::now);
-        let range = resolve(
-            &request,
-            self.config.time_zone,
-            now,
-            self.config.max_range_days,
-        )
-        .map_err(|e| TaskError::InvalidInput(e.to_string()))?;
+        // A request naming no day is the schedule's: yesterday and the
+        // late-arrival days before it. A named day or range is run as given.
+        let range = if request == DateRequest::default() {
+            scheduled_range(self.config.time_zone, now, self.config.late_arrival_days)
+        } else {
+            resolve(
+                &request,
+                self.config.time_zone,
+                now,
+                self.config.max_range_days,
+            )
+            .map_err(|e| TaskError::InvalidInput(e.to_string()))?
+        };
         let name = self.config.crawlers.name(role).to_string();
         let already_running = match self.glue.start_crawler().name(&name).send().await {
             Ok(_) => false,

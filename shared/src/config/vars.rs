@@ -119,6 +119,9 @@ variables! {
     TIME_ZONE,
     /// Longest range of days one run accepts.
     MAX_RANGE_DAYS,
+    /// Days before yesterday a scheduled run rewrites too, for readings
+    /// that arrive late.
+    LATE_ARRIVAL_DAYS,
     /// Seconds between two polls of a crawler.
     CRAWLER_WAIT_SECONDS,
     /// Polls of a crawler before the workflow gives up.

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::env::{number, positive, required};
 use crate::config::ConfigError;
-use crate::repartition::dates::{parse_time_zone, DEFAULT_MAX_RANGE_DAYS, DEFAULT_TIME_ZONE};
+use crate::repartition::dates::{
+    parse_time_zone, DEFAULT_LATE_ARRIVAL_DAYS, DEFAULT_MAX_RANGE_DAYS, DEFAULT_TIME_ZONE,
+};
 use crate::repartition::queries::{
     Repartition, SqlError, SqlTemplate, Tables, DEFAULT_LOOKBACK_HOURS,
     DEFAULT_MAX_PARTITIONS_PER_QUERY, DEFAULT_TEMPLATE,
@@ -84,6 +86,8 @@ pub struct StartCrawlerConfig {
     pub time_zone: Tz,
     /// [`MAX_RANGE_DAYS`], default 31.
     pub max_range_days: u32,
+    /// [`LATE_ARRIVAL_DAYS`], default 1, less than `max_range_days`.
+    pub late_arrival_days: u32,
     /// The polling settings passed to the state machine.
     pub polling: Polling,
 }
@@ -93,13 +97,25 @@ impl StartCrawlerConfig {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let zone = get(TIME_ZONE).unwrap_or_else(|| DEFAULT_TIME_ZONE.to_string());
         let defaults = Polling::default();
+        let max_range_days = positive(&get, MAX_RANGE_DAYS, DEFAULT_MAX_RANGE_DAYS)?;
+        let late_arrival_days = number(&get, LATE_ARRIVAL_DAYS, DEFAULT_LATE_ARRIVAL_DAYS)?;
+        if late_arrival_days >= max_range_days {
+            return Err(ConfigError::Invalid {
+                name: LATE_ARRIVAL_DAYS,
+                reason: format!(
+                    "{late_arrival_days} days before yesterday make a scheduled run longer than \
+                     MAX_RANGE_DAYS ({max_range_days})"
+                ),
+            });
+        }
         Ok(StartCrawlerConfig {
             crawlers: Crawlers::from_lookup(&get)?,
             time_zone: parse_time_zone(&zone).map_err(|e| ConfigError::Invalid {
                 name: TIME_ZONE,
                 reason: e.to_string(),
             })?,
-            max_range_days: positive(&get, MAX_RANGE_DAYS, DEFAULT_MAX_RANGE_DAYS)?,
+            max_range_days,
+            late_arrival_days,
             polling: Polling {
                 crawler_wait_seconds: positive(
                     &get,
@@ -223,7 +239,12 @@ mod tests {
         let c = StartCrawlerConfig::from_lookup(lookup(&base)).unwrap();
         assert_eq!(c.time_zone, chrono_tz::Europe::Brussels);
         assert_eq!(c.max_range_days, 31);
+        assert_eq!(c.late_arrival_days, 1);
         assert_eq!(c.polling, Polling::default());
+        let mut bad = base.to_vec();
+        bad.extend([(MAX_RANGE_DAYS, "3"), (LATE_ARRIVAL_DAYS, "3")]);
+        let err = StartCrawlerConfig::from_lookup(lookup(&bad)).unwrap_err();
+        assert!(err.to_string().contains("LATE_ARRIVAL_DAYS"), "{err}");
         assert_eq!(c.crawlers.name(CrawlerRole::Transformed), "t");
         let err = StartCrawlerConfig::from_lookup(lookup(&base[1..])).unwrap_err();
         assert_eq!(

@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_TIME_ZONE: &str = "Europe/Brussels";
 /// The longest range accepted when none is configured.
 pub const DEFAULT_MAX_RANGE_DAYS: u32 = 31;
+/// Default of [`LATE_ARRIVAL_DAYS`](crate::config::vars::LATE_ARRIVAL_DAYS):
+/// a scheduled run also rewrites the day before yesterday.
+pub const DEFAULT_LATE_ARRIVAL_DAYS: u32 = 1;
 
 /// An inclusive range of days, `from <= to`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +142,19 @@ pub fn yesterday_in(zone: Tz, now: DateTime<Utc>) -> NaiveDate {
     today.pred_opt().unwrap_or(today)
 }
 
+/// The range of a scheduled run (a request naming no day): yesterday in
+/// `zone` and the `late_days` days before it, so that a reading arriving up
+/// to `late_days` + 1 days after its event day is in the lake when its day
+/// is written for the last time. Reruns replace a day, so rewriting one is
+/// safe.
+pub fn scheduled_range(zone: Tz, now: DateTime<Utc>, late_days: u32) -> DateRange {
+    let to = yesterday_in(zone, now);
+    let from = to
+        .checked_sub_days(chrono::Days::new(u64::from(late_days)))
+        .unwrap_or(to);
+    DateRange { from, to }
+}
+
 /// The range a request names, or yesterday in `zone` when it names none.
 pub fn resolve(
     request: &DateRequest,
@@ -183,6 +199,16 @@ mod tests {
 
     fn brussels() -> Tz {
         parse_time_zone(DEFAULT_TIME_ZONE).unwrap()
+    }
+
+    #[test]
+    fn a_scheduled_run_reaches_back_over_the_late_days() {
+        let now = Utc.with_ymd_and_hms(2026, 3, 1, 6, 0, 0).unwrap();
+        let r = scheduled_range(brussels(), now, 2);
+        assert_eq!((r.from, r.to), (d("2026-02-26"), d("2026-02-28")));
+        assert_eq!(r.days().len(), 3);
+        let r = scheduled_range(brussels(), now, 0);
+        assert_eq!(r, DateRange::day(d("2026-02-28")));
     }
 
     #[test]
