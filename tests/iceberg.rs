@@ -252,6 +252,57 @@ async fn a_batch_delivered_again_whole_or_from_inside_commits_only_what_is_new()
     assert_eq!(letters.len(), 1);
 }
 
+#[tokio::test]
+async fn another_engines_commit_on_top_keeps_the_watermarks_and_a_redelivery_commits_nothing() {
+    let lake = Lake::new().await;
+    let f = lake.function().await;
+    let (_, response) = f.invoke(&event(0..6, data)).await.expect("invoked");
+    assert!(failures(&response).is_empty());
+    // Another engine commits on top (Athena's OPTIMIZE does, every
+    // maintenance run): its snapshot has none of the suite's properties.
+    let root = lake_tools::moto::repo_root();
+    let out = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("scripts/append_iceberg.py"))
+        .args([moto(), &lake.database, "readings"])
+        .arg(
+            json!([{
+                "ventilatorid": 999, "eventtime": "2026-11-22T10:30:00+00:00",
+                "serialnumber": "SN-999", "pressurecontrol": 20, "o2stats": 95,
+                "minutevolume": 6, "manufacturer": "Other"
+            }])
+            .to_string(),
+        )
+        .output()
+        .expect("pyiceberg append");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = lake.read_back();
+    assert_eq!(table["snapshots"].as_array().unwrap().len(), 2);
+    assert!(current(&table)["summary"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .all(|k| !k.starts_with("telemetry-lake.")));
+
+    // The batch delivered again, by a new instance: the watermark is found
+    // under the other engine's snapshot, nothing is committed twice, and
+    // the next records carry it forward.
+    let g = lake.function().await;
+    let (summary, _) = g.invoke(&event(0..6, data)).await.expect("invoked");
+    assert_eq!((summary.skipped, summary.good), (6, 0));
+    let (summary, _) = g.invoke(&event(4..8, data)).await.expect("invoked");
+    assert_eq!((summary.skipped, summary.good), (2, 2));
+    let table = lake.read_back();
+    assert_eq!(ids(&table), vec![0, 1, 2, 4, 5, 6, 7, 999]);
+    assert_eq!(
+        current(&table)["summary"]["telemetry-lake.watermark.vent/shardId-000000000000"],
+        json!(sequence_number(0, 7))
+    );
+}
+
 /// Records `range` of `shard`, each a good reading of device
 /// `shard * 1000 + i`.
 fn shard_event(shard: u32, range: std::ops::Range<u64>) -> Vec<u8> {

@@ -243,15 +243,26 @@ pub fn watermark_key(stream: &str, shard: &str) -> String {
 /// The watermarks of the table's current snapshot, by `<stream>/<shard>`:
 /// every commit carries all of them forward.
 pub fn committed_watermarks(table: &Table) -> BTreeMap<String, String> {
-    let Some(snapshot) = table.metadata().current_snapshot() else {
-        return BTreeMap::new();
-    };
-    snapshot
-        .summary()
-        .additional_properties
-        .iter()
-        .filter_map(|(k, v)| Some((k.strip_prefix(WATERMARK_PREFIX)?.to_string(), v.clone())))
-        .collect()
+    // The newest snapshot of this suite's on the current lineage: another
+    // engine's commit (Athena's OPTIMIZE, a pyiceberg append) does not carry
+    // the watermarks, so the current snapshot alone would lose them.
+    let metadata = table.metadata();
+    let mut next = metadata.current_snapshot();
+    while let Some(snapshot) = next {
+        let marks: BTreeMap<String, String> = snapshot
+            .summary()
+            .additional_properties
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(WATERMARK_PREFIX)?.to_string(), v.clone())))
+            .collect();
+        if !marks.is_empty() {
+            return marks;
+        }
+        next = snapshot
+            .parent_snapshot_id()
+            .and_then(|id| metadata.snapshot_by_id(id));
+    }
+    BTreeMap::new()
 }
 
 #[cfg(test)]
