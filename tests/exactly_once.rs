@@ -37,14 +37,15 @@ use std::sync::OnceLock;
 
 use chrono::{TimeZone, Utc};
 use integration_tests::{
-    lake_i64_column, moto, s3_client, sdk_config, sdk_config_with, unique, DeviceStatusRig, Fault,
-    FaultProxy, StreamFunction, REGION,
+    iceberg_env, iceberg_lake, lake_i64_column, moto, s3_client, s3_with_bucket, sdk_config,
+    sdk_config_with, unique, DeviceStatusRig, Fault, FaultProxy, StreamFunction, REGION,
 };
 use kinesis_to_parquet::KinesisToParquet;
 use lake_tools::kinesis_event::{sequence_number, stream_arn, StreamRecord};
 use lake_tools::lake_reader;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence, RngSeed};
+use telemetry_lake::config::vars;
 use telemetry_lake::config::StreamConfig;
 use telemetry_lake::lake::writer::S3Sink;
 
@@ -310,40 +311,18 @@ fn reported(response: &aws_lambda_events::event::streams::KinesisEventResponse) 
         .and_then(|x| x.item_identifier.clone()))
 }
 
-/// Runs one case and checks the lake before and after the replay.
-async fn kinesis_to_parquet_case(case: &Case) -> Result<(), TestCaseError> {
-    let direct = s3_client(&sdk_config(moto(), REGION).await);
-    let bucket = unique("once");
-    direct
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .expect("bucket");
-    let proxy = FaultProxy::start(moto()).await;
-    if case.put_failures > 0 {
-        proxy.inject(Fault::s3_slow_down("PUT", &bucket).share(case.put_failures, case.seed));
-    }
-    // One SDK attempt: every injected fault reaches the function.
-    let sdk = sdk_config_with(&proxy.endpoint, 1, std::time::Duration::from_secs(10)).await;
-    let config = StreamConfig {
-        write_concurrency: 1,
-        ..integration_tests::stream_config(&bucket)
-    };
-    let f = KinesisToParquet::new(config, S3Sink::new(s3_client(&sdk), &bucket));
-
-    let destination = event_source_mapping(case, |s, range| {
-        let recs = &case.shards[s];
-        let event = event(s, recs, range, |s, i| {
-            payload(s, i, recs[i].good, id(s, i), 95)
-        });
-        let f = &f;
-        async move { Ok(reported(&f.invoke(&event).await.expect("invoked").1)) }
+/// The event of records `range` of shard `s` as the lake cases generate
+/// them: record `i` a reading of device [`id`] with `o2stats` 95, or broken.
+fn lake_event(case: &Case, s: usize, range: std::ops::Range<usize>) -> Vec<u8> {
+    let recs = &case.shards[s];
+    event(s, recs, range, |s, i| {
+        payload(s, i, recs[i].good, id(s, i), 95)
     })
-    .await?;
+}
 
-    let good_ids: Vec<i64> = case
-        .shards
+/// The ids of the case's good records.
+fn good_ids(case: &Case) -> Vec<i64> {
+    case.shards
         .iter()
         .enumerate()
         .flat_map(|(s, recs)| {
@@ -352,62 +331,37 @@ async fn kinesis_to_parquet_case(case: &Case) -> Result<(), TestCaseError> {
                 .filter(|(_, r)| r.good)
                 .map(move |(i, _)| id(s, i))
         })
-        .collect();
-    let in_destination = |x: i64| {
-        let (s, i) = ((x / 1000) as usize, (x % 1000) as usize);
-        destination
-            .iter()
-            .any(|(ds, a, b)| *ds == s && (*a..*b).contains(&i))
-    };
+        .collect()
+}
 
-    // Before the replay: nothing lost; duplicates only where a range was
-    // given up on that shard.
-    let before = counts(lake_i64_column(&direct, &bucket, "raw/v/", 0).await);
-    for x in &good_ids {
-        let n = before.get(x).copied().unwrap_or(0);
-        prop_assert!(
-            n >= 1 || in_destination(*x),
-            "record {x} is lost: not in the lake, not in the destination {destination:?}"
-        );
-        if n > 1 {
-            let shard = (*x / 1000) as usize;
-            prop_assert!(
-                destination.iter().any(|(s, _, _)| *s == shard),
-                "record {x} is {n} times in the lake with nothing given up on its shard"
-            );
-        }
-    }
-    prop_assert!(before.keys().all(|x| good_ids.contains(x)));
+/// Whether record `x` lies in a range sent to the on-failure destination.
+fn given_up(destination: &[(usize, usize, usize)], x: i64) -> bool {
+    let (s, i) = ((x / 1000) as usize, (x % 1000) as usize);
+    destination
+        .iter()
+        .any(|(ds, a, b)| *ds == s && (*a..*b).contains(&i))
+}
 
-    // The operator replays the destination's ranges, in order, once S3 is
-    // healthy again: every good record exactly once.
-    proxy.heal();
-    for (s, a, b) in &destination {
-        let recs = &case.shards[*s];
-        let event = event(*s, recs, *a..*b, |s, i| {
-            payload(s, i, recs[i].good, id(s, i), 95)
-        });
-        let (_, response) = f.invoke(&event).await.expect("invoked");
+/// The operator's replay of the destination's ranges, in order, into `f`:
+/// each must be taken whole.
+async fn replay_destination<F: StreamFunction>(
+    f: &F,
+    case: &Case,
+    destination: &[(usize, usize, usize)],
+) -> Result<(), TestCaseError> {
+    for (s, a, b) in destination {
+        let (_, response) = f
+            .invoke(&lake_event(case, *s, *a..*b))
+            .await
+            .expect("invoked");
         prop_assert!(response.batch_item_failures.is_empty());
     }
-    let after = counts(lake_i64_column(&direct, &bucket, "raw/v/", 0).await);
-    let want: BTreeMap<i64, usize> = good_ids.iter().map(|x| (*x, 1)).collect();
-    prop_assert_eq!(after, want, "destination {:?}", destination);
+    Ok(())
+}
 
-    let mut letters: BTreeMap<(String, String), usize> = BTreeMap::new();
-    for o in lake_reader::list(&direct, &bucket, "dead-letters/v/")
-        .await
-        .expect("list")
-    {
-        let bytes = lake_reader::get(&direct, &bucket, &o.key)
-            .await
-            .expect("get");
-        for l in lake_reader::dead_letters(&bytes).expect("dead letters") {
-            *letters.entry((l.shard, l.sequence_number)).or_default() += 1;
-        }
-    }
-    let bad: BTreeMap<(String, String), usize> = case
-        .shards
+/// Each bad record of the case, as (shard, sequence number), once.
+fn bad_records(case: &Case) -> BTreeMap<(String, String), usize> {
+    case.shards
         .iter()
         .enumerate()
         .flat_map(|(s, recs)| {
@@ -424,7 +378,79 @@ async fn kinesis_to_parquet_case(case: &Case) -> Result<(), TestCaseError> {
                     )
                 })
         })
-        .collect();
+        .collect()
+}
+
+/// The dead letters in `bucket`, counted by (shard, sequence number).
+async fn dead_letter_counts(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> BTreeMap<(String, String), usize> {
+    let mut letters: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for o in lake_reader::list(s3, bucket, "dead-letters/v/")
+        .await
+        .expect("list")
+    {
+        let bytes = lake_reader::get(s3, bucket, &o.key).await.expect("get");
+        for l in lake_reader::dead_letters(&bytes).expect("dead letters") {
+            *letters.entry((l.shard, l.sequence_number)).or_default() += 1;
+        }
+    }
+    letters
+}
+
+/// Runs one case and checks the lake before and after the replay.
+async fn kinesis_to_parquet_case(case: &Case) -> Result<(), TestCaseError> {
+    let (direct, bucket) = s3_with_bucket("once").await;
+    let proxy = FaultProxy::start(moto()).await;
+    if case.put_failures > 0 {
+        proxy.inject(Fault::s3_slow_down("PUT", &bucket).share(case.put_failures, case.seed));
+    }
+    // One SDK attempt: every injected fault reaches the function.
+    let sdk = sdk_config_with(&proxy.endpoint, 1, std::time::Duration::from_secs(10)).await;
+    let config = StreamConfig {
+        write_concurrency: 1,
+        ..integration_tests::stream_config(&bucket)
+    };
+    let f = KinesisToParquet::new(config, S3Sink::new(s3_client(&sdk), &bucket));
+
+    let destination = event_source_mapping(case, |s, range| {
+        let event = lake_event(case, s, range);
+        let f = &f;
+        async move { Ok(reported(&f.invoke(&event).await.expect("invoked").1)) }
+    })
+    .await?;
+    let good_ids = good_ids(case);
+
+    // Before the replay: nothing lost; duplicates only where a range was
+    // given up on that shard.
+    let before = counts(lake_i64_column(&direct, &bucket, "raw/v/", 0).await);
+    for x in &good_ids {
+        let n = before.get(x).copied().unwrap_or(0);
+        prop_assert!(
+            n >= 1 || given_up(&destination, *x),
+            "record {x} is lost: not in the lake, not in the destination {destination:?}"
+        );
+        if n > 1 {
+            let shard = (*x / 1000) as usize;
+            prop_assert!(
+                destination.iter().any(|(s, _, _)| *s == shard),
+                "record {x} is {n} times in the lake with nothing given up on its shard"
+            );
+        }
+    }
+    prop_assert!(before.keys().all(|x| good_ids.contains(x)));
+
+    // The operator replays the destination's ranges, in order, once S3 is
+    // healthy again: every good record exactly once.
+    proxy.heal();
+    replay_destination(&f, case, &destination).await?;
+    let after = counts(lake_i64_column(&direct, &bucket, "raw/v/", 0).await);
+    let want: BTreeMap<i64, usize> = good_ids.iter().map(|x| (*x, 1)).collect();
+    prop_assert_eq!(after, want, "destination {:?}", destination);
+
+    let letters = dead_letter_counts(&direct, &bucket).await;
+    let bad = bad_records(case);
     // Every bad record has a dead letter. Exactly one, unless a batch was
     // bisected: a half without bad records writes no dead-letter object, so
     // the whole batch's earlier one (holding the other half's bad records)
@@ -461,31 +487,12 @@ async fn iceberg_case(case: &Case) -> Result<(), TestCaseError> {
 }
 
 async fn iceberg_mapping_case(case: &Case) -> Result<(), TestCaseError> {
-    let direct_sdk = sdk_config(moto(), REGION).await;
-    let direct = s3_client(&direct_sdk);
-    let bucket = unique("once-iceberg");
-    direct
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .expect("bucket");
-    let database = unique("once").replace('-', "_");
-    aws_sdk_glue::Client::new(&direct_sdk)
-        .create_database()
-        .database_input(
-            aws_sdk_glue::types::DatabaseInput::builder()
-                .name(&database)
-                .build()
-                .expect("database input"),
-        )
-        .send()
-        .await
-        .expect("database");
-    let env = iceberg_env(&bucket, &database);
+    let (direct, bucket, database) = iceberg_lake("once").await;
+    let mut env = iceberg_env(&bucket, &database);
+    env.insert(vars::WRITE_CONCURRENCY, "1".to_string());
     let lookup = |name: &str| env.get(name).cloned();
     // The first cold start creates the table, without faults.
-    KinesisToParquet::load(lookup, &direct_sdk)
+    KinesisToParquet::load(lookup, &sdk_config(moto(), REGION).await)
         .await
         .expect("cold start creating the table");
 
@@ -502,13 +509,9 @@ async fn iceberg_mapping_case(case: &Case) -> Result<(), TestCaseError> {
                 .expect("cold start"),
         );
     }
-    let mappings = case.shards.iter().enumerate().map(|(s, _)| {
-        let f = &functions[s];
+    let mappings = functions.iter().enumerate().map(|(s, f)| {
         shard_mapping(case, Some(s), move |s, range| {
-            let recs = &case.shards[s];
-            let event = event(s, recs, range, |s, i| {
-                payload(s, i, recs[i].good, id(s, i), 95)
-            });
+            let event = lake_event(case, s, range);
             async move { Ok(reported(&f.invoke(&event).await.expect("invoked").1)) }
         })
     });
@@ -516,24 +519,7 @@ async fn iceberg_mapping_case(case: &Case) -> Result<(), TestCaseError> {
     for d in futures::future::join_all(mappings).await {
         destination.extend(d?);
     }
-
-    let good_ids: Vec<i64> = case
-        .shards
-        .iter()
-        .enumerate()
-        .flat_map(|(s, recs)| {
-            recs.iter()
-                .enumerate()
-                .filter(|(_, r)| r.good)
-                .map(move |(i, _)| id(s, i))
-        })
-        .collect();
-    let in_destination = |x: i64| {
-        let (s, i) = ((x / 1000) as usize, (x % 1000) as usize);
-        destination
-            .iter()
-            .any(|(ds, a, b)| *ds == s && (*a..*b).contains(&i))
-    };
+    let good_ids = good_ids(case);
     let table_ids = || -> Vec<i64> {
         let table = lake_tools::iceberg_reader::read_table(moto(), &database, "readings")
             .expect("pyiceberg reads the table");
@@ -550,77 +536,25 @@ async fn iceberg_mapping_case(case: &Case) -> Result<(), TestCaseError> {
         let n = before.get(x).copied().unwrap_or(0);
         prop_assert!(n <= 1, "record {x} is {n} times in the table");
         prop_assert!(
-            n == 1 || in_destination(*x),
+            n == 1 || given_up(&destination, *x),
             "record {x} is lost: not in the table, not in the destination {destination:?}"
         );
     }
     prop_assert!(before.keys().all(|x| good_ids.contains(x)));
 
     proxy.heal();
-    let replayer = &functions[0];
-    for (s, a, b) in &destination {
-        let recs = &case.shards[*s];
-        let event = event(*s, recs, *a..*b, |s, i| {
-            payload(s, i, recs[i].good, id(s, i), 95)
-        });
-        let (_, response) = replayer.invoke(&event).await.expect("invoked");
-        prop_assert!(response.batch_item_failures.is_empty());
-    }
+    replay_destination(&functions[0], case, &destination).await?;
     let after = counts(table_ids());
     let want: BTreeMap<i64, usize> = good_ids.iter().map(|x| (*x, 1)).collect();
     prop_assert_eq!(after, want, "destination {:?}", destination);
 
-    let mut lettered = std::collections::BTreeSet::new();
-    for o in lake_reader::list(&direct, &bucket, "dead-letters/v/")
+    let lettered: Vec<(String, String)> = dead_letter_counts(&direct, &bucket)
         .await
-        .expect("list")
-    {
-        let bytes = lake_reader::get(&direct, &bucket, &o.key)
-            .await
-            .expect("get");
-        for l in lake_reader::dead_letters(&bytes).expect("dead letters") {
-            lettered.insert((l.shard, l.sequence_number));
-        }
-    }
-    let bad: std::collections::BTreeSet<(String, String)> = case
-        .shards
-        .iter()
-        .enumerate()
-        .flat_map(|(s, recs)| {
-            recs.iter()
-                .enumerate()
-                .filter(|(_, r)| !r.good)
-                .map(move |(i, _)| {
-                    (
-                        format!("shardId-{s:012}"),
-                        sequence_number(s as u32, i as u64),
-                    )
-                })
-        })
+        .into_keys()
         .collect();
+    let bad: Vec<(String, String)> = bad_records(case).into_keys().collect();
     prop_assert_eq!(lettered, bad);
     Ok(())
-}
-
-/// kinesis-to-parquet's environment for the Iceberg table
-/// `database.readings` in `bucket`.
-fn iceberg_env(bucket: &str, database: &str) -> BTreeMap<&'static str, String> {
-    use telemetry_lake::config::vars;
-    let schema = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../config/ventilator.schema.json"
-    ))
-    .expect("the shipped schema");
-    BTreeMap::from([
-        (vars::LAKE_BUCKET, bucket.to_string()),
-        (vars::LAKE_PREFIX, "warehouse/readings".to_string()),
-        (vars::DEAD_LETTER_PREFIX, "dead-letters/v".to_string()),
-        (vars::SCHEMA, schema),
-        (vars::LAKE_FORMAT, "iceberg".to_string()),
-        (vars::ICEBERG_TABLE, format!("{database}.readings")),
-        (vars::ICEBERG_PARTITION, "hour(eventtime)".to_string()),
-        (vars::WRITE_CONCURRENCY, "1".to_string()),
-    ])
 }
 
 fn counts(ids: Vec<i64>) -> BTreeMap<i64, usize> {

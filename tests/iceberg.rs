@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use chrono::{TimeZone, Utc};
 use integration_tests::{
     athena_query_answer, athena_query_started, create_state_machine, create_workgroup,
-    dead_letters_under, failures, kinesis_event, moto, s3_client, sdk_config, states_entered,
-    unique, wait_for_execution, ProxiedSfnHarness, StreamFunction, REGION,
+    dead_letters_under, failures, iceberg_env, iceberg_lake, kinesis_event, moto, sdk_config,
+    states_entered, unique, wait_for_execution, ProxiedSfnHarness, StreamFunction, REGION,
 };
 use kinesis_to_parquet::KinesisToParquet;
 use lake_tools::kinesis_event::{sequence_number, stream_arn, StreamRecord};
@@ -30,40 +30,8 @@ struct Lake {
 
 impl Lake {
     async fn new() -> Lake {
-        let sdk = sdk_config(moto(), REGION).await;
-        let s3 = s3_client(&sdk);
-        let bucket = unique("iceberg");
-        s3.create_bucket()
-            .bucket(&bucket)
-            .send()
-            .await
-            .expect("bucket");
-        let database = unique("lake").replace('-', "_");
-        aws_sdk_glue::Client::new(&sdk)
-            .create_database()
-            .database_input(
-                aws_sdk_glue::types::DatabaseInput::builder()
-                    .name(&database)
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .expect("database");
-        let schema = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../config/ventilator.schema.json"
-        ))
-        .expect("the shipped schema");
-        let env = BTreeMap::from([
-            (vars::LAKE_BUCKET, bucket.clone()),
-            (vars::LAKE_PREFIX, "warehouse/readings".to_string()),
-            (vars::DEAD_LETTER_PREFIX, "dead-letters/v".to_string()),
-            (vars::SCHEMA, schema),
-            (vars::LAKE_FORMAT, "iceberg".to_string()),
-            (vars::ICEBERG_TABLE, format!("{database}.readings")),
-            (vars::ICEBERG_PARTITION, "hour(eventtime)".to_string()),
-        ]);
+        let (s3, bucket, database) = iceberg_lake("iceberg").await;
+        let env = iceberg_env(&bucket, &database);
         Lake {
             s3,
             bucket,

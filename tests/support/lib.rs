@@ -44,6 +44,49 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// A new bucket and Glue database on moto for an Iceberg lake: (S3 client,
+/// bucket, database).
+pub async fn iceberg_lake(prefix: &str) -> (aws_sdk_s3::Client, String, String) {
+    let (s3, bucket) = s3_with_bucket(prefix).await;
+    let database = unique(prefix).replace('-', "_");
+    aws_sdk_glue::Client::new(&sdk_config(moto(), REGION).await)
+        .create_database()
+        .database_input(
+            aws_sdk_glue::types::DatabaseInput::builder()
+                .name(&database)
+                .build()
+                .expect("database input"),
+        )
+        .send()
+        .await
+        .expect("database");
+    (s3, bucket, database)
+}
+
+/// kinesis-to-parquet's environment for the Iceberg table
+/// `database.readings` in `bucket`, with the shipped schema, partitioned
+/// by event hour.
+pub fn iceberg_env(
+    bucket: &str,
+    database: &str,
+) -> std::collections::BTreeMap<&'static str, String> {
+    use telemetry_lake::config::vars;
+    let schema = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../config/ventilator.schema.json"
+    ))
+    .expect("the shipped schema");
+    std::collections::BTreeMap::from([
+        (vars::LAKE_BUCKET, bucket.to_string()),
+        (vars::LAKE_PREFIX, "warehouse/readings".to_string()),
+        (vars::DEAD_LETTER_PREFIX, "dead-letters/v".to_string()),
+        (vars::SCHEMA, schema),
+        (vars::LAKE_FORMAT, "iceberg".to_string()),
+        (vars::ICEBERG_TABLE, format!("{database}.readings")),
+        (vars::ICEBERG_PARTITION, "hour(eventtime)".to_string()),
+    ])
+}
+
 /// An S3 client on moto and a new empty bucket.
 pub async fn s3_with_bucket(prefix: &str) -> (aws_sdk_s3::Client, String) {
     let sdk = sdk_config(moto(), REGION).await;
@@ -561,15 +604,22 @@ pub struct SfnHarness {
 pub fn sfn_harness() -> &'static SfnHarness {
     static HARNESS: OnceLock<SfnHarness> = OnceLock::new();
     HARNESS.get_or_init(|| {
-        let lambda = LambdaEndpoint::start().expect("start the local Lambda endpoint");
-        let moto = MotoServer::start(&MotoOptions {
-            lambda_endpoint_port: Some(lambda.port()),
-            execute_state_machines: true,
-        })
-        .unwrap_or_else(|e| panic!("cannot start moto: {e:#}"));
+        let (lambda, moto) = executing_moto();
         lambda.set_upstream(&moto.endpoint);
         SfnHarness { moto, lambda }
     })
+}
+
+/// A moto that executes state machines, calling every service through a
+/// new local Lambda endpoint (whose upstream the caller sets).
+fn executing_moto() -> (LambdaEndpoint, MotoServer) {
+    let lambda = LambdaEndpoint::start().expect("start the local Lambda endpoint");
+    let moto = MotoServer::start(&MotoOptions {
+        lambda_endpoint_port: Some(lambda.port()),
+        execute_state_machines: true,
+    })
+    .unwrap_or_else(|e| panic!("cannot start moto: {e:#}"));
+    (lambda, moto)
 }
 
 /// A state-machine harness of its own whose every service call (Athena,
@@ -585,12 +635,7 @@ pub struct ProxiedSfnHarness {
 impl ProxiedSfnHarness {
     /// Starts moto, the Lambda endpoint and the proxy between them.
     pub async fn start() -> Self {
-        let lambda = LambdaEndpoint::start().expect("start the local Lambda endpoint");
-        let moto = MotoServer::start(&MotoOptions {
-            lambda_endpoint_port: Some(lambda.port()),
-            execute_state_machines: true,
-        })
-        .unwrap_or_else(|e| panic!("cannot start moto: {e:#}"));
+        let (lambda, moto) = executing_moto();
         let proxy = FaultProxy::start(&moto.endpoint).await;
         lambda.set_upstream(&proxy.endpoint);
         ProxiedSfnHarness {

@@ -120,8 +120,8 @@ impl DayClaims {
         now: DateTime<Utc>,
     ) -> Result<(), TaskError> {
         let mut condition = Condition::FreeOrMine;
-        // Twice at most: a takeover that loses to a third execution's
-        // claim reads that one's holder again.
+        // The claim, then at most two takeovers: a takeover that loses to a
+        // third execution's claim reads that one's holder again.
         for _ in 0..3 {
             match self.put(day, execution, now, &condition).await? {
                 None => return Ok(()),
@@ -276,6 +276,17 @@ pub async fn clear_days(
     Ok(cleared)
 }
 
+/// A request of `operation` the SDK refused to build (a required member
+/// missing): the program's fault, never the service's.
+fn unbuildable(
+    operation: &'static str,
+) -> impl Fn(aws_smithy_types::error::operation::BuildError) -> TaskError {
+    move |e| TaskError::NonRetryable {
+        operation,
+        message: e.to_string(),
+    }
+}
+
 async fn delete_prefix(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
@@ -304,20 +315,14 @@ async fn delete_prefix(
                     aws_sdk_s3::types::ObjectIdentifier::builder()
                         .key(k)
                         .build()
-                        .map_err(|e| TaskError::NonRetryable {
-                            operation: "DeleteObjects",
-                            message: e.to_string(),
-                        })
+                        .map_err(unbuildable("DeleteObjects"))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let delete = aws_sdk_s3::types::Delete::builder()
                 .set_objects(Some(objects))
                 .quiet(true)
                 .build()
-                .map_err(|e| TaskError::NonRetryable {
-                    operation: "DeleteObjects",
-                    message: e.to_string(),
-                })?;
+                .map_err(unbuildable("DeleteObjects"))?;
             let out = s3
                 .delete_objects()
                 .bucket(bucket)
@@ -360,10 +365,7 @@ async fn delete_partitions(
                 PartitionValueList::builder()
                     .set_values(Some(v.clone()))
                     .build()
-                    .map_err(|e| TaskError::NonRetryable {
-                        operation: "BatchDeletePartition",
-                        message: e.to_string(),
-                    })
+                    .map_err(unbuildable("BatchDeletePartition"))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let out = glue
