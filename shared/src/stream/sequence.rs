@@ -25,6 +25,15 @@ pub fn max<'a>(a: &'a str, b: &'a str) -> &'a str {
     }
 }
 
+/// The smaller of two sequence numbers.
+pub fn min<'a>(a: &'a str, b: &'a str) -> &'a str {
+    if compare(a, b) == Ordering::Greater {
+        b
+    } else {
+        a
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,6 +49,7 @@ mod tests {
         assert_eq!(compare(b, "99999999999999999999"), Ordering::Greater);
         assert_eq!(max(a, b), b);
         assert_eq!(max("2", "11"), "11");
+        assert_eq!(min("2", "11"), "2");
     }
 
     #[test]

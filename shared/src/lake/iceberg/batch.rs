@@ -21,7 +21,6 @@
 //! the overtaken plan are never referenced, and are left to the table's
 //! orphan-file removal (Athena `VACUUM`).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow_schema::Schema as ArrowSchema;
@@ -36,6 +35,7 @@ use crate::config::{IcebergSettings, PartitionTransform};
 use crate::lake::iceberg::catalog::GlueCatalog;
 use crate::lake::iceberg::commit::{commit_files, CommitError, Committed, ShardRange};
 use crate::lake::iceberg::files::{encode_files, FileNaming, PartitionedRows};
+use crate::lake::iceberg::history::shard_history;
 use crate::lake::iceberg::storage::split_path;
 use crate::lake::iceberg::table::{
     committed_watermarks, data_file_schema, new_table_schema, partition_spec, schema_additions,
@@ -260,11 +260,10 @@ impl IcebergLake {
                     return self.failed(report, records, format!("cannot read the table: {e}"))
                 }
             };
-            let marks = committed_watermarks(&table);
             match self
                 .plan_and_commit(
                     &parts,
-                    &marks,
+                    &table,
                     decoder,
                     sink,
                     dead_letter_prefix,
@@ -286,8 +285,8 @@ impl IcebergLake {
                             return report;
                         }
                         Ok(Committed::AlreadyThere) => return report,
-                        Err(CommitError::Overtaken { key, committed, .. }) => {
-                            tracing::info!(table = %self.ident, %key, %committed, "another delivery committed part of the batch first; planning it again");
+                        Err(CommitError::Overtaken(why)) => {
+                            tracing::info!(table = %self.ident, %why, "planning the batch again");
                         }
                         Err(e) => return self.failed(report, records, e.to_string()),
                     }
@@ -320,7 +319,7 @@ impl IcebergLake {
     async fn plan_and_commit<S: ObjectSink>(
         &self,
         parts: &[ShardPart<'_, '_>],
-        marks: &BTreeMap<String, String>,
+        table: &Table,
         decoder: &PayloadDecoder,
         sink: &S,
         dead_letter_prefix: &str,
@@ -331,19 +330,43 @@ impl IcebergLake {
         let mut objects: Vec<Object> = Vec::new();
         let mut data_files = Vec::new();
         let mut ranges = Vec::new();
+        let marks = committed_watermarks(table);
         for part in parts {
             let key = format!("{}/{}", part.stream, part.shard);
             let mark = marks.get(&key).map(String::as_str);
-            let fresh: Vec<&SourceRecord<'_>> = part
+            // The lowest record at or below the watermark, if any: only
+            // then need the snapshots tell which ranges the table holds.
+            let lowest = part
                 .records
                 .iter()
-                .copied()
-                .filter(|r| sequence::is_after(&r.position, mark))
-                .collect();
+                .filter(|r| !sequence::is_after(&r.position, mark))
+                .map(|r| r.position.as_ref())
+                .reduce(|a, b| sequence::min(a, b));
+            let fresh: Vec<&SourceRecord<'_>> = match lowest {
+                None => part.records.clone(),
+                Some(from) => {
+                    let history = shard_history(table, &key, from);
+                    part.records
+                        .iter()
+                        .copied()
+                        .filter(|r| !history.holds(&r.position))
+                        .collect()
+                }
+            };
             planned.skipped += part.records.len() - fresh.len();
-            let (Some(first), Some(last)) = (fresh.first(), fresh.last()) else {
+            let Some(first) = fresh.first() else {
                 continue;
             };
+            // The range the batch covers (a shard's records come in order,
+            // so these are its first and last).
+            let low = fresh
+                .iter()
+                .map(|r| r.position.as_ref())
+                .fold(first.position.as_ref(), sequence::min);
+            let high = fresh
+                .iter()
+                .map(|r| r.position.as_ref())
+                .fold(first.position.as_ref(), sequence::max);
             let mut rows = PartitionedRows::new(
                 decoder.schema(),
                 Arc::clone(&self.arrow_schema),
@@ -366,8 +389,8 @@ impl IcebergLake {
                 partition_spec_id: self.spec_id,
                 stream: &part.stream,
                 shard: &part.shard,
-                first: &first.position,
-                last: &last.position,
+                first: low,
+                last: high,
             };
             for file in encode_files(rows, &self.encoder, &naming)? {
                 let (_, key) = split_path(&file.path).map_err(|e| e.to_string())?;
@@ -398,8 +421,8 @@ impl IcebergLake {
             }
             ranges.push(ShardRange {
                 key,
-                first: first.position.to_string(),
-                last: last.position.to_string(),
+                first: low.to_string(),
+                last: high.to_string(),
             });
         }
         planned.undeclared_fields = budget.undeclared_fields();
@@ -417,7 +440,14 @@ impl IcebergLake {
             planned.objects += 1;
             planned.bytes += len;
         }
-        planned.outcome = commit_files(&self.catalog, &self.ident, &data_files, &ranges).await;
+        planned.outcome = commit_files(
+            &self.catalog,
+            &self.ident,
+            &data_files,
+            &ranges,
+            table.metadata().current_snapshot_id(),
+        )
+        .await;
         Ok(planned)
     }
 }

@@ -2,22 +2,26 @@
 //!
 //! Every commit is a fast append whose snapshot summary carries, for every
 //! stream and shard that ever committed, the highest sequence number (or
-//! Kafka offset) in the table: the shard's watermark. The data files and
-//! the watermarks are one atomic commit, so "these records are in the
-//! table" and "the watermark covers them" are never apart.
+//! Kafka offset) in the table, the shard's watermark, and for each shard it
+//! commits the range of records its batch covered
+//! ([`crate::lake::iceberg::history`]). The data files, the watermarks and
+//! the ranges are one atomic commit, so "these records are in the table"
+//! and "the snapshots say so" are never apart.
 //!
-//! A batch reads the watermarks first and leaves out every record at or
-//! below its shard's, so a batch delivered again (retried whole, from a
-//! reported sequence number, bisected, replayed from the failure queue, or
-//! after a timeout whose commit did land) commits nothing twice.
+//! A batch reads the table first and leaves out every record it holds (at
+//! or below its shard's watermark and inside a committed range), so a batch
+//! delivered again (retried whole, from a reported sequence number,
+//! bisected, replayed from the failure queue, or after a timeout whose
+//! commit did land) commits nothing twice, and a range Lambda gave up on
+//! while the shard went on is written when it is replayed.
 //!
 //! A commit that loses the optimistic race (another shard committed since
 //! the table was read) is retried here, bounded, with jitter, on the table
 //! as it now is: the watermarks are merged again from the new snapshot, so
-//! another shard's are never moved back. When the shard's own watermark has
-//! moved into the batch's range (another delivery of the same records
-//! committed first), the commit is given up: the caller plans the batch
-//! again from the new watermark.
+//! another shard's are never moved back. When a commit since the batch was
+//! planned covered some of its records (another delivery of the same
+//! records committed first), the commit is given up: the caller plans the
+//! batch again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -27,6 +31,9 @@ use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::{Catalog, ErrorKind, TableIdent};
 
+use crate::lake::iceberg::history::{
+    batch_range, overlap, ranges_since, BASE_SNAPSHOT, BATCH_PREFIX,
+};
 use crate::lake::iceberg::table::{
     committed_watermarks, PREVIOUS_WATERMARK_PREFIX, WATERMARK_PREFIX,
 };
@@ -57,14 +64,10 @@ pub enum Committed {
 /// Why a batch was not committed.
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {
-    /// A range's watermark moved into it since the batch was planned: plan
-    /// again from these watermarks.
-    #[error("the watermark of {key} moved to {committed}, inside the batch")]
-    Overtaken {
-        key: String,
-        committed: String,
-        watermarks: BTreeMap<String, String>,
-    },
+    /// Since the batch was planned, a commit covered some of its records,
+    /// or the snapshot it was planned on left the lineage: plan again.
+    #[error("{0}")]
+    Overtaken(String),
     /// Every attempt lost the race.
     #[error("{attempts} commits to {table} lost the race to other writers")]
     Contended { table: String, attempts: u32 },
@@ -76,41 +79,59 @@ pub enum CommitError {
     },
 }
 
-/// How a range stands against the committed watermarks.
-fn standing(range: &ShardRange, committed: &BTreeMap<String, String>) -> Standing {
-    match committed.get(&range.key) {
-        None => Standing::Ahead,
-        Some(mark) if !sequence::is_after(&range.last, Some(mark)) => Standing::Committed,
-        Some(mark) if sequence::is_after(&range.first, Some(mark)) => Standing::Ahead,
-        Some(mark) => Standing::Overlapping(mark.clone()),
+/// Why the batch of `ranges`, planned on the snapshot `planned_on`, must be
+/// planned again on `table`: a commit since covered part of a range.
+fn overtaken(table: &Table, planned_on: Option<i64>, ranges: &[ShardRange]) -> Option<String> {
+    for r in ranges {
+        let Some(since) = ranges_since(table, planned_on, &r.key) else {
+            return Some(format!(
+                "the snapshot the batch was planned on ({planned_on:?}) is no longer the table's"
+            ));
+        };
+        if let Some((first, last)) = since
+            .iter()
+            .find(|(f, l)| overlap((f, l), (&r.first, &r.last)))
+        {
+            return Some(format!(
+                "another delivery committed {first}..{last} of {}, inside the batch's {}..{}",
+                r.key, r.first, r.last
+            ));
+        }
     }
+    None
 }
 
-enum Standing {
-    Ahead,
-    Committed,
-    Overlapping(String),
-}
-
-/// The snapshot properties of a commit: every watermark committed, each
-/// range's moved to its last record, and what each range's moved from (the
-/// catalog refuses the commit if the table no longer holds that:
+/// The snapshot properties of a commit on the snapshot `base`: every
+/// watermark committed, each range's raised to its last record (a range
+/// replayed below its watermark leaves it), each range itself, what each
+/// range's watermark moved from and the snapshot planned on (the catalog
+/// refuses the commit if the table no longer holds those:
 /// [`crate::lake::iceberg::table::check_watermarks`]).
 fn snapshot_properties(
     committed: &BTreeMap<String, String>,
     ranges: &[ShardRange],
+    base: Option<i64>,
 ) -> HashMap<String, String> {
     let mut marks = committed.clone();
     let mut props = HashMap::new();
     for r in ranges {
         let previous = committed.get(&r.key).cloned().unwrap_or_default();
+        let mark = sequence::max(&previous, &r.last).to_string();
         props.insert(format!("{PREVIOUS_WATERMARK_PREFIX}{}", r.key), previous);
-        marks.insert(r.key.clone(), r.last.clone());
+        props.insert(
+            format!("{BATCH_PREFIX}{}", r.key),
+            batch_range(&r.first, &r.last),
+        );
+        marks.insert(r.key.clone(), mark);
     }
     props.extend(
         marks
             .into_iter()
             .map(|(k, v)| (format!("{WATERMARK_PREFIX}{k}"), v)),
+    );
+    props.insert(
+        BASE_SNAPSHOT.to_string(),
+        base.map(|id| id.to_string()).unwrap_or_default(),
     );
     props
 }
@@ -127,42 +148,35 @@ fn pause(attempt: u32) -> Duration {
     Duration::from_millis(base * factor / 1000)
 }
 
-/// Commits `files` with the batch's `ranges` to the table `ident`.
-/// `files` must hold exactly the ranges' records, and be named by them:
-/// a retry of the same batch writes the same paths.
+/// Commits `files` with the batch's `ranges`, planned on the snapshot
+/// `planned_on`, to the table `ident`. `files` must hold exactly the
+/// ranges' records the table did not hold then, and be named by them: a
+/// retry of the same batch writes the same paths.
 pub async fn commit_files(
     catalog: &dyn Catalog,
     ident: &TableIdent,
     files: &[DataFile],
     ranges: &[ShardRange],
+    planned_on: Option<i64>,
 ) -> Result<Committed, CommitError> {
     let iceberg = |source| CommitError::Iceberg {
         table: ident.to_string(),
         source,
     };
+    let mut planned_on = planned_on;
     for attempt in 1..=MAX_COMMIT_ATTEMPTS {
         if attempt > 1 {
             tokio::time::sleep(pause(attempt)).await;
         }
         let table: Table = catalog.load_table(ident).await.map_err(iceberg)?;
+        if let Some(why) = overtaken(&table, planned_on, ranges) {
+            return Err(CommitError::Overtaken(why));
+        }
+        // What landed since holds none of the batch's records: the next
+        // attempt need only look at what lands after this.
+        let base = table.metadata().current_snapshot_id();
+        planned_on = base;
         let committed = committed_watermarks(&table);
-        let mut all_there = true;
-        for r in ranges {
-            match standing(r, &committed) {
-                Standing::Committed => {}
-                Standing::Ahead => all_there = false,
-                Standing::Overlapping(mark) => {
-                    return Err(CommitError::Overtaken {
-                        key: r.key.clone(),
-                        committed: mark,
-                        watermarks: committed,
-                    })
-                }
-            }
-        }
-        if all_there {
-            return Ok(Committed::AlreadyThere);
-        }
         let tx = Transaction::new(&table);
         // The crate's duplicate check (no new file already referenced)
         // reads every manifest of the table, one GET per earlier commit, so
@@ -173,7 +187,7 @@ pub async fn commit_files(
             .fast_append()
             .with_check_duplicate(false)
             .add_data_files(files.to_vec())
-            .set_snapshot_properties(snapshot_properties(&committed, ranges))
+            .set_snapshot_properties(snapshot_properties(&committed, ranges, base))
             .apply(tx)
             .map_err(iceberg)?;
         match tx.commit(catalog).await {
@@ -212,33 +226,12 @@ mod tests {
     }
 
     #[test]
-    fn a_range_is_ahead_committed_or_overlapping_its_watermark() {
-        let marks = BTreeMap::from([("s/a".to_string(), "20".to_string())]);
-        assert!(matches!(
-            standing(&range("s/b", "1", "5"), &marks),
-            Standing::Ahead
-        ));
-        assert!(matches!(
-            standing(&range("s/a", "21", "30"), &marks),
-            Standing::Ahead
-        ));
-        assert!(matches!(
-            standing(&range("s/a", "3", "20"), &marks),
-            Standing::Committed
-        ));
-        assert!(matches!(
-            standing(&range("s/a", "3", "9"), &marks),
-            Standing::Committed
-        ));
-        assert!(matches!(
-            standing(&range("s/a", "15", "25"), &marks),
-            Standing::Overlapping(m) if m == "20"
-        ));
+    fn ranges_overlap_when_they_share_a_sequence_number() {
+        assert!(overlap(("3", "9"), ("9", "12")));
+        assert!(overlap(("3", "20"), ("5", "6")));
+        assert!(!overlap(("3", "9"), ("10", "12")));
         // Sequence numbers compare as numbers, not as text.
-        assert!(matches!(
-            standing(&range("s/a", "100", "200"), &marks),
-            Standing::Ahead
-        ));
+        assert!(!overlap(("100", "200"), ("3", "99")));
     }
 
     #[test]
@@ -247,7 +240,11 @@ mod tests {
             ("s/a".to_string(), "20".to_string()),
             ("s/b".to_string(), "7".to_string()),
         ]);
-        let props = snapshot_properties(&marks, &[range("s/b", "8", "12"), range("t/c", "1", "2")]);
+        let props = snapshot_properties(
+            &marks,
+            &[range("s/b", "8", "12"), range("t/c", "1", "2")],
+            Some(42),
+        );
         let got: BTreeMap<&str, &str> = props
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -255,6 +252,9 @@ mod tests {
         assert_eq!(
             got,
             BTreeMap::from([
+                ("telemetry-lake.base-snapshot", "42"),
+                ("telemetry-lake.batch.s/b", "8..12"),
+                ("telemetry-lake.batch.t/c", "1..2"),
                 ("telemetry-lake.previous-watermark.s/b", "7"),
                 ("telemetry-lake.previous-watermark.t/c", ""),
                 ("telemetry-lake.watermark.s/a", "20"),
@@ -262,6 +262,16 @@ mod tests {
                 ("telemetry-lake.watermark.t/c", "2"),
             ])
         );
+    }
+
+    #[test]
+    fn a_range_replayed_below_its_watermark_leaves_the_watermark() {
+        let marks = BTreeMap::from([("s/a".to_string(), "20".to_string())]);
+        let props = snapshot_properties(&marks, &[range("s/a", "5", "8")], None);
+        assert_eq!(props["telemetry-lake.watermark.s/a"], "20");
+        assert_eq!(props["telemetry-lake.previous-watermark.s/a"], "20");
+        assert_eq!(props["telemetry-lake.batch.s/a"], "5..8");
+        assert_eq!(props["telemetry-lake.base-snapshot"], "");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use iceberg::table::Table;
 use iceberg::{Error, ErrorKind, Result};
 
 use crate::config::schema::{FieldType, Schema};
+use crate::lake::iceberg::history::BASE_SNAPSHOT;
 use crate::stream::sequence;
 
 /// The key of a Parquet field's Iceberg field id in Arrow field metadata.
@@ -192,7 +193,8 @@ pub const PREVIOUS_WATERMARK_PREFIX: &str = "telemetry-lake.previous-watermark."
 /// Refuses a commit that would take the table from `current` to `next`
 /// unless it keeps every shard's watermark and was planned on the
 /// watermarks `current` holds: no watermark moves back or disappears, and
-/// each shard the new snapshot moves moved from the value it has now.
+/// each shard the new snapshot moves moved from the value it has now, and
+/// the snapshot it was planned on is the table's current one.
 ///
 /// The crate re-reads the table before it commits and, when another
 /// commit landed in between, silently re-applies the append on the new
@@ -221,7 +223,20 @@ pub fn check_watermarks(current: &Table, next: &Table) -> std::result::Result<()
     let Some(snapshot) = next.metadata().current_snapshot() else {
         return Ok(());
     };
-    for (k, previous) in &snapshot.summary().additional_properties {
+    let properties = &snapshot.summary().additional_properties;
+    if let Some(base) = properties.get(BASE_SNAPSHOT) {
+        let now = current
+            .metadata()
+            .current_snapshot_id()
+            .map(|id| id.to_string())
+            .unwrap_or_default();
+        if *base != now {
+            return Err(format!(
+                "the commit was planned on snapshot {base:?}, but the table is at {now:?}"
+            ));
+        }
+    }
+    for (k, previous) in properties {
         let Some(key) = k.strip_prefix(PREVIOUS_WATERMARK_PREFIX) else {
             continue;
         };
