@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 
 use crate::moto::repo_root;
-use telemetry_lake::lake::iceberg::table::WATERMARK_PREFIX;
+use telemetry_lake::lake::iceberg::history::WATERMARK_PREFIX;
 
 /// The table as `scripts/read_iceberg.py` prints it: schema, Arrow types,
 /// partition spec, snapshots, data files and every row.

@@ -440,14 +440,7 @@ impl IcebergLake {
             planned.objects += 1;
             planned.bytes += len;
         }
-        planned.outcome = commit_files(
-            &self.catalog,
-            &self.ident,
-            &data_files,
-            &ranges,
-            table.metadata().current_snapshot_id(),
-        )
-        .await;
+        planned.outcome = commit_files(&self.catalog, table, &data_files, &ranges).await;
         Ok(planned)
     }
 }

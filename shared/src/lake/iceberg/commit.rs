@@ -29,14 +29,13 @@ use std::time::Duration;
 use iceberg::spec::DataFile;
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
-use iceberg::{Catalog, ErrorKind, TableIdent};
+use iceberg::{Catalog, ErrorKind};
 
 use crate::lake::iceberg::history::{
-    batch_range, overlap, ranges_since, BASE_SNAPSHOT, BATCH_PREFIX,
+    batch_range, overlap, ranges_since, BASE_SNAPSHOT, BATCH_PREFIX, PREVIOUS_WATERMARK_PREFIX,
+    WATERMARK_PREFIX,
 };
-use crate::lake::iceberg::table::{
-    committed_watermarks, PREVIOUS_WATERMARK_PREFIX, WATERMARK_PREFIX,
-};
+use crate::lake::iceberg::table::committed_watermarks;
 use crate::stream::sequence;
 
 /// Attempts of a commit that keeps losing the race.
@@ -148,27 +147,32 @@ fn pause(attempt: u32) -> Duration {
     Duration::from_millis(base * factor / 1000)
 }
 
-/// Commits `files` with the batch's `ranges`, planned on the snapshot
-/// `planned_on`, to the table `ident`. `files` must hold exactly the
-/// ranges' records the table did not hold then, and be named by them: a
-/// retry of the same batch writes the same paths.
+/// Commits `files` with the batch's `ranges`, planned on `planned`, to
+/// that table. `files` must hold exactly the ranges' records `planned` did
+/// not hold, and be named by them: a retry of the same batch writes the
+/// same paths.
 pub async fn commit_files(
     catalog: &dyn Catalog,
-    ident: &TableIdent,
+    planned: &Table,
     files: &[DataFile],
     ranges: &[ShardRange],
-    planned_on: Option<i64>,
 ) -> Result<Committed, CommitError> {
+    let ident = planned.identifier();
     let iceberg = |source| CommitError::Iceberg {
         table: ident.to_string(),
         source,
     };
-    let mut planned_on = planned_on;
+    let mut planned_on = planned.metadata().current_snapshot_id();
     for attempt in 1..=MAX_COMMIT_ATTEMPTS {
-        if attempt > 1 {
+        // The first attempt commits on the table the batch was planned on
+        // (the catalog refuses it if that is no longer current); a retry
+        // reads the table again.
+        let table: Table = if attempt == 1 {
+            planned.clone()
+        } else {
             tokio::time::sleep(pause(attempt)).await;
-        }
-        let table: Table = catalog.load_table(ident).await.map_err(iceberg)?;
+            catalog.load_table(ident).await.map_err(iceberg)?
+        };
         if let Some(why) = overtaken(&table, planned_on, ranges) {
             return Err(CommitError::Overtaken(why));
         }

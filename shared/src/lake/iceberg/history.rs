@@ -26,8 +26,15 @@ use std::collections::HashMap;
 
 use iceberg::table::Table;
 
-use crate::lake::iceberg::table::{PREVIOUS_WATERMARK_PREFIX, WATERMARK_PREFIX};
 use crate::stream::sequence::{self, compare};
+
+/// Snapshot summary properties holding the highest sequence number (or
+/// Kafka offset) committed per stream and shard: `<prefix><stream>/<shard>`.
+pub const WATERMARK_PREFIX: &str = "telemetry-lake.watermark.";
+
+/// Snapshot summary properties holding, for each shard a commit moves, the
+/// watermark it moved from (empty: none): `<prefix><stream>/<shard>`.
+pub const PREVIOUS_WATERMARK_PREFIX: &str = "telemetry-lake.previous-watermark.";
 
 /// Snapshot summary properties holding the range of a shard's records the
 /// snapshot's batch covered: `<prefix><stream>/<shard>` = `<first>..<last>`.

@@ -13,15 +13,11 @@ use iceberg::table::Table;
 use iceberg::{Error, ErrorKind, Result};
 
 use crate::config::schema::{FieldType, Schema};
-use crate::lake::iceberg::history::BASE_SNAPSHOT;
+use crate::lake::iceberg::history::{BASE_SNAPSHOT, PREVIOUS_WATERMARK_PREFIX, WATERMARK_PREFIX};
 use crate::stream::sequence;
 
 /// The key of a Parquet field's Iceberg field id in Arrow field metadata.
 const PARQUET_FIELD_ID: &str = "PARQUET:field_id";
-
-/// Snapshot summary properties holding the highest sequence number (or
-/// Kafka offset) committed per stream and shard: `<prefix><stream>/<shard>`.
-pub const WATERMARK_PREFIX: &str = "telemetry-lake.watermark.";
 
 /// Table properties of every table the suite creates (format version 2,
 /// the crate's default). Commits are retried
@@ -185,10 +181,6 @@ pub fn schema_additions(
     }
     Ok(additions)
 }
-
-/// Snapshot summary properties holding, for each shard a commit moves, the
-/// watermark it moved from (empty: none): `<prefix><stream>/<shard>`.
-pub const PREVIOUS_WATERMARK_PREFIX: &str = "telemetry-lake.previous-watermark.";
 
 /// Refuses a commit that would take the table from `current` to `next`
 /// unless it keeps every shard's watermark and was planned on the
