@@ -239,4 +239,59 @@ async fn a_local_run_with_the_iceberg_layout_commits_each_good_record_once() {
     // The project's own reader agrees on the data files' rows.
     assert_eq!(s.lake.rows, table.rows);
     assert_eq!(s.dead_letters.total, bad);
+    // The repartition crawled nothing and merged into the event-time table.
+    let repartition: Vec<_> = s
+        .executions
+        .iter()
+        .filter(|e| e.state_machine == "Repartition")
+        .collect();
+    assert_eq!(repartition.len(), 1, "{:?}", s.executions);
+    assert_eq!(repartition[0].status, "SUCCEEDED");
+    assert_eq!(
+        repartition[0].states,
+        [
+            "StartCrawler",
+            "IsCrawlNeeded",
+            "ClaimAndClearDays",
+            "StartQueries",
+            "WaitForQueries",
+            "GetQueryStatus",
+            "AreQueriesDone",
+            "IsTransformedCrawlNeeded",
+            "Repartitioned"
+        ]
+    );
+    let athena =
+        aws_sdk_athena::Client::new(&sdk_config(&done.moto.endpoint, &options.region).await);
+    let listed = athena
+        .list_query_executions()
+        .work_group(done.stack.name(ids::WORKGROUP))
+        .send()
+        .await
+        .expect("list queries");
+    let mut merges = 0;
+    for id in listed.query_execution_ids() {
+        let q = athena
+            .get_query_execution()
+            .query_execution_id(id)
+            .send()
+            .await
+            .expect("query");
+        let sql = q
+            .query_execution()
+            .and_then(|q| q.query())
+            .unwrap_or_default();
+        if sql.contains("MERGE INTO") {
+            merges += 1;
+            assert!(
+                sql.contains(&format!(
+                    "\"{}\".\"{}\" AS t",
+                    done.stack.parameter("GlueDatabaseName"),
+                    done.stack.parameter("IcebergEventTimeTableName")
+                )),
+                "{sql}"
+            );
+        }
+    }
+    assert!(merges >= 1, "the workflow started its MERGE INTO");
 }

@@ -468,6 +468,77 @@ fn the_template_has_what_the_checks_look_at() {
     assert_eq!(resources(&t, "AWS::Serverless::StateMachine").count(), 3);
 }
 
+/// start-queries' statements naming `action`, each with the condition it
+/// is under (`None`: always granted).
+fn start_queries_statements<'a>(t: &'a Value, action: &str) -> Vec<(Option<&'a str>, &'a Value)> {
+    let role = &t["Resources"]["StartQueriesRole"]["Properties"];
+    let mut out = Vec::new();
+    for policy in role["Policies"].as_array().into_iter().flatten() {
+        // The statements as written, each `!If` kept whole.
+        let written = policy["PolicyDocument"]["Statement"].as_array();
+        for item in written.into_iter().flatten() {
+            let (condition, statement) = match item["Fn::If"].as_array() {
+                Some(b) if b.len() == 3 => (b[0].as_str(), &b[1]),
+                _ => (None, item),
+            };
+            if strings(&statement["Action"]).iter().any(|a| a == action) {
+                out.push((condition, statement));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn with_the_iceberg_layout_athena_may_commit_only_the_event_time_table() {
+    let t = load();
+    // MERGE INTO commits the event-time table through the caller's rights:
+    // only with LakeFormat iceberg, and only that table (never the readings
+    // table kinesis-to-parquet commits to).
+    let updates = start_queries_statements(&t, "glue:UpdateTable");
+    assert_eq!(updates.len(), 1, "{updates:?}");
+    let (condition, statement) = updates[0];
+    assert_eq!(condition, Some("UseIceberg"));
+    let resources: Vec<String> = as_list(&statement["Resource"])
+        .into_iter()
+        .map(|r| r.to_string())
+        .collect();
+    assert!(
+        resources
+            .iter()
+            .any(|r| r.contains("${EventTimeIcebergTable}")),
+        "{resources:?}"
+    );
+    assert!(
+        !resources.iter().any(|r| r.contains("${IcebergTableName}")),
+        "{resources:?}"
+    );
+    // It writes the event-time table's files, and no deletes but the Hive
+    // layout's emptying of its own table.
+    let writes = start_queries_statements(&t, "s3:PutObject");
+    assert!(writes.iter().any(|(c, s)| *c == Some("UseIceberg")
+        && s["Resource"]
+            .to_string()
+            .contains("${IcebergEventTimePrefix}")));
+    let deletes = start_queries_statements(&t, "s3:DeleteObject");
+    assert_eq!(deletes.len(), 1);
+    assert!(deletes[0].1["Resource"]
+        .to_string()
+        .contains("${TransformedPrefix}"));
+    // The table itself is declared, with its Iceberg schema and partition.
+    let table = &t["Resources"]["EventTimeIcebergTable"];
+    assert_eq!(table["Condition"], "UseIceberg");
+    let input = &table["Properties"]["OpenTableFormatInput"]["IcebergInput"]["IcebergTableInput"];
+    assert_eq!(input["PartitionSpec"]["Fields"][0]["Transform"], "day");
+    let fields = input["Schema"]["Fields"].as_array().expect("fields");
+    assert_eq!(fields[1]["Name"], "eventtime");
+    assert_eq!(fields[1]["Type"], "timestamptz");
+    assert_eq!(
+        input["PartitionSpec"]["Fields"][0]["SourceId"],
+        fields[1]["Id"]
+    );
+}
+
 #[test]
 fn the_allow_list_gives_a_reason_for_each_action() {
     for (action, reason) in STAR_RESOURCE_ONLY {

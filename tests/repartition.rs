@@ -26,9 +26,9 @@ use serde_json::{json, Value};
 use start_crawler::StartCrawler;
 use start_queries::{StartQueries, Target};
 use telemetry_lake::config::vars::{
-    ATHENA_WORKGROUP, CRAWLER_WAIT_SECONDS, DAY_CLAIMS_TABLE, GLUE_DATABASE, LATE_ARRIVAL_DAYS,
-    MAX_CRAWLER_POLLS, MAX_QUERY_POLLS, QUERY_WAIT_SECONDS, RAW_CRAWLER_NAME, REFERENCE_TABLE,
-    SOURCE_TABLE, TARGET_TABLE, TRANSFORMED_CRAWLER_NAME,
+    ATHENA_WORKGROUP, CRAWLER_WAIT_SECONDS, DAY_CLAIMS_TABLE, GLUE_DATABASE, LAKE_FORMAT,
+    LATE_ARRIVAL_DAYS, MAX_CRAWLER_POLLS, MAX_QUERY_POLLS, QUERY_WAIT_SECONDS, RAW_CRAWLER_NAME,
+    REFERENCE_TABLE, SOURCE_TABLE, TARGET_TABLE, TRANSFORMED_CRAWLER_NAME,
 };
 use telemetry_lake::config::StreamConfig;
 use telemetry_lake::lake::writer::S3Sink;
@@ -78,7 +78,13 @@ async fn create_crawler(glue: &aws_sdk_glue::Client, prefix: &str) -> String {
 }
 
 fn start_crawler_config(raw: &str, transformed: &str) -> StartCrawlerConfig {
+    start_crawler_config_for(raw, transformed, "hive")
+}
+
+/// start-crawler with `LAKE_FORMAT` `layout`.
+fn start_crawler_config_for(raw: &str, transformed: &str, layout: &str) -> StartCrawlerConfig {
     StartCrawlerConfig::from_lookup(|k| match k {
+        LAKE_FORMAT => Some(layout.to_string()),
         RAW_CRAWLER_NAME => Some(raw.to_string()),
         TRANSFORMED_CRAWLER_NAME => Some(transformed.to_string()),
         CRAWLER_WAIT_SECONDS | QUERY_WAIT_SECONDS => Some("1".to_string()),
@@ -103,7 +109,18 @@ fn start_queries_config(workgroup: &str) -> StartQueriesConfig {
 
 /// start-queries writing `target`, claiming its days in `claims`.
 fn start_queries_config_for(workgroup: &str, target: &str, claims: &str) -> StartQueriesConfig {
+    start_queries_config_with(workgroup, target, claims, "hive")
+}
+
+/// [`start_queries_config_for`] with `LAKE_FORMAT` `layout`.
+fn start_queries_config_with(
+    workgroup: &str,
+    target: &str,
+    claims: &str,
+    layout: &str,
+) -> StartQueriesConfig {
     StartQueriesConfig::from_lookup(|k| match k {
+        LAKE_FORMAT => Some(layout.to_string()),
         ATHENA_WORKGROUP => Some(workgroup.to_string()),
         GLUE_DATABASE => Some(DATABASE.to_string()),
         SOURCE_TABLE => Some(SOURCE.to_string()),
@@ -691,6 +708,18 @@ fn readings() -> Vec<Reading> {
 type Expected = (i64, String, String, [f64; 6], [i64; 4]);
 
 fn expected_rows(all: &[Reading], day: NaiveDate, lookback_hours: i64) -> Vec<Expected> {
+    expected_rows_of(all, day, lookback_hours, true)
+}
+
+/// [`expected_rows`], reading only the look-back's day to the day after by
+/// arrival (the Hive layout's ingest partitions) or every reading (the
+/// Iceberg table), one per device and event time.
+fn expected_rows_of(
+    all: &[Reading],
+    day: NaiveDate,
+    lookback_hours: i64,
+    by_arrival: bool,
+) -> Vec<Expected> {
     let range_start = day.and_hms_opt(0, 0, 0).unwrap();
     let range_end = range_start + Duration::days(1);
     let window_start = range_start - Duration::hours(lookback_hours);
@@ -701,10 +730,11 @@ fn expected_rows(all: &[Reading], day: NaiveDate, lookback_hours: i64) -> Vec<Ex
         let mut rs: Vec<&Reading> = all
             .iter()
             .filter(|r| r.device == device)
-            .filter(|r| ingest_days.contains(&r.arrival.date_naive()))
+            .filter(|r| !by_arrival || ingest_days.contains(&r.arrival.date_naive()))
             .filter(|r| r.event >= window_start && r.event < range_end)
             .collect();
         rs.sort_by_key(|r| r.event);
+        rs.dedup_by_key(|r| r.event);
         for (i, r) in rs.iter().enumerate() {
             if r.event < range_start {
                 continue;
@@ -788,7 +818,17 @@ async fn write_lake(s3: &aws_sdk_s3::Client, bucket: &str, readings: &[Reading])
 
 /// Copies the lake's objects into `dir`, keeping their keys.
 async fn download_lake(s3: &aws_sdk_s3::Client, bucket: &str, dir: &std::path::Path) -> usize {
-    let objects = lake_reader::list(s3, bucket, LAKE_PREFIX)
+    download(s3, bucket, LAKE_PREFIX, dir).await
+}
+
+/// Copies the objects under `prefix` into `dir`, keeping their keys.
+async fn download(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+    dir: &std::path::Path,
+) -> usize {
+    let objects = lake_reader::list(s3, bucket, prefix)
         .await
         .expect("list lake");
     for o in &objects {
@@ -804,6 +844,17 @@ async fn download_lake(s3: &aws_sdk_s3::Client, bucket: &str, dir: &std::path::P
 
 /// Runs `setup`, the rendered `statement` and `query` in DuckDB.
 fn duckdb(dir: &std::path::Path, setup: &str, statement: &str, query: &str) -> Value {
+    duckdb_with(dir, setup, statement, query, &[])
+}
+
+/// [`duckdb`] with more of `run_duckdb.py`'s options.
+fn duckdb_with(
+    dir: &std::path::Path,
+    setup: &str,
+    statement: &str,
+    query: &str,
+    options: &[&str],
+) -> Value {
     let root = lake_tools::moto::repo_root();
     let files = [
         ("setup.sql", setup),
@@ -816,6 +867,7 @@ fn duckdb(dir: &std::path::Path, setup: &str, statement: &str, query: &str) -> V
     let out = std::process::Command::new(root.join(".venv/bin/python"))
         .arg(root.join("tests/support/run_duckdb.py"))
         .args(files.map(|(name, _)| dir.join(name)))
+        .args(options)
         .output()
         .expect("run .venv/bin/python (make setup installs duckdb)");
     assert!(
@@ -957,6 +1009,169 @@ async fn the_rendered_sql_repartitions_the_lake_written_by_kinesis_to_parquet() 
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Commits `readings` to the Iceberg table with the real stream function
+/// (`LAKE_FORMAT=iceberg`), sequence numbers from `first`.
+async fn commit_readings(f: &KinesisToParquet<S3Sink>, readings: &[&Reading], first: u64) {
+    let records: Vec<StreamRecord> = readings
+        .iter()
+        .enumerate()
+        .map(|(n, r)| StreamRecord {
+            data: r.json().into_bytes(),
+            partition_key: r.device.to_string(),
+            arrival: r.arrival,
+            sequence_number: sequence_number(0, first + n as u64),
+        })
+        .collect();
+    let event = integration_tests::kinesis_event(
+        &stream_arn(REGION, "ventilators"),
+        "shardId-000000000000",
+        &records,
+    );
+    let (summary, response) = f.invoke(&event).await.expect("invoked");
+    assert_eq!((summary.good, summary.bad), (readings.len(), 0));
+    assert!(response.batch_item_failures.is_empty());
+}
+
+/// The Iceberg layout's `MERGE INTO`, rendered by start-queries, run in
+/// DuckDB over the data files kinesis-to-parquet committed (a fast-append
+/// table: its data files are its rows). Run twice it leaves the rows of
+/// one run; a reading that arrived two days late, committed after the
+/// first run, is in the event-time table after the next run of its day,
+/// with its neighbours' averages updated; a producer's resend of a reading
+/// (same device and event time, a new sequence number) is one row.
+#[tokio::test]
+async fn the_merge_writes_each_reading_once_however_often_its_day_runs() {
+    let (s3, bucket, database) = integration_tests::iceberg_lake("merge").await;
+    let env = integration_tests::iceberg_env(&bucket, &database);
+    let f = KinesisToParquet::load(|n| env.get(n).cloned(), &sdk_config(moto(), REGION).await)
+        .await
+        .expect("cold start creating the table");
+    let all = readings();
+    let day = d("2026-03-01");
+    let (late, on_time): (Vec<&Reading>, Vec<&Reading>) = all
+        .iter()
+        .partition(|r| r.arrival.date_naive() == d("2026-03-03"));
+    assert_eq!(late.len(), 1);
+    let resend = on_time
+        .iter()
+        .copied()
+        .find(|r| r.device == 2 && r.event.date() == day)
+        .expect("a reading of device 2 on the day");
+    let mut first_batch = on_time.clone();
+    first_batch.push(resend);
+    commit_readings(&f, &first_batch, 0).await;
+
+    let dir = std::env::temp_dir().join(unique("merge-duckdb"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let table_data = "warehouse/readings/data";
+    let config = start_queries_config_with("wg", TARGET, "day-claims", "iceberg");
+    let sql = config
+        .repartition
+        .render(DateRange::day(day))
+        .expect("render");
+    assert!(sql.starts_with("-- The event-time table") && sql.contains("MERGE INTO"));
+
+    let reference_rows: Vec<String> = reference()
+        .iter()
+        .map(|(id, r)| {
+            format!(
+                "({id}, {}, {}, {}, {}, {}, {})",
+                r[0], r[1], r[2], r[3], r[4], r[5]
+            )
+        })
+        .collect();
+    // The catalog as Athena sees it: the Iceberg table's rows, the
+    // reference table, and the event-time table (kept from one run to the
+    // next in a database file). Athena's session zone is UTC.
+    let setup = format!(
+        r#"
+        SET TimeZone = 'UTC';
+        CREATE SCHEMA IF NOT EXISTS {DATABASE};
+        CREATE OR REPLACE VIEW {DATABASE}.{SOURCE} AS
+            SELECT * FROM read_parquet('{data}/**/*.parquet', hive_partitioning = false);
+        CREATE OR REPLACE TABLE {DATABASE}.{REFERENCE} (ventilatorid BIGINT, o2_stats_min BIGINT, o2_stats_max BIGINT,
+            pressure_control_min BIGINT, pressure_control_max BIGINT, minute_volume_min BIGINT, minute_volume_max BIGINT);
+        INSERT INTO {DATABASE}.{REFERENCE} VALUES {values};
+        CREATE TABLE IF NOT EXISTS {DATABASE}.{TARGET} (ventilatorid BIGINT, eventtime TIMESTAMPTZ, serialnumber VARCHAR,
+            manufacturer VARCHAR, pressurecontrol BIGINT, o2stats BIGINT, minutevolume BIGINT, status VARCHAR,
+            avg_o2stats_3 DOUBLE, avg_pressurecontrol_3 DOUBLE, avg_minutevolume_3 DOUBLE,
+            avg_o2stats_20 DOUBLE, avg_pressurecontrol_20 DOUBLE, avg_minutevolume_20 DOUBLE);
+        "#,
+        data = dir.join(table_data).display(),
+        values = reference_rows.join(", "),
+    );
+    let query = format!(
+        r#"SELECT ventilatorid, strftime(eventtime, '%Y-%m-%d %H:%M:%S'), status,
+            avg_o2stats_3, avg_pressurecontrol_3, avg_minutevolume_3,
+            avg_o2stats_20, avg_pressurecontrol_20, avg_minutevolume_20
+           FROM {DATABASE}.{TARGET} ORDER BY ventilatorid, eventtime"#
+    );
+    let database_file = dir.join("catalog.duckdb");
+    let database_file = database_file.to_str().expect("a UTF-8 path");
+    let run = |times: &str| {
+        duckdb_with(
+            &dir,
+            &setup,
+            &sql,
+            &query,
+            &["--database", database_file, "--times", times],
+        )
+    };
+    let check = |result: &Value, readings: &[&Reading]| {
+        let rows = result["rows"].as_array().expect("rows");
+        let owned: Vec<Reading> = readings.iter().map(|r| (*r).clone()).collect();
+        let expected = expected_rows_of(&owned, day, 1, false);
+        assert_eq!(
+            rows.len(),
+            expected.len(),
+            "one row per device and event time"
+        );
+        for (row, (device, time, status, averages, _)) in rows.iter().zip(&expected) {
+            assert_eq!(row[0], *device, "{row}");
+            assert_eq!(row[1], time.as_str(), "{row}");
+            assert_eq!(row[2], status.as_str(), "{row}");
+            for (k, want) in averages.iter().enumerate() {
+                let got = row[3 + k].as_f64().expect("average");
+                assert!(
+                    (got - want).abs() < 1e-9,
+                    "{row}: average {k} is {got}, expected {want}"
+                );
+            }
+        }
+        rows.clone()
+    };
+
+    assert!(download(&s3, &bucket, table_data, &dir).await > 1);
+    // The day run twice in one go (a double start), then once more.
+    let once = check(&run("2"), &on_time);
+    let statuses: BTreeSet<&str> = once.iter().filter_map(|r| r[2].as_str()).collect();
+    assert_eq!(statuses, ["GREEN", "ORANGE", "RED", "UNKNOWN"].into());
+    let late_key = (
+        late[0].device,
+        late[0].event.format("%Y-%m-%d %H:%M:%S").to_string(),
+    );
+    let has = |rows: &[Value], key: &(i64, String)| {
+        rows.iter().any(|r| r[0] == key.0 && r[1] == key.1.as_str())
+    };
+    assert!(!has(&once, &late_key));
+    assert_eq!(check(&run("1"), &on_time), once, "a rerun changes nothing");
+
+    // The late reading arrives, is committed, and the day runs again.
+    commit_readings(&f, &late, first_batch.len() as u64).await;
+    download(&s3, &bucket, table_data, &dir).await;
+    let again = check(&run("1"), &all.iter().collect::<Vec<_>>());
+    assert!(has(&again, &late_key));
+    assert_eq!(again.len(), once.len() + 1);
+    // Its neighbours' moving averages changed with it.
+    let changed = once
+        .iter()
+        .filter(|r| !again.contains(r))
+        .filter(|r| r[0] == late_key.0)
+        .count();
+    assert!(changed >= 2, "{changed} of device 1's rows changed");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 // ------------------------------------------------- the state machine --
 
 /// The state machine tests share one moto (crawl transitions are global to
@@ -976,6 +1191,8 @@ struct Hooks {
     missing_raw_crawler: bool,
     /// The Athena endpoint query-status uses (default: moto).
     query_status_athena: Option<String>,
+    /// start-crawler and start-queries with `LAKE_FORMAT` `iceberg`.
+    iceberg: bool,
 }
 
 struct Workflow {
@@ -1038,8 +1255,9 @@ impl Workflow {
         } else {
             raw.as_str()
         };
+        let layout = if hooks.iceberg { "iceberg" } else { "hive" };
         let (cfg, ep) = (
-            start_crawler_config(configured_raw, &transformed),
+            start_crawler_config_for(configured_raw, &transformed, layout),
             hooks.start_crawler_glue.clone().unwrap_or(moto.clone()),
         );
         h.lambda.register(&functions[0], move |input| {
@@ -1087,7 +1305,7 @@ impl Workflow {
         });
 
         let (cfg, ep) = (
-            start_queries_config_for(&workgroup, &target, &claims),
+            start_queries_config_with(&workgroup, &target, &claims, layout),
             moto.clone(),
         );
         h.lambda.register(&functions[2], move |input| {
@@ -1351,6 +1569,109 @@ async fn the_workflow_repartitions_a_day_with_the_real_handlers() {
     );
 }
 
+/// With the Iceberg layout: no crawler is started or waited for, the day
+/// is claimed but nothing emptied, and the query is the `MERGE INTO` the
+/// event-time table from the Iceberg readings table. Run again, the day
+/// gets the same statement under a new token (a rerun is a new query; the
+/// MERGE makes it change nothing, as its DuckDB test shows).
+#[tokio::test]
+async fn with_the_iceberg_layout_the_workflow_merges_without_crawling() {
+    let _serial = SFN_LOCK.lock().await;
+    set_transitions(
+        &sfn_harness().moto.endpoint,
+        json!({"progression": "immediate"}),
+        json!({"progression": "immediate"}),
+    )
+    .await;
+    let w = Workflow::new(Hooks {
+        iceberg: true,
+        ..Hooks::default()
+    })
+    .await;
+    w.put_target_object("data/eventtime_day=2026-03-01/kept.parquet")
+        .await;
+    let mut statements = Vec::new();
+    for _ in 0..2 {
+        let (done, states) = w.run(json!({"date": "2026-03-01"})).await;
+        assert_eq!(done.status.as_str(), "SUCCEEDED", "{done:?}");
+        assert_eq!(
+            states,
+            [
+                "StartCrawler",
+                "IsCrawlNeeded",
+                "ClaimAndClearDays",
+                "StartQueries",
+                "WaitForQueries",
+                "GetQueryStatus",
+                "AreQueriesDone",
+                "IsTransformedCrawlNeeded",
+                "Repartitioned"
+            ]
+        );
+        let out = output(&done);
+        assert_eq!(out["crawl"], false);
+        assert_eq!(out["prepared"]["claimed_days"], json!(["2026-03-01"]));
+        assert_eq!(out["prepared"]["cleared_objects"], 0);
+        let id = out["query_execution_ids"][0].as_str().expect("query id");
+        let got = w
+            .athena
+            .get_query_execution()
+            .query_execution_id(id)
+            .send()
+            .await
+            .expect("query");
+        let sql = got
+            .query_execution()
+            .and_then(|q| q.query())
+            .expect("sql")
+            .to_string();
+        assert!(
+            sql.contains(&format!("MERGE INTO \"{DATABASE}\".\"{}\" AS t", w.target))
+                && sql.contains(&format!("FROM \"{DATABASE}\".\"{SOURCE}\" AS d"))
+                && sql.contains("d.eventtime >= TIMESTAMP '2026-02-28 23:00:00'")
+                && !sql.contains("ingest_"),
+            "{sql}"
+        );
+        let claim = w
+            .dynamodb
+            .get_item()
+            .table_name(&w.claims)
+            .key(
+                "day",
+                aws_sdk_dynamodb::types::AttributeValue::S("2026-03-01".into()),
+            )
+            .send()
+            .await
+            .expect("claim");
+        assert_eq!(
+            claim
+                .item()
+                .and_then(|i| i.get("execution"))
+                .and_then(|v| v.as_s().ok()),
+            Some(&done.execution_arn)
+        );
+        statements.push((sql, out["queries"][0]["client_request_token"].clone()));
+    }
+    assert_eq!(statements[0].0, statements[1].0);
+    assert_ne!(statements[0].1, statements[1].1);
+    // No crawler ran, and the event-time table's files were left alone.
+    assert_eq!(crawler_state(&w.glue, &w.raw).await.1, None);
+    assert_eq!(crawler_state(&w.glue, &w.transformed).await.1, None);
+    assert_eq!(
+        w.target_objects().await,
+        ["data/eventtime_day=2026-03-01/kept.parquet"]
+    );
+    assert_eq!(
+        [
+            w.invocations(0),
+            w.invocations(1),
+            w.invocations(2),
+            w.invocations(3)
+        ],
+        [2, 0, 4, 2]
+    );
+}
+
 #[tokio::test]
 async fn a_slow_crawl_is_polled_until_it_is_done() {
     let _serial = SFN_LOCK.lock().await;
@@ -1369,12 +1690,12 @@ async fn a_slow_crawl_is_polled_until_it_is_done() {
         .run(json!({"from": "2026-02-25", "to": "2026-03-06"}))
         .await;
     assert_eq!(done.status.as_str(), "SUCCEEDED", "{done:?}");
-    let mut expected = vec!["StartCrawler"];
+    let mut expected = vec!["StartCrawler", "IsCrawlNeeded"];
     for _ in 0..3 {
         expected.extend(["WaitForCrawler", "GetCrawlerStatus", "IsCrawlerDone"]);
     }
-    // From StartQueries to the end.
-    expected.extend(REPARTITION_PATH[4..].iter().copied());
+    // From ClaimAndClearDays to the end.
+    expected.extend(REPARTITION_PATH[5..].iter().copied());
     assert_eq!(states, expected);
     let out = output(&done);
     assert_eq!(out["crawler_polls"], 3);
@@ -1402,6 +1723,7 @@ async fn running_queries_are_polled_until_they_succeed() {
     assert_eq!(done.status.as_str(), "SUCCEEDED", "{done:?}");
     let mut expected = vec![
         "StartCrawler",
+        "IsCrawlNeeded",
         "WaitForCrawler",
         "GetCrawlerStatus",
         "IsCrawlerDone",
@@ -1411,7 +1733,11 @@ async fn running_queries_are_polled_until_they_succeed() {
     for _ in 0..2 {
         expected.extend(["WaitForQueries", "GetQueryStatus", "AreQueriesDone"]);
     }
-    expected.extend(["StartTransformedCrawler", "Repartitioned"]);
+    expected.extend([
+        "IsTransformedCrawlNeeded",
+        "StartTransformedCrawler",
+        "Repartitioned",
+    ]);
     assert_eq!(states, expected);
     assert_eq!(output(&done)["query_polls"], 2);
     assert_eq!(w.invocations(3), 2);
@@ -1463,6 +1789,7 @@ async fn a_cancelled_crawl_fails_the_workflow() {
         states,
         [
             "StartCrawler",
+            "IsCrawlNeeded",
             "WaitForCrawler",
             "GetCrawlerStatus",
             "IsCrawlerDone",
@@ -1508,7 +1835,7 @@ async fn a_failed_query_fails_the_workflow_with_athenas_reason() {
     // The happy path up to the query check, then the failure.
     assert_eq!(
         states,
-        [&REPARTITION_PATH[..9], &["QueriesFailed"]].concat()
+        [&REPARTITION_PATH[..10], &["QueriesFailed"]].concat()
     );
     assert_eq!(proxy.injected(), 1);
 }

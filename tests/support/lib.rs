@@ -1023,8 +1023,9 @@ pub async fn create_workgroup(athena: &aws_sdk_athena::Client, prefix: &str) -> 
 
 /// The states a repartition execution enters when the crawl and the queries
 /// succeed at the first poll.
-pub const REPARTITION_PATH: [&str; 11] = [
+pub const REPARTITION_PATH: [&str; 13] = [
     "StartCrawler",
+    "IsCrawlNeeded",
     "WaitForCrawler",
     "GetCrawlerStatus",
     "IsCrawlerDone",
@@ -1033,6 +1034,7 @@ pub const REPARTITION_PATH: [&str; 11] = [
     "WaitForQueries",
     "GetQueryStatus",
     "AreQueriesDone",
+    "IsTransformedCrawlNeeded",
     "StartTransformedCrawler",
     "Repartitioned",
 ];

@@ -1,13 +1,17 @@
-"""Runs SQL in an in-memory DuckDB for the integration tests.
+"""Runs SQL in DuckDB for the integration tests.
 
-    .venv/bin/python tests/support/run_duckdb.py SETUP.sql STATEMENT.sql QUERY.sql
+    .venv/bin/python tests/support/run_duckdb.py SETUP.sql STATEMENT.sql QUERY.sql [--database PATH] [--times N]
 
 Executes SETUP (several statements), then STATEMENT as one statement (the
-rendered repartition SQL, unchanged), then QUERY, and prints QUERY's rows on
-stdout as one JSON object {"columns": [...], "rows": [[...], ...]}, with
-timestamps as ISO strings. Any failure exits non-zero with DuckDB's message.
+rendered repartition SQL, unchanged) N times (default 1), then QUERY, and
+prints QUERY's rows on stdout as one JSON object
+{"columns": [...], "rows": [[...], ...]}, with timestamps as ISO strings.
+In memory unless --database names a file, which keeps the tables from one
+call to the next (SETUP must then be idempotent). Any failure exits non-zero
+with DuckDB's message.
 """
 
+import argparse
 import json
 import sys
 
@@ -15,10 +19,20 @@ import duckdb
 
 
 def main() -> None:
-    setup, statement, query = (open(path, encoding="utf-8").read() for path in sys.argv[1:4])
-    con = duckdb.connect()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("setup")
+    parser.add_argument("statement")
+    parser.add_argument("query")
+    parser.add_argument("--database", default=":memory:")
+    parser.add_argument("--times", type=int, default=1)
+    args = parser.parse_args()
+    setup, statement, query = (
+        open(path, encoding="utf-8").read() for path in (args.setup, args.statement, args.query)
+    )
+    con = duckdb.connect(args.database)
     con.execute(setup)
-    con.execute(statement)
+    for _ in range(args.times):
+        con.execute(statement)
     cursor = con.execute(query)
     columns = [d[0] for d in cursor.description]
     rows = cursor.fetchall()

@@ -3,11 +3,13 @@
 //! properties, functions' environment and event sources, state machines'
 //! definitions and substitutions.
 //!
-//! Tolerant by design: only `!Ref`, `!GetAtt`, `!Sub` (both forms) and plain
-//! scalars are resolved, against the parameters, the pseudo parameters and
-//! the physical names the caller gives for the resources it created.
-//! Anything else (`!If`, `!Select`, a resource without a name) is an
-//! [`Unresolved`] error naming it, which callers may skip.
+//! Tolerant by design: only `!Ref`, `!GetAtt`, `!Sub` (both forms), `!If`
+//! on the template's conditions (`!Equals`, `!Not`, `!And`, `!Or`,
+//! `!Condition`) and plain scalars are resolved, against the parameters, the
+//! pseudo parameters and the physical names the caller gives for the
+//! resources it created. Anything else (`!Select`, `!Ref AWS::NoValue`, a
+//! resource without a name) is an [`Unresolved`] error naming it, which
+//! callers may skip.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -188,9 +190,76 @@ impl Template {
         Ok((uri, subs))
     }
 
+    /// Whether the template's condition `name` holds.
+    pub fn condition(&self, name: &str, ctx: &Context) -> Result<bool, Unresolved> {
+        let node = self
+            .root
+            .get("Conditions")
+            .and_then(|c| c.get(name))
+            .ok_or_else(|| Unresolved {
+                what: format!("condition {name}"),
+            })?;
+        self.holds(node, ctx)
+    }
+
+    /// Whether resource `logical_id` exists with these parameters (it has
+    /// no `Condition`, or its condition holds).
+    pub fn is_created(&self, logical_id: &str, ctx: &Context) -> Result<bool, Unresolved> {
+        match self
+            .resource(logical_id)
+            .and_then(|r| r.get("Condition"))
+            .and_then(Value::as_str)
+        {
+            None => Ok(true),
+            Some(name) => self.condition(name, ctx),
+        }
+    }
+
+    /// Evaluates a condition function.
+    fn holds(&self, node: &Value, ctx: &Context) -> Result<bool, Unresolved> {
+        let Value::Tagged(t) = node else {
+            return Err(unresolved("condition", node));
+        };
+        let items = || t.value.as_sequence().cloned().unwrap_or_default();
+        match t.tag.to_string().trim_start_matches('!') {
+            "Equals" => match items().as_slice() {
+                [a, b] => Ok(self.resolve(a, ctx)? == self.resolve(b, ctx)?),
+                _ => Err(unresolved("!Equals", node)),
+            },
+            "Not" => match items().as_slice() {
+                [c] => Ok(!self.holds(c, ctx)?),
+                _ => Err(unresolved("!Not", node)),
+            },
+            "And" => items()
+                .iter()
+                .try_fold(true, |all, c| Ok(all && self.holds(c, ctx)?)),
+            "Or" => items()
+                .iter()
+                .try_fold(false, |any, c| Ok(any || self.holds(c, ctx)?)),
+            "Condition" => {
+                let name = t
+                    .value
+                    .as_str()
+                    .ok_or_else(|| unresolved("!Condition", node))?;
+                self.condition(name, ctx)
+            }
+            _ => Err(unresolved("condition", node)),
+        }
+    }
+
     /// Resolves a node to text.
     pub fn resolve(&self, node: &Value, ctx: &Context) -> Result<String, Unresolved> {
         match node {
+            Value::Tagged(t) if t.tag == "If" => match t.value.as_sequence().map(Vec::as_slice) {
+                Some([Value::String(condition), then, otherwise]) => {
+                    if self.condition(condition, ctx)? {
+                        self.resolve(then, ctx)
+                    } else {
+                        self.resolve(otherwise, ctx)
+                    }
+                }
+                _ => Err(unresolved("!If", node)),
+            },
             Value::Tagged(t) if t.tag == "Ref" => {
                 let name = t.value.as_str().ok_or_else(|| unresolved("!Ref", node))?;
                 self.reference(name, ctx)
@@ -400,9 +469,16 @@ Parameters:
   Size:
     Type: Number
     Default: 500
+Conditions:
+  Big: !Equals [!Ref Size, "10"]
+  Small: !Not [!Condition Big]
+  Either: !Or [!Condition Big, !And [!Condition Small, !Equals [!Ref Prefix, raw/x]]]
 Resources:
   Bucket:
     Type: AWS::S3::Bucket
+  OnlyBig:
+    Type: AWS::S3::Bucket
+    Condition: Big
   Fn:
     Type: AWS::Serverless::Function
     Properties:
@@ -414,6 +490,7 @@ Resources:
           ARN: !GetAtt Bucket.Arn
           LIST: !Sub ["${A}-${AWS::AccountId}", { A: !Ref Size }]
           CHOICE: !If [Cond, a, b]
+          SIZED: !If [Big, !Ref Prefix, small]
           PLAIN: "4"
       Events:
         Telemetry:
@@ -454,6 +531,24 @@ Resources:
         assert_eq!(env["LIST"], "500-123");
         assert_eq!(env["PLAIN"], "4");
         assert!(!env.contains_key("CHOICE"));
+        assert_eq!(env["SIZED"], "small");
+    }
+
+    #[test]
+    fn conditions_decide_ifs_and_which_resources_exist() {
+        let t = Template::parse(TEXT).unwrap();
+        let mut c = ctx();
+        assert!(!t.is_created("OnlyBig", &c).unwrap());
+        assert!(t.is_created("Bucket", &c).unwrap());
+        assert!(t.condition("Either", &c).unwrap());
+        c.parameters.insert("Size".into(), "10".into());
+        assert!(t.is_created("OnlyBig", &c).unwrap());
+        assert!(t.condition("Either", &c).unwrap());
+        assert_eq!(t.environment("Fn", &c)["SIZED"], "raw/x");
+        c.parameters.insert("Size".into(), "11".into());
+        c.parameters.insert("Prefix".into(), "other".into());
+        assert!(!t.condition("Either", &c).unwrap());
+        assert_eq!(t.condition("Nope", &c).unwrap_err().what, "condition Nope");
     }
 
     #[test]
@@ -472,6 +567,9 @@ Resources:
             t.state_machine("Machine", &c).unwrap_err().what,
             "!GetAtt Fn.Arn"
         );
-        assert_eq!(t.resources_of_type("AWS::S3::Bucket"), ["Bucket"]);
+        assert_eq!(
+            t.resources_of_type("AWS::S3::Bucket"),
+            ["Bucket", "OnlyBig"]
+        );
     }
 }

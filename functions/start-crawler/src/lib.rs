@@ -1,7 +1,8 @@
 //! `start-crawler`: the first task of the repartition workflow (and its
 //! last, on the transformed table). It works out the days to process,
-//! starts the crawler, and returns the run's plan, which becomes the state
-//! the rest of the workflow reads.
+//! starts the crawler (with the Hive layout; the Iceberg layout's tables
+//! need none, and the plan says `crawl: false`), and returns the run's
+//! plan, which becomes the state the rest of the workflow reads.
 //!
 //! Input (all optional): `{"request": {"date": "YYYY-MM-DD"} | {"from": ..,
 //! "to": ..} | {} (yesterday and the `LATE_ARRIVAL_DAYS` before it),
@@ -34,8 +35,12 @@ pub struct RunPlan {
     pub dates: Vec<NaiveDate>,
     /// Which crawler was started.
     pub crawler: CrawlerRole,
-    /// Its name.
+    /// Its name (empty when none was started).
     pub crawler_name: String,
+    /// A crawler was started and the workflow waits for it: false with the
+    /// Iceberg layout (`LAKE_FORMAT` `iceberg`), whose tables are their own
+    /// catalog.
+    pub crawl: bool,
     /// It was already running (another run or its schedule started it).
     pub already_running: bool,
     /// Wait and poll limits for the state machine.
@@ -99,7 +104,22 @@ impl StartCrawler {
             )
             .map_err(|e| TaskError::InvalidInput(e.to_string()))?
         };
-        let name = self.config.crawlers.name(role).to_string();
+        let Some(crawlers) = &self.config.crawlers else {
+            tracing::info!(from = %range.from, to = %range.to, "no crawler: the Iceberg tables are their own catalog");
+            return Ok(RunPlan {
+                from: range.from,
+                to: range.to,
+                dates: range.days(),
+                crawler: role,
+                crawler_name: String::new(),
+                crawl: false,
+                already_running: false,
+                polling: self.config.polling,
+                crawler_polls: 0,
+                run_id,
+            });
+        };
+        let name = crawlers.name(role).to_string();
         let already_running = match self.glue.start_crawler().name(&name).send().await {
             Ok(_) => false,
             Err(e)
@@ -123,6 +143,7 @@ impl StartCrawler {
             dates: range.days(),
             crawler: role,
             crawler_name: name,
+            crawl: true,
             already_running,
             polling: self.config.polling,
             crawler_polls: 0,

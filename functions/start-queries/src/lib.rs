@@ -5,7 +5,9 @@
 //!   claims the run's days for the execution `run_id` and empties them in
 //!   the target table, its objects and its catalog partitions
 //!   ([`telemetry_lake::repartition::target`]), so that `INSERT INTO`
-//!   (which appends) writes each day once. A day another running execution
+//!   (which appends) writes each day once; with `LAKE_FORMAT` `iceberg` the
+//!   days are claimed only (`MERGE INTO` replaces what a day holds). A day
+//!   another running execution
 //!   holds is the error `DayClaimed`. Output: `claimed_days`,
 //!   `cleared_objects`, `cleared_partitions`.
 //! * otherwise (`StartQueries`): renders the repartition SQL for the run's
@@ -31,7 +33,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use telemetry_lake::repartition::config::StartQueriesConfig;
 use telemetry_lake::repartition::dates::{parse_date, DateRange};
-use telemetry_lake::repartition::target::{clear_days, DayClaims};
+use telemetry_lake::repartition::queries::LakeLayout;
+use telemetry_lake::repartition::target::{clear_days, Cleared, DayClaims};
 use telemetry_lake::repartition::task_error::{input_object, string_field, TaskError};
 
 /// One started query.
@@ -146,14 +149,20 @@ impl StartQueries {
         let days = range.days();
         target.claims.claim(&days, run, chrono::Utc::now()).await?;
         let tables = self.config.repartition.tables();
-        let cleared = clear_days(
-            &target.glue,
-            &target.s3,
-            &tables.database,
-            &tables.target,
-            &days,
-        )
-        .await?;
+        // MERGE INTO replaces a day's rows itself; INSERT INTO appends.
+        let cleared = match self.config.layout {
+            LakeLayout::Iceberg => Cleared::default(),
+            LakeLayout::Hive => {
+                clear_days(
+                    &target.glue,
+                    &target.s3,
+                    &tables.database,
+                    &tables.target,
+                    &days,
+                )
+                .await?
+            }
+        };
         tracing::info!(
             days = days.len(),
             objects = cleared.objects,

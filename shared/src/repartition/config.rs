@@ -12,8 +12,8 @@ use crate::repartition::dates::{
     parse_time_zone, DEFAULT_LATE_ARRIVAL_DAYS, DEFAULT_MAX_RANGE_DAYS, DEFAULT_TIME_ZONE,
 };
 use crate::repartition::queries::{
-    Repartition, SqlError, SqlTemplate, Tables, DEFAULT_LOOKBACK_HOURS,
-    DEFAULT_MAX_PARTITIONS_PER_QUERY, DEFAULT_TEMPLATE,
+    LakeLayout, Repartition, SqlError, SqlTemplate, Tables, DEFAULT_LOOKBACK_HOURS,
+    DEFAULT_MAX_PARTITIONS_PER_QUERY,
 };
 
 /// Which of the two crawlers a task works on.
@@ -77,11 +77,24 @@ impl Default for Polling {
     }
 }
 
+/// [`LAKE_FORMAT`], default `hive`.
+fn lake_layout(get: &impl Fn(&str) -> Option<String>) -> Result<LakeLayout, ConfigError> {
+    match get(LAKE_FORMAT).as_deref().map(str::trim) {
+        None | Some("" | "hive") => Ok(LakeLayout::Hive),
+        Some("iceberg") => Ok(LakeLayout::Iceberg),
+        Some(other) => Err(ConfigError::Invalid {
+            name: LAKE_FORMAT,
+            reason: format!("{other:?} is not a lake format (hive or iceberg)"),
+        }),
+    }
+}
+
 /// Configuration of `start-crawler`.
 #[derive(Debug, Clone)]
 pub struct StartCrawlerConfig {
-    /// The crawlers.
-    pub crawlers: Crawlers,
+    /// The crawlers; none with [`LAKE_FORMAT`] `iceberg`, whose tables are
+    /// their own catalog (a run starts no crawler and waits for none).
+    pub crawlers: Option<Crawlers>,
     /// [`TIME_ZONE`], default Europe/Brussels.
     pub time_zone: Tz,
     /// [`MAX_RANGE_DAYS`], default 31.
@@ -108,8 +121,12 @@ impl StartCrawlerConfig {
                 ),
             });
         }
+        let crawlers = match lake_layout(&get)? {
+            LakeLayout::Hive => Some(Crawlers::from_lookup(&get)?),
+            LakeLayout::Iceberg => None,
+        };
         Ok(StartCrawlerConfig {
-            crawlers: Crawlers::from_lookup(&get)?,
+            crawlers,
             time_zone: parse_time_zone(&zone).map_err(|e| ConfigError::Invalid {
                 name: TIME_ZONE,
                 reason: e.to_string(),
@@ -165,11 +182,16 @@ pub struct StartQueriesConfig {
     pub repartition: Repartition,
     /// [`DAY_CLAIMS_TABLE`].
     pub claims_table: String,
+    /// [`LAKE_FORMAT`], default `hive`: `iceberg` reads the Iceberg table
+    /// and writes the event-time table with `MERGE INTO`, so a run's days
+    /// are claimed but never emptied.
+    pub layout: LakeLayout,
 }
 
 impl StartQueriesConfig {
     /// Reads the configuration through `get`.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let layout = lake_layout(&get)?;
         let (name, text) = match get(SQL_TEMPLATE_FILE).filter(|p| !p.trim().is_empty()) {
             Some(path) => (
                 SQL_TEMPLATE_FILE,
@@ -178,7 +200,7 @@ impl StartQueriesConfig {
                     reason: format!("cannot read {path}: {e}"),
                 })?,
             ),
-            None => (SQL_TEMPLATE_FILE, DEFAULT_TEMPLATE.to_string()),
+            None => (SQL_TEMPLATE_FILE, layout.default_template().to_string()),
         };
         let invalid = |name: &'static str| {
             move |e: SqlError| ConfigError::Invalid {
@@ -186,7 +208,7 @@ impl StartQueriesConfig {
                 reason: e.to_string(),
             }
         };
-        let template = SqlTemplate::parse(&text).map_err(invalid(name))?;
+        let template = SqlTemplate::parse_for(&text, layout).map_err(invalid(name))?;
         let database = required(&get, GLUE_DATABASE)?;
         let tables = Tables {
             database: database.clone(),
@@ -223,6 +245,7 @@ impl StartQueriesConfig {
             max_range_days: positive(&get, MAX_RANGE_DAYS, DEFAULT_MAX_RANGE_DAYS)?,
             repartition,
             claims_table: required(&get, DAY_CLAIMS_TABLE)?,
+            layout,
         })
     }
 }
@@ -245,7 +268,9 @@ mod tests {
         bad.extend([(MAX_RANGE_DAYS, "3"), (LATE_ARRIVAL_DAYS, "3")]);
         let err = StartCrawlerConfig::from_lookup(lookup(&bad)).unwrap_err();
         assert!(err.to_string().contains("LATE_ARRIVAL_DAYS"), "{err}");
-        assert_eq!(c.crawlers.name(CrawlerRole::Transformed), "t");
+        assert_eq!(c.crawlers.unwrap().name(CrawlerRole::Transformed), "t");
+        let c = StartCrawlerConfig::from_lookup(lookup(&[(LAKE_FORMAT, "iceberg")])).unwrap();
+        assert!(c.crawlers.is_none());
         let err = StartCrawlerConfig::from_lookup(lookup(&base[1..])).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -294,6 +319,21 @@ mod tests {
             err.to_string().contains("MAX_PARTITIONS_PER_QUERY"),
             "{err}"
         );
+        let mut iceberg = base.to_vec();
+        iceberg.push((LAKE_FORMAT, "iceberg"));
+        let c = StartQueriesConfig::from_lookup(lookup(&iceberg)).unwrap();
+        assert_eq!(c.layout, LakeLayout::Iceberg);
+        let sql = c
+            .repartition
+            .render(crate::repartition::dates::DateRange::day(
+                chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
+            ))
+            .unwrap();
+        assert!(sql.contains("MERGE INTO \"db\".\"by_event\" AS t"), "{sql}");
+        assert!(!sql.contains("ingest_"), "{sql}");
+        iceberg.push((LAKE_FORMAT, "delta"));
+        let err = StartQueriesConfig::from_lookup(lookup(&iceberg)).unwrap_err();
+        assert!(err.to_string().contains("LAKE_FORMAT"), "{err}");
         let mut bad = base.to_vec();
         bad.push((SQL_TEMPLATE_FILE, "/nonexistent/repartition.sql"));
         let err = StartQueriesConfig::from_lookup(lookup(&bad)).unwrap_err();

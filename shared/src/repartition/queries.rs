@@ -14,16 +14,61 @@ use sha2::{Digest, Sha256};
 
 use crate::repartition::dates::DateRange;
 
-/// The template shipped with the functions.
+/// The template shipped with the functions (the Hive layout's
+/// `INSERT INTO`).
 pub const DEFAULT_TEMPLATE: &str = include_str!("../../../sql/repartition.sql");
 
-/// Every placeholder a template must use, and the only ones it may use.
+/// The Iceberg layout's template: `MERGE INTO` the event-time table.
+pub const ICEBERG_TEMPLATE: &str = include_str!("../../../sql/repartition_iceberg.sql");
+
+/// Every placeholder a Hive-layout template must use, and the only ones it
+/// may use.
 pub const PLACEHOLDERS: [&str; 8] = [
     "database",
     "source_table",
     "target_table",
     "reference_table",
     "ingest_partitions",
+    "window_start",
+    "range_start",
+    "range_end",
+];
+
+/// The lake layout a template reads: which placeholders it must use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LakeLayout {
+    /// The raw lake by arrival hour: the query picks the arrival days
+    /// (`ingest_partitions`) and appends to the target.
+    Hive,
+    /// The Iceberg table, already by event time: every placeholder but
+    /// `ingest_partitions`.
+    Iceberg,
+}
+
+impl LakeLayout {
+    /// The placeholders a template of this layout must use, and the only
+    /// ones it may use.
+    pub fn placeholders(self) -> &'static [&'static str] {
+        match self {
+            LakeLayout::Hive => &PLACEHOLDERS,
+            LakeLayout::Iceberg => &ICEBERG_PLACEHOLDERS,
+        }
+    }
+
+    /// The template shipped for this layout.
+    pub fn default_template(self) -> &'static str {
+        match self {
+            LakeLayout::Hive => DEFAULT_TEMPLATE,
+            LakeLayout::Iceberg => ICEBERG_TEMPLATE,
+        }
+    }
+}
+
+const ICEBERG_PLACEHOLDERS: [&str; 7] = [
+    "database",
+    "source_table",
+    "target_table",
+    "reference_table",
     "window_start",
     "range_start",
     "range_end",
@@ -41,8 +86,8 @@ pub const MAX_LOOKBACK_HOURS: u32 = 24;
 /// A template or table name that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SqlError {
-    #[error("the SQL template uses unknown placeholder {{{{{0}}}}} (known: {known})", known = PLACEHOLDERS.join(", "))]
-    UnknownPlaceholder(String),
+    #[error("the SQL template uses unknown placeholder {{{{{name}}}}} (known: {known})")]
+    UnknownPlaceholder { name: String, known: String },
     #[error("the SQL template never uses placeholder {{{{{0}}}}}")]
     MissingPlaceholder(&'static str),
     #[error("the SQL template has an unclosed `{{{{` at byte {0}")]
@@ -71,8 +116,15 @@ pub struct SqlTemplate {
 }
 
 impl SqlTemplate {
-    /// Parses `text`, failing on an unknown, unused or unclosed placeholder.
+    /// Parses a Hive-layout template ([`SqlTemplate::parse_for`]).
     pub fn parse(text: &str) -> Result<Self, SqlError> {
+        Self::parse_for(text, LakeLayout::Hive)
+    }
+
+    /// Parses `text`, failing on a placeholder unknown to `layout`, unused
+    /// or unclosed.
+    pub fn parse_for(text: &str, layout: LakeLayout) -> Result<Self, SqlError> {
+        let known = layout.placeholders();
         let mut pieces = Vec::new();
         let mut used = BTreeSet::new();
         let mut rest = text;
@@ -82,8 +134,11 @@ impl SqlTemplate {
                 .find("}}")
                 .ok_or(SqlError::Unclosed(offset + open))?;
             let name = rest[open + 2..open + close].trim();
-            if !PLACEHOLDERS.contains(&name) {
-                return Err(SqlError::UnknownPlaceholder(name.to_string()));
+            if !known.contains(&name) {
+                return Err(SqlError::UnknownPlaceholder {
+                    name: name.to_string(),
+                    known: known.join(", "),
+                });
             }
             pieces.push(Piece::Text(rest[..open].to_string()));
             pieces.push(Piece::Placeholder(name.to_string()));
@@ -92,7 +147,7 @@ impl SqlTemplate {
             rest = &rest[open + close + 2..];
         }
         pieces.push(Piece::Text(rest.to_string()));
-        if let Some(missing) = PLACEHOLDERS.iter().find(|p| !used.contains(**p)) {
+        if let Some(missing) = known.iter().find(|p| !used.contains(**p)) {
             return Err(SqlError::MissingPlaceholder(missing));
         }
         Ok(SqlTemplate { pieces })
@@ -484,10 +539,20 @@ mod tests {
     #[test]
     fn bad_templates_and_names_are_rejected_clearly() {
         let with_extra = format!("{DEFAULT_TEMPLATE} AND {{{{bucket}}}}");
-        assert_eq!(
+        assert!(matches!(
             SqlTemplate::parse(&with_extra),
-            Err(SqlError::UnknownPlaceholder("bucket".into()))
+            Err(SqlError::UnknownPlaceholder { name, .. }) if name == "bucket"
+        ));
+        // The Iceberg layout's source has no arrival partitions to pick.
+        let err = SqlTemplate::parse_for(DEFAULT_TEMPLATE, LakeLayout::Iceberg).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the SQL template uses unknown placeholder {{ingest_partitions}} (known: database, \
+             source_table, target_table, reference_table, window_start, range_start, range_end)"
         );
+        let err = SqlTemplate::parse(ICEBERG_TEMPLATE).unwrap_err();
+        assert_eq!(err, SqlError::MissingPlaceholder("ingest_partitions"));
+        assert!(SqlTemplate::parse_for(ICEBERG_TEMPLATE, LakeLayout::Iceberg).is_ok());
         let without = DEFAULT_TEMPLATE.replace("{{range_start}}", "2026-01-01 00:00:00");
         let err = SqlTemplate::parse(&without).unwrap_err();
         assert_eq!(err, SqlError::MissingPlaceholder("range_start"));

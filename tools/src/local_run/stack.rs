@@ -338,6 +338,55 @@ async fn create_table(ddb: &aws_sdk_dynamodb::Client, stack: &mut Stack, id: &st
     Ok(())
 }
 
+/// The catalog entry of an Iceberg table the template declares (Glue
+/// writes its first metadata in AWS): its columns (Glue types of the Iceberg
+/// schema), location and `table_type`. Moto's Glue does not write Iceberg
+/// metadata, and its Athena runs no query, so on moto the entry is all
+/// that the workflow needs: a name to render into the SQL.
+async fn create_iceberg_entry(
+    glue: &aws_sdk_glue::Client,
+    stack: &Stack,
+    id: &str,
+    database: &str,
+    name: &str,
+) -> Result<()> {
+    use aws_sdk_glue::types::{Column, StorageDescriptor, TableInput};
+    let input = ["OpenTableFormatInput", "IcebergInput", "IcebergTableInput"];
+    let path = |more: &[&'static str]| [&input[..], more].concat();
+    let columns = items(stack, id, &path(&["Schema", "Fields"]))
+        .into_iter()
+        .map(|f| {
+            let glue_type = match text(stack, f, "Type")?.as_str() {
+                "long" => "bigint".to_string(),
+                "timestamptz" => "timestamp".to_string(),
+                other => other.to_string(),
+            };
+            Ok(Column::builder()
+                .name(text(stack, f, "Name")?)
+                .r#type(glue_type)
+                .build()?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let storage = StorageDescriptor::builder()
+        .location(resolved(stack, id, &path(&["Location"]))?)
+        .set_columns(Some(columns))
+        .build();
+    glue.create_table()
+        .database_name(database)
+        .table_input(
+            TableInput::builder()
+                .name(name)
+                .table_type("EXTERNAL_TABLE")
+                .parameters("table_type", "ICEBERG")
+                .storage_descriptor(storage)
+                .build()?,
+        )
+        .send()
+        .await
+        .with_context(|| format!("creating Glue table {database}.{name}"))?;
+    Ok(())
+}
+
 /// The Glue database, its declared tables and the crawlers.
 async fn create_catalog(glue: &aws_sdk_glue::Client, stack: &mut Stack) -> Result<()> {
     use aws_sdk_glue::types::{
@@ -354,8 +403,20 @@ async fn create_catalog(glue: &aws_sdk_glue::Client, stack: &mut Stack) -> Resul
         stack.ctx.resources.insert(id, Physical::new(&name, ""));
     }
     for id in stack.template.resources_of_type("AWS::Glue::Table") {
+        if !stack.template.is_created(&id, &stack.ctx)? {
+            continue;
+        }
         let database = resolved(stack, &id, &["DatabaseName"])?;
         let name = resolved(stack, &id, &["TableInput", "Name"])?;
+        if stack
+            .template
+            .property(&id, &["OpenTableFormatInput", "IcebergInput"])
+            .is_some()
+        {
+            create_iceberg_entry(glue, stack, &id, &database, &name).await?;
+            stack.ctx.resources.insert(id, Physical::new(&name, ""));
+            continue;
+        }
         let columns = |path: &[&str]| -> Result<Vec<Column>> {
             items(stack, &id, path)
                 .into_iter()
