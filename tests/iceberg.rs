@@ -486,6 +486,7 @@ struct Maintenance {
     workgroup: String,
     database: String,
     table: String,
+    event_time: String,
     arn: String,
 }
 
@@ -499,6 +500,7 @@ impl Maintenance {
         );
         let workgroup = create_workgroup(&athena, "maintenance").await;
         let (database, table) = ("lake".to_string(), unique("readings").replace('-', "_"));
+        let event_time = unique("by_event_time").replace('-', "_");
         let template = lake_tools::template::Template::load(
             &lake_tools::moto::repo_root().join("template.yaml"),
         )
@@ -516,6 +518,7 @@ impl Maintenance {
                 ("WorkGroup", workgroup.clone()),
                 ("Database", database.clone()),
                 ("Table", table.clone()),
+                ("EventTimeTable", event_time.clone()),
                 (
                     "SnapshotRetentionSeconds",
                     default("IcebergSnapshotRetentionSeconds"),
@@ -531,6 +534,7 @@ impl Maintenance {
             workgroup,
             database,
             table,
+            event_time,
             arn,
         }
     }
@@ -618,31 +622,45 @@ async fn maintenance_sets_the_retention_compacts_and_vacuums_in_order_and_runs_a
         .iter()
         .map(|s| (s["step"].as_str().unwrap(), s["rounds"].as_u64().unwrap()))
         .collect();
-    assert_eq!(steps, [("retention", 1), ("optimize", 2), ("vacuum", 1)]);
+    assert_eq!(
+        steps,
+        [
+            ("retention", 1),
+            ("optimize", 2),
+            ("vacuum", 1),
+            ("event-time retention", 1),
+            ("event-time optimize", 1),
+            ("event-time vacuum", 1)
+        ]
+    );
     let entered = states_entered(&m.sfn, &run.execution_arn).await;
     let count = |name: &str| entered.iter().filter(|s| *s == name).count();
-    assert_eq!(count("StartStatement"), 4, "{entered:?}");
+    assert_eq!(count("StartStatement"), 7, "{entered:?}");
     assert_eq!(count("NextRound"), 1, "{entered:?}");
     // What Athena was asked, in order, in the workgroup and database.
     let mut asked = Vec::new();
     for s in out["statements"].as_array().unwrap() {
         asked.push(m.query(s["query_execution_id"].as_str().unwrap()).await);
     }
-    let table = format!("{}.{}", m.database, m.table);
-    let expected = [
-        format!(
-            "ALTER TABLE {table} SET TBLPROPERTIES ('vacuum_max_snapshot_age_seconds'='86400', \
-             'vacuum_min_snapshots_to_keep'='10')"
-        ),
-        optimize,
-        format!("VACUUM {table}"),
-    ];
+    let statements = |table: &str| {
+        let table = format!("{}.{table}", m.database);
+        [
+            format!(
+                "ALTER TABLE {table} SET TBLPROPERTIES ('vacuum_max_snapshot_age_seconds'='86400', \
+                 'vacuum_min_snapshots_to_keep'='10')"
+            ),
+            format!("OPTIMIZE {table} REWRITE DATA USING BIN_PACK"),
+            format!("VACUUM {table}"),
+        ]
+    };
+    let expected = [statements(&m.table), statements(&m.event_time)].concat();
+    assert_eq!(asked.len(), expected.len());
     for ((sql, workgroup, database), expected) in asked.iter().zip(&expected) {
         assert_eq!(sql, expected);
         assert_eq!(workgroup, &m.workgroup);
         assert_eq!(database, &m.database);
     }
-    assert_eq!(m.queries_in_workgroup().await, 3);
+    assert_eq!(m.queries_in_workgroup().await, 6);
 }
 
 #[tokio::test]
