@@ -1,23 +1,30 @@
 """Reads an Iceberg table through the Glue catalog with pyiceberg, an
 independent reader of what the suite commits, and prints it as JSON.
 
-Usage: read_iceberg.py ENDPOINT DATABASE TABLE
+Usage: read_iceberg.py ENDPOINT DATABASE TABLE [FILTER]
 
 ENDPOINT is moto's (Glue and S3 both). Prints one JSON object: the schema
 (field id, name, type, required), the partition spec (source id, field
 name, transform), every snapshot's id, parent and summary (in no
 particular order) and the current snapshot's id, the data files
-(path, partition, record count) and every row (timestamps as ISO 8601).
+(path, partition, record count, and the column metrics of the manifests:
+values, nulls, lower and upper bounds by column name, bounds decoded to
+their values, timestamps as microseconds) and every row (timestamps as
+ISO 8601). With FILTER (a pyiceberg row filter, "ventilatorid >= 7"),
+also the paths of the data files a scan with that filter plans: the files
+the metrics do not rule out.
 """
 
 import json
 import sys
 
 from pyiceberg.catalog import load_catalog
+from pyiceberg.conversions import from_bytes
 
 
 def main() -> None:
     endpoint, database, table_name = sys.argv[1:4]
+    row_filter = sys.argv[4] if len(sys.argv) > 4 else None
     credentials = {"access-key-id": "testing", "secret-access-key": "testing"}
     catalog = load_catalog(
         "glue",
@@ -45,15 +52,31 @@ def main() -> None:
         }
         for s in table.snapshots()
     ]
+    def by_name(metrics, decode=False):
+        out = {}
+        for field_id, value in (metrics or {}).items():
+            field = schema.find_field(field_id)
+            out[field.name] = from_bytes(field.field_type, value) if decode else value
+        return out
+
     scan = table.scan()
     files = [
         {
             "path": task.file.file_path,
             "partition": list(task.file.partition),
             "records": task.file.record_count,
+            "values": by_name(task.file.value_counts),
+            "nulls": by_name(task.file.null_value_counts),
+            "lower": by_name(task.file.lower_bounds, decode=True),
+            "upper": by_name(task.file.upper_bounds, decode=True),
         }
         for task in scan.plan_files()
     ]
+    filtered = (
+        [task.file.file_path for task in table.scan(row_filter=row_filter).plan_files()]
+        if row_filter
+        else None
+    )
     arrow = scan.to_arrow()
     rows = []
     for row in arrow.to_pylist():
@@ -80,6 +103,7 @@ def main() -> None:
                     table.current_snapshot().snapshot_id if table.current_snapshot() else None
                 ),
                 "files": sorted(files, key=lambda f: f["path"]),
+                "filtered_files": sorted(filtered) if filtered is not None else None,
                 "rows": rows,
             }
         )

@@ -173,6 +173,67 @@ async fn a_batch_is_committed_once_partitioned_by_event_hour_and_read_back_by_py
         files,
         vec![(expect("09").as_str(), 4), (expect("10").as_str(), 3)]
     );
+    // Each file's column metrics, as pyiceberg decodes them from the
+    // manifest: the bounds of its rows (devices 0, 2, 4, 6 at 09:59; 1, 5, 7
+    // at 10:01), no nulls, a value per row.
+    let micros = |time: &str| {
+        chrono::NaiveDateTime::parse_from_str(&format!("2026-11-22 {time}"), "%Y-%m-%d %H:%M:%S")
+            .unwrap()
+            .and_utc()
+            .timestamp_micros()
+    };
+    let metrics = |f: &Value| {
+        (
+            f["lower"]["ventilatorid"].as_i64(),
+            f["upper"]["ventilatorid"].as_i64(),
+            f["lower"]["eventtime"].as_i64(),
+            f["upper"]["eventtime"].as_i64(),
+            f["lower"]["serialnumber"].as_str().map(str::to_string),
+            f["nulls"]["o2stats"].as_i64(),
+            f["values"]["eventtime"].as_i64(),
+        )
+    };
+    let described: Vec<_> = table["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(metrics)
+        .collect();
+    let at_0959 = Some(micros("09:59:00"));
+    let at_1001 = Some(micros("10:01:00"));
+    assert_eq!(
+        described,
+        vec![
+            (
+                Some(0),
+                Some(6),
+                at_0959,
+                at_0959,
+                Some("SN-0".into()),
+                Some(0),
+                Some(4)
+            ),
+            (
+                Some(1),
+                Some(7),
+                at_1001,
+                at_1001,
+                Some("SN-1".into()),
+                Some(0),
+                Some(3)
+            ),
+        ]
+    );
+    // A scan by device is planned on the bounds: the 09:00 file holds no
+    // device above 6, so it is not read.
+    let filtered = lake_tools::iceberg_reader::read_table_with(
+        moto(),
+        &lake.database,
+        "readings",
+        Some("ventilatorid >= 7"),
+    )
+    .expect("pyiceberg reads the table");
+    assert_eq!(filtered["filtered_files"], json!([expect("10")]));
     let snapshots = table["snapshots"].as_array().unwrap();
     assert_eq!(snapshots.len(), 1);
     assert_eq!(

@@ -14,10 +14,22 @@ use telemetry_lake::lake::iceberg::history::WATERMARK_PREFIX;
 /// The table as `scripts/read_iceberg.py` prints it: schema, Arrow types,
 /// partition spec, snapshots, data files and every row.
 pub fn read_table(endpoint: &str, database: &str, table: &str) -> Result<Value> {
+    read_table_with(endpoint, database, table, None)
+}
+
+/// [`read_table`], with the data files a scan filtered by `filter` (a
+/// pyiceberg row filter) plans, as `filtered_files`.
+pub fn read_table_with(
+    endpoint: &str,
+    database: &str,
+    table: &str,
+    filter: Option<&str>,
+) -> Result<Value> {
     let root = repo_root();
     let out = std::process::Command::new(root.join(".venv/bin/python"))
         .arg(root.join("scripts/read_iceberg.py"))
         .args([endpoint, database, table])
+        .args(filter)
         .output()
         .context("running .venv/bin/python (make setup installs pyiceberg)")?;
     if !out.status.success() {

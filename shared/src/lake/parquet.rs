@@ -8,6 +8,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::KeyValue;
+use parquet::file::metadata::ParquetMetaData;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
@@ -60,6 +61,17 @@ impl ParquetEncoder {
         batch: &RecordBatch,
         metadata: &[(&str, String)],
     ) -> Result<Vec<u8>, ParquetError> {
+        self.encode_with_footer(batch, metadata)
+            .map(|(bytes, _)| bytes)
+    }
+
+    /// [`ParquetEncoder::encode`], with the file's footer as the writer
+    /// built it (row groups, column chunks and their statistics).
+    pub fn encode_with_footer(
+        &self,
+        batch: &RecordBatch,
+        metadata: &[(&str, String)],
+    ) -> Result<(Vec<u8>, ParquetMetaData), ParquetError> {
         let mut props = (*self.properties).clone();
         if !metadata.is_empty() {
             let kv = metadata
@@ -74,7 +86,7 @@ impl ParquetEncoder {
         let mut out = Vec::with_capacity(batch.get_array_memory_size() / 2 + 1024);
         let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
         writer.write(batch)?;
-        writer.close()?;
-        Ok(out)
+        let footer = writer.close()?;
+        Ok((out, footer))
     }
 }

@@ -17,7 +17,7 @@ use crate::lake::iceberg::history::{BASE_SNAPSHOT, PREVIOUS_WATERMARK_PREFIX, WA
 use crate::stream::sequence;
 
 /// The key of a Parquet field's Iceberg field id in Arrow field metadata.
-const PARQUET_FIELD_ID: &str = "PARQUET:field_id";
+pub const PARQUET_FIELD_ID: &str = "PARQUET:field_id";
 
 /// Table properties of every table the suite creates (format version 2,
 /// the crate's default). Commits are retried
