@@ -1,6 +1,6 @@
 //! `cargo bench --workspace --bench iceberg_commits -- [--commits N] [--out BENCHMARKS.md]`:
 //! what one Iceberg commit costs as the table grows. kinesis-to-parquet
-//! with `LAKE_FORMAT=iceberg` commits N batches (300 by default) of 100
+//! with `LAKE_FORMAT=iceberg` commits N batches (1,000 by default) of 100
 //! readings each, one after the other, to a table on a moto server, through
 //! a proxy that counts every request. For the commits at 1, 10, 100 and N
 //! (and the windows around them) it reports the invocation's latency, the
@@ -130,7 +130,7 @@ fn main() {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
-    let commits: usize = value("--commits").map_or(300, |n| n.parse().expect("N is a number"));
+    let commits: usize = value("--commits").map_or(1000, |n| n.parse().expect("N is a number"));
     let out = value("--out");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -248,6 +248,38 @@ async fn run(commits: usize) -> String {
         md,
         "\nAfter {commits} commits the table's metadata is {} objects, {metadata_total} bytes.\n",
         metadata.len()
+    );
+    // Per billion records: one commit per batch of a shard, a batch of the
+    // template's default size holding one event hour (one data file).
+    let template = lake_tools::template::Template::load(&repo_root().join("template.yaml"))
+        .expect("template.yaml");
+    let batch_size: u64 = template
+        .parameter_default("BatchSize")
+        .and_then(|b| b.parse().ok())
+        .expect("BatchSize's default");
+    let commits_per_billion = 1_000_000_000 / batch_size;
+    let last = &samples[samples.len().saturating_sub(WINDOW)..];
+    let mut per_kind: BTreeMap<&str, u64> = BTreeMap::new();
+    for (_, c) in last {
+        for (k, v) in &c.requests {
+            *per_kind.entry(k.as_str()).or_default() += v;
+        }
+    }
+    let millions =
+        |per_window: u64| per_window as f64 / last.len() as f64 * commits_per_billion as f64 / 1e6;
+    let kinds = per_kind
+        .iter()
+        .map(|(k, v)| format!("{:.1} M {k}", millions(*v)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let total: u64 = per_kind.values().sum();
+    let _ = writeln!(
+        md,
+        "Per billion records at the template's default `BatchSize` ({batch_size}, one commit per \
+         batch of a shard: {commits_per_billion} commits; computed from the last {} commits' \
+         requests, with one event hour per batch): {:.1} M requests, {kinds}.\n",
+        last.len(),
+        millions(total)
     );
     md
 }
