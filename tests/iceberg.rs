@@ -245,6 +245,72 @@ async fn a_batch_is_committed_once_partitioned_by_event_hour_and_read_back_by_py
     assert_eq!(letters[0].sequence_number, sequence_number(0, 3));
 }
 
+/// With `ICEBERG_PARTITION=day(eventtime)`: readings either side of
+/// midnight land in one data file per event day, under Iceberg's day
+/// directories, and a table partitioned otherwise refuses the cold start.
+#[tokio::test]
+async fn a_table_partitioned_by_event_day_gets_a_file_per_day() {
+    let mut lake = Lake::new().await;
+    lake.env
+        .insert(vars::ICEBERG_PARTITION, "day(eventtime)".to_string());
+    let f = lake.function().await;
+    let day_data = |i: u64| {
+        let (day, time) = if i % 2 == 0 {
+            ("21", "23:59:30")
+        } else {
+            ("22", "00:00:30")
+        };
+        serde_json::json!({
+            "ventilatorid": i, "eventtime": format!("2026-11-{day} {time}"),
+            "serialnumber": format!("SN-{i}"), "pressurecontrol": 20, "o2stats": 95,
+            "minutevolume": 6, "manufacturer": "Acme"
+        })
+        .to_string()
+        .into_bytes()
+    };
+    let (summary, response) = f.invoke(&event(0..5, day_data)).await.expect("invoked");
+    assert!(failures(&response).is_empty(), "{summary:?}");
+    assert_eq!(summary.good, 5);
+
+    let table = lake.read_back();
+    assert_eq!(
+        table["partition_spec"],
+        json!([{"source_id": 2, "name": "eventtime_day", "transform": "day"}])
+    );
+    let files: Vec<(String, i64)> = table["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let path = f["path"].as_str().unwrap();
+            let dir = path.split('/').rev().nth(1).unwrap().to_string();
+            (dir, f["records"].as_i64().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        files,
+        [
+            ("eventtime_day=2026-11-21".to_string(), 3),
+            ("eventtime_day=2026-11-22".to_string(), 2)
+        ]
+    );
+    assert_eq!(ids(&table), vec![0, 1, 2, 3, 4]);
+
+    // The same table configured by the hour: refused, naming both.
+    lake.env
+        .insert(vars::ICEBERG_PARTITION, "hour(eventtime)".to_string());
+    let sdk = sdk_config(moto(), REGION).await;
+    let err = KinesisToParquet::load(|name| lake.env.get(name).cloned(), &sdk)
+        .await
+        .err()
+        .expect("a cold start against a table partitioned by day");
+    let err = err.to_string();
+    assert!(
+        err.contains("is partitioned by day(eventtime), not hour(eventtime)"),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn a_batch_delivered_again_whole_or_from_inside_commits_only_what_is_new() {
     let lake = Lake::new().await;
