@@ -64,8 +64,15 @@ fn main() {
         .position(|a| a == "--out")
         .map(|i| PathBuf::from(&args[i + 1]));
     let mut md = String::new();
+    // `--iceberg`: that table alone, printed (it is part of the report).
+    if args.iter().any(|a| a == "--iceberg") {
+        iceberg_throughput(&mut md);
+        print!("{md}");
+        return;
+    }
     machine(&mut md);
     throughput(&mut md, &args[0]);
+    iceberg_throughput(&mut md);
     binaries(&mut md);
     match out {
         None => print!("{md}"),
@@ -405,6 +412,72 @@ fn binaries(md: &mut String) {
             ms[ms.len() / 2],
             ms[0]
         );
+    }
+    let _ = writeln!(md);
+}
+
+/// The Iceberg layout against the Hive one, on the same events in the same
+/// run: both minus their network (see [`bench::kinesis_to_parquet_iceberg`]).
+fn iceberg_throughput(md: &mut String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let _ = writeln!(
+        md,
+        "## Iceberg layout: throughput on one core
+"
+    );
+    let _ = writeln!(
+        md,
+        "`kinesis-to-parquet` with `LAKE_FORMAT=iceberg` and with the Hive layout, on the same \
+         JSON events, fastest of 15 runs (5 at 100,000 records) after a warm-up. The Iceberg \
+         runs commit to an in-memory catalog (the `iceberg` crate's), a new table each run, \
+         so they include the data files' metadata and column metrics, the manifest, manifest \
+         list and table metadata, but none of the commit's requests (those are in \
+         [the commit's cost](#iceberg-one-commit-as-the-table-grows)). Data files: one per \
+         event hour of the batch's records.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| event | records | Hive records/s | Iceberg records/s | Iceberg × Hive time | data files |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
+    let mut table = 0usize;
+    for records in SIZES {
+        let runs = if records >= 100_000 { 5 } else { 15 };
+        for name in ["json", "json 1% bad"] {
+            let case = bench::case(name);
+            let body = bench::event_bytes(records, case);
+            let hive = bench::kinesis_to_parquet(case);
+            let hive_secs = best(runs, || {
+                rt.block_on(bench::run_kinesis_to_parquet(&body, &hive));
+            });
+            // A new table for each run, built outside the timed part.
+            let mut fastest = f64::MAX;
+            let mut files = 0;
+            for _ in 0..=runs {
+                table += 1;
+                let f = rt.block_on(bench::kinesis_to_parquet_iceberg(
+                    case,
+                    &format!("t{table}"),
+                ));
+                let start = Instant::now();
+                let out = rt
+                    .block_on(lake_tools::runtime::invoke(&body, |e| f.handle(e)))
+                    .expect("a Kinesis event");
+                fastest = fastest.min(start.elapsed().as_secs_f64());
+                assert!(out.summary.snapshot_id.is_some(), "{:?}", out.summary);
+                files = out.summary.objects - usize::from(out.summary.bad > 0);
+            }
+            let _ = writeln!(
+                md,
+                "| {name} | {records} | {:.0} | {:.0} | {:.2} | {files} |",
+                records as f64 / hive_secs,
+                records as f64 / fastest,
+                fastest / hive_secs,
+            );
+        }
     }
     let _ = writeln!(md);
 }

@@ -232,6 +232,63 @@ pub fn kinesis_to_parquet(case: Case) -> KinesisToParquet<Discard> {
     KinesisToParquet::new(config, Discard)
 }
 
+/// `kinesis-to-parquet` with `LAKE_FORMAT=iceberg`, minus its network: a
+/// new table `table` (at `s3://bench/<table>`), partitioned by event hour,
+/// in an in-memory Iceberg catalog (the `iceberg` crate's: its metadata
+/// files are written to memory), data files and dead letters handed to a
+/// sink that drops them. So a run
+/// measures the Hive path's decoding and encoding plus the Iceberg path's
+/// own work: grouping by event hour, the data files' metadata and column
+/// metrics, the manifest, manifest list and table metadata of the commit.
+/// Each table takes one run: one that holds the records already skips
+/// them all.
+pub async fn kinesis_to_parquet_iceberg(case: Case, table: &str) -> KinesisToParquet<Discard> {
+    use iceberg::memory::{MemoryCatalogBuilder, MEMORY_CATALOG_WAREHOUSE};
+    use iceberg::{Catalog, CatalogBuilder, NamespaceIdent};
+    use telemetry_lake::config::vars as v;
+    use telemetry_lake::config::LakeFormat;
+    use telemetry_lake::lake::iceberg::batch::IcebergLake;
+
+    let base = lookup(case.format);
+    let full = format!("bench.{table}");
+    let config = StreamConfig::from_lookup(|name: &str| match name {
+        v::LAKE_FORMAT => Some("iceberg".to_string()),
+        v::ICEBERG_TABLE => Some(full.clone()),
+        v::ICEBERG_PARTITION => Some("hour(eventtime)".to_string()),
+        other => base(other),
+    })
+    .expect("bench configuration");
+    let LakeFormat::Iceberg(settings) = &config.lake_format else {
+        panic!("LAKE_FORMAT iceberg");
+    };
+    let catalog = MemoryCatalogBuilder::default()
+        .load(
+            "bench",
+            std::collections::HashMap::from([(
+                MEMORY_CATALOG_WAREHOUSE.to_string(),
+                "memory://bench".to_string(),
+            )]),
+        )
+        .await
+        .expect("a memory catalog");
+    catalog
+        .create_namespace(
+            &NamespaceIdent::new("bench".to_string()),
+            Default::default(),
+        )
+        .await
+        .expect("a namespace");
+    let lake = IcebergLake::open(
+        Arc::new(catalog),
+        settings,
+        &config.schema,
+        &format!("s3://bench/{table}"),
+    )
+    .await
+    .expect("the bench table");
+    KinesisToParquet::new(config, Discard).with_iceberg(Some(lake))
+}
+
 /// `device-status` as its `main` builds it, but with reference data in
 /// which every device has the generator's normal ranges (a warm cache) and
 /// sinks that drop the windows and the dead letters.
@@ -356,4 +413,36 @@ pub fn peak_rss_kib() -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_iceberg_case_commits_the_event_to_a_table_in_memory() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let body = event_bytes(200, case("json 1% bad"));
+        let f = rt.block_on(kinesis_to_parquet_iceberg(case("json 1% bad"), "t"));
+        let out = rt
+            .block_on(invoke(&body, |e| f.handle(e)))
+            .expect("a Kinesis event");
+        assert!(
+            out.response.batch_item_failures.is_empty(),
+            "{:?}",
+            out.summary
+        );
+        let s = &out.summary;
+        assert_eq!(s.records, 200);
+        assert!(s.bad > 0 && s.good + s.bad == 200, "{s:?}");
+        assert!(s.snapshot_id.is_some(), "{s:?}");
+        // Delivered again: the table holds them all.
+        let again = rt
+            .block_on(invoke(&body, |e| f.handle(e)))
+            .expect("a Kinesis event");
+        assert_eq!((again.summary.good, again.summary.snapshot_id), (0, None));
+    }
 }

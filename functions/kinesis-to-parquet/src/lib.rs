@@ -88,8 +88,10 @@ impl KinesisToParquet<S3Sink> {
             LakeFormat::Hive => None,
             LakeFormat::Iceberg(settings) => {
                 S3Storage::install(s3);
-                let catalog =
-                    GlueCatalog::new(aws_sdk_glue::Client::new(aws), S3Storage::file_io());
+                let catalog = std::sync::Arc::new(GlueCatalog::new(
+                    aws_sdk_glue::Client::new(aws),
+                    S3Storage::file_io(),
+                ));
                 let location = format!(
                     "s3://{}/{}",
                     config.lake_bucket,

@@ -32,7 +32,6 @@ use iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
 
 use crate::config::schema::Schema;
 use crate::config::{IcebergSettings, PartitionTransform};
-use crate::lake::iceberg::catalog::GlueCatalog;
 use crate::lake::iceberg::commit::{commit_files, CommitError, Committed, ShardRange};
 use crate::lake::iceberg::files::{encode_files, FileNaming, PartitionedRows};
 use crate::lake::iceberg::history::shard_history;
@@ -56,7 +55,7 @@ const MAX_PLANS: usize = 3;
 /// The Iceberg table a stream function writes, opened at cold start.
 #[derive(Debug)]
 pub struct IcebergLake {
-    catalog: GlueCatalog,
+    catalog: Arc<dyn Catalog>,
     ident: TableIdent,
     table_location: String,
     arrow_schema: Arc<ArrowSchema>,
@@ -106,7 +105,7 @@ const MAX_SCHEMA_UPDATES: usize = 4;
 
 /// Adds the declared schema's new optional fields to `table`
 /// ([`schema_additions`]), or refuses the declared schema, naming the field.
-async fn evolve(catalog: &GlueCatalog, table: Table, declared: &Schema) -> Result<Table, String> {
+async fn evolve(catalog: &dyn Catalog, table: Table, declared: &Schema) -> Result<Table, String> {
     let ident = table.identifier().clone();
     let mut table = table;
     let mut last_error = String::new();
@@ -152,11 +151,12 @@ async fn evolve(catalog: &GlueCatalog, table: Table, declared: &Schema) -> Resul
 }
 
 impl IcebergLake {
-    /// Opens the table of `settings`, creating it (at `location`) from the
-    /// declared schema when it does not exist, and checks that the
-    /// declared fields are its columns with the same types.
+    /// Opens the table of `settings` in `catalog` (the Glue Data Catalog in
+    /// Lambda: [`crate::lake::iceberg::catalog::GlueCatalog`]), creating it
+    /// (at `location`) from the declared schema when it does not exist, and
+    /// checks that the declared fields are its columns with the same types.
     pub async fn open(
-        catalog: GlueCatalog,
+        catalog: Arc<dyn Catalog>,
         settings: &IcebergSettings,
         declared: &Schema,
         location: &str,
@@ -192,7 +192,7 @@ impl IcebergLake {
             }
             Err(e) => return Err(format!("cannot load the Iceberg table {ident}: {e}")),
         };
-        let table = evolve(&catalog, table, declared).await?;
+        let table = evolve(catalog.as_ref(), table, declared).await?;
         let metadata = table.metadata();
         let arrow_schema = data_file_schema(declared, metadata.current_schema()).map_err(|e| {
             format!("the Iceberg table {ident} does not fit the declared schema: {e}")
@@ -440,7 +440,7 @@ impl IcebergLake {
             planned.objects += 1;
             planned.bytes += len;
         }
-        planned.outcome = commit_files(&self.catalog, table, &data_files, &ranges).await;
+        planned.outcome = commit_files(self.catalog.as_ref(), table, &data_files, &ranges).await;
         Ok(planned)
     }
 }
