@@ -104,51 +104,50 @@ impl StartCrawler {
             )
             .map_err(|e| TaskError::InvalidInput(e.to_string()))?
         };
-        let Some(crawlers) = &self.config.crawlers else {
-            tracing::info!(from = %range.from, to = %range.to, "no crawler: the Iceberg tables are their own catalog");
-            return Ok(RunPlan {
-                from: range.from,
-                to: range.to,
-                dates: range.days(),
-                crawler: role,
-                crawler_name: String::new(),
-                crawl: false,
-                already_running: false,
-                polling: self.config.polling,
-                crawler_polls: 0,
-                run_id,
-            });
-        };
-        let name = crawlers.name(role).to_string();
-        let already_running = match self.glue.start_crawler().name(&name).send().await {
-            Ok(_) => false,
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_crawler_running_exception()) =>
-            {
-                true
+        let (crawler_name, crawl, already_running) = match &self.config.crawlers {
+            None => {
+                tracing::info!(from = %range.from, to = %range.to, "no crawler: the Iceberg tables are their own catalog");
+                (String::new(), false, false)
             }
-            Err(e) => return Err(TaskError::from_sdk("StartCrawler", &e)),
+            Some(crawlers) => {
+                let name = crawlers.name(role).to_string();
+                let already_running = self.start(&name).await?;
+                tracing::info!(
+                    crawler = %name,
+                    from = %range.from,
+                    to = %range.to,
+                    already_running,
+                    "crawler started"
+                );
+                (name, true, already_running)
+            }
         };
-        tracing::info!(
-            crawler = %name,
-            from = %range.from,
-            to = %range.to,
-            already_running,
-            "crawler started"
-        );
         Ok(RunPlan {
             from: range.from,
             to: range.to,
             dates: range.days(),
             crawler: role,
-            crawler_name: name,
-            crawl: true,
+            crawler_name,
+            crawl,
             already_running,
             polling: self.config.polling,
             crawler_polls: 0,
             run_id,
         })
+    }
+
+    /// Starts the crawler `name`; true when it was already running.
+    async fn start(&self, name: &str) -> Result<bool, TaskError> {
+        match self.glue.start_crawler().name(name).send().await {
+            Ok(_) => Ok(false),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_crawler_running_exception()) =>
+            {
+                Ok(true)
+            }
+            Err(e) => Err(TaskError::from_sdk("StartCrawler", &e)),
+        }
     }
 }
 

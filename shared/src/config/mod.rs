@@ -113,6 +113,19 @@ impl PartitionTransform {
     }
 }
 
+/// True when [`LAKE_FORMAT`] is `iceberg`; `hive` or unset is the Hive
+/// layout, anything else an error naming the variable.
+pub fn is_iceberg(get: &impl Fn(&str) -> Option<String>) -> Result<bool, ConfigError> {
+    match get(LAKE_FORMAT).as_deref().map(str::trim) {
+        None | Some("" | "hive") => Ok(false),
+        Some("iceberg") => Ok(true),
+        Some(other) => Err(ConfigError::Invalid {
+            name: LAKE_FORMAT,
+            reason: format!("{other:?} is neither `hive` nor `iceberg`"),
+        }),
+    }
+}
+
 /// Reads [`LAKE_FORMAT`] and, for Iceberg, [`ICEBERG_TABLE`] and
 /// [`ICEBERG_PARTITION`], whose field must be a required timestamp of
 /// `schema`.
@@ -122,15 +135,8 @@ fn lake_format_from(
 ) -> Result<LakeFormat, ConfigError> {
     let set = |name: &str| get(name).filter(|v| !v.trim().is_empty());
     let invalid = |name: &'static str, reason: String| ConfigError::Invalid { name, reason };
-    match set(LAKE_FORMAT).as_deref().map(str::trim) {
-        None | Some("hive") => return Ok(LakeFormat::Hive),
-        Some("iceberg") => {}
-        Some(other) => {
-            return Err(invalid(
-                LAKE_FORMAT,
-                format!("{other:?} is neither `hive` nor `iceberg`"),
-            ))
-        }
+    if !is_iceberg(get)? {
+        return Ok(LakeFormat::Hive);
     }
     let table = set(ICEBERG_TABLE).ok_or(ConfigError::Missing(ICEBERG_TABLE))?;
     let (database, table) = table

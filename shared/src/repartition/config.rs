@@ -7,7 +7,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use crate::config::env::{number, positive, required};
-use crate::config::ConfigError;
+use crate::config::{is_iceberg, ConfigError};
 use crate::repartition::dates::{
     parse_time_zone, DEFAULT_LATE_ARRIVAL_DAYS, DEFAULT_MAX_RANGE_DAYS, DEFAULT_TIME_ZONE,
 };
@@ -79,14 +79,11 @@ impl Default for Polling {
 
 /// [`LAKE_FORMAT`], default `hive`.
 fn lake_layout(get: &impl Fn(&str) -> Option<String>) -> Result<LakeLayout, ConfigError> {
-    match get(LAKE_FORMAT).as_deref().map(str::trim) {
-        None | Some("" | "hive") => Ok(LakeLayout::Hive),
-        Some("iceberg") => Ok(LakeLayout::Iceberg),
-        Some(other) => Err(ConfigError::Invalid {
-            name: LAKE_FORMAT,
-            reason: format!("{other:?} is not a lake format (hive or iceberg)"),
-        }),
-    }
+    Ok(if is_iceberg(get)? {
+        LakeLayout::Iceberg
+    } else {
+        LakeLayout::Hive
+    })
 }
 
 /// Configuration of `start-crawler`.

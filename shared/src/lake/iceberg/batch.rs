@@ -341,7 +341,7 @@ impl IcebergLake {
                 .iter()
                 .filter(|r| !sequence::is_after(&r.position, mark))
                 .map(|r| r.position.as_ref())
-                .reduce(|a, b| sequence::min(a, b));
+                .reduce(sequence::min);
             let fresh: Vec<&SourceRecord<'_>> = match lowest {
                 None => part.records.clone(),
                 Some(from) => {

@@ -32,8 +32,8 @@ use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::{Catalog, ErrorKind};
 
 use crate::lake::iceberg::history::{
-    batch_range, overlap, ranges_since, BASE_SNAPSHOT, BATCH_PREFIX, PREVIOUS_WATERMARK_PREFIX,
-    WATERMARK_PREFIX,
+    batch_of, batch_range, commits_since, overlap, BASE_SNAPSHOT, BATCH_PREFIX,
+    PREVIOUS_WATERMARK_PREFIX, WATERMARK_PREFIX,
 };
 use crate::lake::iceberg::table::committed_watermarks;
 use crate::stream::sequence;
@@ -81,15 +81,16 @@ pub enum CommitError {
 /// Why the batch of `ranges`, planned on the snapshot `planned_on`, must be
 /// planned again on `table`: a commit since covered part of a range.
 fn overtaken(table: &Table, planned_on: Option<i64>, ranges: &[ShardRange]) -> Option<String> {
+    let Some(since) = commits_since(table, planned_on) else {
+        return Some(format!(
+            "the snapshot the batch was planned on ({planned_on:?}) is no longer the table's"
+        ));
+    };
     for r in ranges {
-        let Some(since) = ranges_since(table, planned_on, &r.key) else {
-            return Some(format!(
-                "the snapshot the batch was planned on ({planned_on:?}) is no longer the table's"
-            ));
-        };
         if let Some((first, last)) = since
             .iter()
-            .find(|(f, l)| overlap((f, l), (&r.first, &r.last)))
+            .filter_map(|summary| batch_of(summary, &r.key))
+            .find(|&committed| overlap(committed, (&r.first, &r.last)))
         {
             return Some(format!(
                 "another delivery committed {first}..{last} of {}, inside the batch's {}..{}",

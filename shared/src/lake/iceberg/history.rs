@@ -49,10 +49,6 @@ pub fn batch_range(first: &str, last: &str) -> String {
     format!("{first}..{last}")
 }
 
-fn parse_range(value: &str) -> Option<(&str, &str)> {
-    value.split_once("..")
-}
-
 /// What the kept snapshots say about one shard's records.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ShardHistory {
@@ -103,21 +99,26 @@ pub fn lineage(table: &Table) -> Vec<(i64, &HashMap<String, String>)> {
     snapshots
 }
 
-/// The ranges of `key` committed after the snapshot `base` (all, when the
-/// table had none), newest first; `None` when `base` is no longer on the
-/// current lineage.
-pub fn ranges_since(table: &Table, base: Option<i64>, key: &str) -> Option<Vec<(String, String)>> {
-    let batch = format!("{BATCH_PREFIX}{key}");
-    let mut ranges = Vec::new();
+/// The summaries of the snapshots committed after the snapshot `base`
+/// (all, when the table had none), newest first; `None` when `base` is no
+/// longer on the current lineage.
+pub fn commits_since(table: &Table, base: Option<i64>) -> Option<Vec<&HashMap<String, String>>> {
+    let mut since = Vec::new();
     for (id, summary) in lineage(table) {
         if Some(id) == base {
-            return Some(ranges);
+            return Some(since);
         }
-        if let Some((first, last)) = summary.get(&batch).and_then(|v| parse_range(v)) {
-            ranges.push((first.to_string(), last.to_string()));
-        }
+        since.push(summary);
     }
-    base.is_none().then_some(ranges)
+    base.is_none().then_some(since)
+}
+
+/// The range of the shard `key` (`<stream>/<shard>`) a snapshot's batch
+/// covered, if it committed that shard.
+pub fn batch_of<'s>(summary: &'s HashMap<String, String>, key: &str) -> Option<(&'s str, &'s str)> {
+    summary
+        .get(&format!("{BATCH_PREFIX}{key}"))
+        .and_then(|v| v.split_once(".."))
 }
 
 /// True when the ranges `a` and `b` share a sequence number.
@@ -136,7 +137,6 @@ pub fn shard_history(table: &Table, key: &str, from: &str) -> ShardHistory {
 /// [`shard_history`] over summaries, newest first.
 pub fn history_of(summaries: &[&HashMap<String, String>], key: &str, from: &str) -> ShardHistory {
     let watermark = format!("{WATERMARK_PREFIX}{key}");
-    let batch = format!("{BATCH_PREFIX}{key}");
     let previous = format!("{PREVIOUS_WATERMARK_PREFIX}{key}");
     let mut history = ShardHistory::default();
     let mut oldest: Option<&HashMap<String, String>> = None;
@@ -165,7 +165,7 @@ pub fn history_of(summaries: &[&HashMap<String, String>], key: &str, from: &str)
             // watermarks only grow: nothing older reaches `from`.
             return history;
         }
-        if let Some((first, last)) = summary.get(&batch).and_then(|v| parse_range(v)) {
+        if let Some((first, last)) = batch_of(summary, key) {
             history.ranges.push((first.to_string(), last.to_string()));
         }
         oldest = Some(summary);
@@ -173,7 +173,7 @@ pub fn history_of(summaries: &[&HashMap<String, String>], key: &str, from: &str)
     // Every kept snapshot told: below the oldest, the watermark it moved
     // from (none when the shard's first commit is kept).
     history.horizon = oldest.and_then(|s| {
-        match s.get(&batch) {
+        match batch_of(s, key) {
             Some(_) => s.get(&previous),
             None => s.get(&watermark),
         }

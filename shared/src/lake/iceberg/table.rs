@@ -13,7 +13,9 @@ use iceberg::table::Table;
 use iceberg::{Error, ErrorKind, Result};
 
 use crate::config::schema::{FieldType, Schema};
-use crate::lake::iceberg::history::{BASE_SNAPSHOT, PREVIOUS_WATERMARK_PREFIX, WATERMARK_PREFIX};
+use crate::lake::iceberg::history::{
+    lineage, BASE_SNAPSHOT, PREVIOUS_WATERMARK_PREFIX, WATERMARK_PREFIX,
+};
 use crate::stream::sequence;
 
 /// The key of a Parquet field's Iceberg field id in Arrow field metadata.
@@ -253,23 +255,18 @@ pub fn committed_watermarks(table: &Table) -> BTreeMap<String, String> {
     // The newest snapshot of this suite's on the current lineage: another
     // engine's commit (Athena's OPTIMIZE, a pyiceberg append) does not carry
     // the watermarks, so the current snapshot alone would lose them.
-    let metadata = table.metadata();
-    let mut next = metadata.current_snapshot();
-    while let Some(snapshot) = next {
-        let marks: BTreeMap<String, String> = snapshot
-            .summary()
-            .additional_properties
-            .iter()
-            .filter_map(|(k, v)| Some((k.strip_prefix(WATERMARK_PREFIX)?.to_string(), v.clone())))
-            .collect();
-        if !marks.is_empty() {
-            return marks;
-        }
-        next = snapshot
-            .parent_snapshot_id()
-            .and_then(|id| metadata.snapshot_by_id(id));
-    }
-    BTreeMap::new()
+    lineage(table)
+        .into_iter()
+        .map(|(_, summary)| {
+            summary
+                .iter()
+                .filter_map(|(k, v)| {
+                    Some((k.strip_prefix(WATERMARK_PREFIX)?.to_string(), v.clone()))
+                })
+                .collect::<BTreeMap<String, String>>()
+        })
+        .find(|marks| !marks.is_empty())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
