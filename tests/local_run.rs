@@ -5,11 +5,24 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use integration_tests::{s3_client, sdk_config, REPARTITION_PATH};
+use integration_tests::{s3_client, sdk_config, ICEBERG_REPARTITION_PATH, REPARTITION_PATH};
 use lake_tools::lake_reader;
 use lake_tools::local_run::stack::ids;
+use lake_tools::local_run::summary::{Execution, Summary};
 use lake_tools::local_run::{run, Options};
 use lake_tools::step_functions::states_entered;
+
+/// The run's one repartition execution, which succeeded.
+fn the_repartition(s: &Summary) -> &Execution {
+    let repartition: Vec<&Execution> = s
+        .executions
+        .iter()
+        .filter(|e| e.state_machine == "Repartition")
+        .collect();
+    assert_eq!(repartition.len(), 1, "{:?}", s.executions);
+    assert_eq!(repartition[0].status, "SUCCEEDED");
+    repartition[0]
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_local_run_reports_what_is_in_moto() {
@@ -126,14 +139,8 @@ async fn a_small_local_run_reports_what_is_in_moto() {
 
     // Executions: the repartition ran its whole path; every provider-etl
     // run the ticks started succeeded and recorded its provider.
-    let repartition: Vec<_> = s
-        .executions
-        .iter()
-        .filter(|e| e.state_machine == "Repartition")
-        .collect();
-    assert_eq!(repartition.len(), 1, "{:?}", s.executions);
-    assert_eq!(repartition[0].status, "SUCCEEDED");
-    assert_eq!(repartition[0].states, REPARTITION_PATH);
+    let repartition = the_repartition(s);
+    assert_eq!(repartition.states, REPARTITION_PATH);
 
     let listed = sfn
         .list_executions()
@@ -240,27 +247,8 @@ async fn a_local_run_with_the_iceberg_layout_commits_each_good_record_once() {
     assert_eq!(s.lake.rows, table.rows);
     assert_eq!(s.dead_letters.total, bad);
     // The repartition crawled nothing and merged into the event-time table.
-    let repartition: Vec<_> = s
-        .executions
-        .iter()
-        .filter(|e| e.state_machine == "Repartition")
-        .collect();
-    assert_eq!(repartition.len(), 1, "{:?}", s.executions);
-    assert_eq!(repartition[0].status, "SUCCEEDED");
-    assert_eq!(
-        repartition[0].states,
-        [
-            "StartCrawler",
-            "IsCrawlNeeded",
-            "ClaimAndClearDays",
-            "StartQueries",
-            "WaitForQueries",
-            "GetQueryStatus",
-            "AreQueriesDone",
-            "IsTransformedCrawlNeeded",
-            "Repartitioned"
-        ]
-    );
+    let repartition = the_repartition(s);
+    assert_eq!(repartition.states, ICEBERG_REPARTITION_PATH);
     let athena =
         aws_sdk_athena::Client::new(&sdk_config(&done.moto.endpoint, &options.region).await);
     let listed = athena

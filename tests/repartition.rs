@@ -14,8 +14,8 @@ use http_body_util::Full;
 use integration_tests::{
     athena_query_answer, create_event_time_table, create_state_machine, create_state_machine_from,
     create_table, create_workgroup, function_arn, moto, s3_client, sdk_config, sfn_harness,
-    states_entered, unique, wait_for_execution, Fault, FaultProxy, StreamFunction, REGION,
-    REPARTITION_PATH,
+    states_entered, unique, wait_for_execution, Fault, FaultProxy, StreamFunction,
+    ICEBERG_REPARTITION_PATH, REGION, REPARTITION_PATH,
 };
 use kinesis_to_parquet::KinesisToParquet;
 use lake_tools::kinesis_event::{sequence_number, stream_arn, StreamRecord};
@@ -703,6 +703,42 @@ fn readings() -> Vec<Reading> {
     out
 }
 
+/// The reference rows as SQL `VALUES`, in the reference table's columns.
+fn reference_values() -> String {
+    reference()
+        .iter()
+        .map(|(id, r)| {
+            format!(
+                "({id}, {}, {}, {}, {}, {}, {})",
+                r[0], r[1], r[2], r[3], r[4], r[5]
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Asserts that the queried `rows` (device, event time, status, then the six
+/// averages) are `expected`, in order.
+fn assert_rows_are(rows: &[Value], expected: &[Expected]) {
+    assert_eq!(
+        rows.len(),
+        expected.len(),
+        "one row per device and event time"
+    );
+    for (row, (device, time, status, averages, _)) in rows.iter().zip(expected) {
+        assert_eq!(row[0], *device, "{row}");
+        assert_eq!(row[1], time.as_str(), "{row}");
+        assert_eq!(row[2], status.as_str(), "{row}");
+        for (k, want) in averages.iter().enumerate() {
+            let got = row[3 + k].as_f64().expect("average");
+            assert!(
+                (got - want).abs() < 1e-9,
+                "{row}: average {k} is {got}, expected {want}"
+            );
+        }
+    }
+}
+
 /// What the SQL must produce for `day`, computed here from the readings.
 /// Row: (device, eventtime, status, six averages, year, month, day, hour).
 type Expected = (i64, String, String, [f64; 6], [i64; 4]);
@@ -786,34 +822,18 @@ fn expected_rows_of(
     out
 }
 
-/// Writes the readings to a lake bucket on moto with the real stream function.
+/// Writes the readings to a lake bucket on moto with the real stream
+/// function (the Hive layout), in the order they arrived.
 async fn write_lake(s3: &aws_sdk_s3::Client, bucket: &str, readings: &[Reading]) {
     let mut by_arrival: Vec<&Reading> = readings.iter().collect();
     by_arrival.sort_by_key(|r| (r.arrival, r.device));
-    let records: Vec<StreamRecord> = by_arrival
-        .iter()
-        .enumerate()
-        .map(|(n, r)| StreamRecord {
-            data: r.json().into_bytes(),
-            partition_key: r.device.to_string(),
-            arrival: r.arrival,
-            sequence_number: sequence_number(0, n as u64),
-        })
-        .collect();
-    let event = integration_tests::kinesis_event(
-        &stream_arn(REGION, "ventilators"),
-        "shardId-000000000000",
-        &records,
-    );
     let config = StreamConfig {
         lake_prefix: LAKE_PREFIX.to_string(),
         dead_letter_prefix: "dead-letters/ventilator_metrics".to_string(),
         ..integration_tests::stream_config(bucket)
     };
     let f = KinesisToParquet::new(config, S3Sink::new(s3.clone(), bucket));
-    let (summary, response) = f.invoke(&event).await.expect("invoked");
-    assert_eq!((summary.good, summary.bad), (readings.len(), 0));
-    assert!(response.batch_item_failures.is_empty());
+    write_readings(&f, &by_arrival, 0).await;
 }
 
 /// Copies the lake's objects into `dir`, keeping their keys.
@@ -900,15 +920,6 @@ async fn the_rendered_sql_repartitions_the_lake_written_by_kinesis_to_parquet() 
         .repartition
         .render(DateRange::day(day))
         .expect("render");
-    let reference_rows: Vec<String> = reference()
-        .iter()
-        .map(|(id, r)| {
-            format!(
-                "({id}, {}, {}, {}, {}, {}, {})",
-                r[0], r[1], r[2], r[3], r[4], r[5]
-            )
-        })
-        .collect();
     // The catalog as Athena sees it: the crawled lake (partition values as
     // strings, as Glue catalogues them), the reference table, and the
     // target table with its event-time partition columns last.
@@ -927,7 +938,7 @@ async fn the_rendered_sql_repartitions_the_lake_written_by_kinesis_to_parquet() 
             "year" BIGINT, "month" BIGINT, "day" BIGINT, "hour" BIGINT);
         "#,
         lake = dir.join(LAKE_PREFIX).display(),
-        values = reference_rows.join(", "),
+        values = reference_values(),
     );
     let query = format!(
         r#"SELECT ventilatorid, strftime(eventtime, '%Y-%m-%d %H:%M:%S'), status,
@@ -940,20 +951,10 @@ async fn the_rendered_sql_repartitions_the_lake_written_by_kinesis_to_parquet() 
     let rows = result["rows"].as_array().expect("rows");
     let expected = expected_rows(&all, day, 1);
 
-    assert_eq!(rows.len(), expected.len());
+    assert_rows_are(rows, &expected);
     let statuses: BTreeSet<&str> = expected.iter().map(|e| e.2.as_str()).collect();
     assert_eq!(statuses, ["GREEN", "ORANGE", "RED", "UNKNOWN"].into());
-    for (row, (device, time, status, averages, partition)) in rows.iter().zip(&expected) {
-        assert_eq!(row[0], *device, "{row}");
-        assert_eq!(row[1], time.as_str(), "{row}");
-        assert_eq!(row[2], status.as_str(), "{row}");
-        for (k, want) in averages.iter().enumerate() {
-            let got = row[3 + k].as_f64().expect("average");
-            assert!(
-                (got - want).abs() < 1e-9,
-                "{row}: average {k} is {got}, expected {want}"
-            );
-        }
+    for (row, (device, _, _, _, partition)) in rows.iter().zip(&expected) {
         let got: Vec<i64> = (9..13).map(|k| row[k].as_i64().unwrap()).collect();
         assert_eq!(got, partition, "{row}");
         assert_eq!(row[13], format!("SN-{device:05}"));
@@ -1009,9 +1010,10 @@ async fn the_rendered_sql_repartitions_the_lake_written_by_kinesis_to_parquet() 
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// Commits `readings` to the Iceberg table with the real stream function
-/// (`LAKE_FORMAT=iceberg`), sequence numbers from `first`.
-async fn commit_readings(f: &KinesisToParquet<S3Sink>, readings: &[&Reading], first: u64) {
+/// Puts `readings` through the stream function `f` (either layout) as one
+/// Kinesis batch of shard 0, sequence numbers from `first`: every one a
+/// good row.
+async fn write_readings(f: &KinesisToParquet<S3Sink>, readings: &[&Reading], first: u64) {
     let records: Vec<StreamRecord> = readings
         .iter()
         .enumerate()
@@ -1059,7 +1061,7 @@ async fn the_merge_writes_each_reading_once_however_often_its_day_runs() {
         .expect("a reading of device 2 on the day");
     let mut first_batch = on_time.clone();
     first_batch.push(resend);
-    commit_readings(&f, &first_batch, 0).await;
+    write_readings(&f, &first_batch, 0).await;
 
     let dir = std::env::temp_dir().join(unique("merge-duckdb"));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -1071,15 +1073,6 @@ async fn the_merge_writes_each_reading_once_however_often_its_day_runs() {
         .expect("render");
     assert!(sql.starts_with("-- The event-time table") && sql.contains("MERGE INTO"));
 
-    let reference_rows: Vec<String> = reference()
-        .iter()
-        .map(|(id, r)| {
-            format!(
-                "({id}, {}, {}, {}, {}, {}, {})",
-                r[0], r[1], r[2], r[3], r[4], r[5]
-            )
-        })
-        .collect();
     // The catalog as Athena sees it: the Iceberg table's rows, the
     // reference table, and the event-time table (kept from one run to the
     // next in a database file). Athena's session zone is UTC.
@@ -1098,7 +1091,7 @@ async fn the_merge_writes_each_reading_once_however_often_its_day_runs() {
             avg_o2stats_20 DOUBLE, avg_pressurecontrol_20 DOUBLE, avg_minutevolume_20 DOUBLE);
         "#,
         data = dir.join(table_data).display(),
-        values = reference_rows.join(", "),
+        values = reference_values(),
     );
     let query = format!(
         r#"SELECT ventilatorid, strftime(eventtime, '%Y-%m-%d %H:%M:%S'), status,
@@ -1120,24 +1113,7 @@ async fn the_merge_writes_each_reading_once_however_often_its_day_runs() {
     let check = |result: &Value, readings: &[&Reading]| {
         let rows = result["rows"].as_array().expect("rows");
         let owned: Vec<Reading> = readings.iter().map(|r| (*r).clone()).collect();
-        let expected = expected_rows_of(&owned, day, 1, false);
-        assert_eq!(
-            rows.len(),
-            expected.len(),
-            "one row per device and event time"
-        );
-        for (row, (device, time, status, averages, _)) in rows.iter().zip(&expected) {
-            assert_eq!(row[0], *device, "{row}");
-            assert_eq!(row[1], time.as_str(), "{row}");
-            assert_eq!(row[2], status.as_str(), "{row}");
-            for (k, want) in averages.iter().enumerate() {
-                let got = row[3 + k].as_f64().expect("average");
-                assert!(
-                    (got - want).abs() < 1e-9,
-                    "{row}: average {k} is {got}, expected {want}"
-                );
-            }
-        }
+        assert_rows_are(rows, &expected_rows_of(&owned, day, 1, false));
         rows.clone()
     };
 
@@ -1157,7 +1133,7 @@ async fn the_merge_writes_each_reading_once_however_often_its_day_runs() {
     assert_eq!(check(&run("1"), &on_time), once, "a rerun changes nothing");
 
     // The late reading arrives, is committed, and the day runs again.
-    commit_readings(&f, &late, first_batch.len() as u64).await;
+    write_readings(&f, &late, first_batch.len() as u64).await;
     download(&s3, &bucket, table_data, &dir).await;
     let again = check(&run("1"), &all.iter().collect::<Vec<_>>());
     assert!(has(&again, &late_key));
@@ -1594,20 +1570,7 @@ async fn with_the_iceberg_layout_the_workflow_merges_without_crawling() {
     for _ in 0..2 {
         let (done, states) = w.run(json!({"date": "2026-03-01"})).await;
         assert_eq!(done.status.as_str(), "SUCCEEDED", "{done:?}");
-        assert_eq!(
-            states,
-            [
-                "StartCrawler",
-                "IsCrawlNeeded",
-                "ClaimAndClearDays",
-                "StartQueries",
-                "WaitForQueries",
-                "GetQueryStatus",
-                "AreQueriesDone",
-                "IsTransformedCrawlNeeded",
-                "Repartitioned"
-            ]
-        );
+        assert_eq!(states, ICEBERG_REPARTITION_PATH);
         let out = output(&done);
         assert_eq!(out["crawl"], false);
         assert_eq!(out["prepared"]["claimed_days"], json!(["2026-03-01"]));

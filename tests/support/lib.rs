@@ -1039,6 +1039,19 @@ pub const REPARTITION_PATH: [&str; 13] = [
     "Repartitioned",
 ];
 
+/// The same with the Iceberg layout: no crawler waited for or started.
+pub const ICEBERG_REPARTITION_PATH: [&str; 9] = [
+    "StartCrawler",
+    "IsCrawlNeeded",
+    "ClaimAndClearDays",
+    "StartQueries",
+    "WaitForQueries",
+    "GetQueryStatus",
+    "AreQueriesDone",
+    "IsTransformedCrawlNeeded",
+    "Repartitioned",
+];
+
 /// What a stream function did with one invocation and what it answered
 /// Lambda, or the error the runtime reports (the batch is then retried).
 pub type Invoked<S> =
