@@ -521,6 +521,7 @@ fn cold_start(binary: &Path) -> Result<f64, String> {
         "PROVIDERS_TABLE",
         "SOURCE_TABLE",
         "TARGET_TABLE",
+        "DAY_CLAIMS_TABLE",
         "CRAWLER_NAME",
         "RESULTS_BUCKET",
         "OUTPUT_LOCATION",
