@@ -38,22 +38,52 @@ fn documented() -> BTreeMap<String, BTreeSet<String>> {
 }
 
 /// Every function of the template: its binary and the variables its
-/// `Environment` sets.
+/// `Environment` sets, with those of `Globals` (SAM merges them in).
 fn template_functions() -> Vec<(String, BTreeSet<String>)> {
     let template = load();
+    let globals: BTreeSet<String> = template["Globals"]["Function"]["Environment"]["Variables"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
     resources(&template, "AWS::Serverless::Function")
         .map(|(id, r)| {
             let binary = r["Metadata"]["BuildProperties"]["Binary"]
                 .as_str()
                 .unwrap_or(id)
                 .to_string();
-            let vars = r["Properties"]["Environment"]["Variables"]
+            let mut vars: BTreeSet<String> = r["Properties"]["Environment"]["Variables"]
                 .as_object()
                 .map(|m| m.keys().cloned().collect())
                 .unwrap_or_default();
+            vars.extend(globals.iter().cloned());
             (binary, vars)
         })
         .collect()
+}
+
+/// The section of the variables every function reads.
+const EVERY_FUNCTION: &str = "Every function";
+
+#[test]
+fn every_metric_the_functions_emit_is_in_the_runbook() {
+    let text = std::fs::read_to_string(repo().join("docs/operations.md")).unwrap();
+    let missing: Vec<&str> = telemetry_lake::metrics::ALL
+        .iter()
+        .filter(|m| {
+            let row = format!(
+                "| `{}` | {} | {} |",
+                m.name,
+                m.unit.name(),
+                m.functions.join(", ")
+            );
+            !text.contains(&row)
+        })
+        .map(|m| m.name)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not in docs/operations.md's metrics table (name, unit, functions): {missing:?}"
+    );
 }
 
 #[test]
@@ -85,10 +115,11 @@ fn every_variable_the_template_sets_is_read_and_documented_for_its_function() {
     for (binary, vars) in &functions {
         // Sections that several functions share.
         let shared: &[&str] = match binary.as_str() {
-            "kinesis-to-parquet" | "device-status" => {
-                &["Input formats and schema source (both stream functions)"]
-            }
-            _ => &[],
+            "kinesis-to-parquet" | "device-status" => &[
+                "Input formats and schema source (both stream functions)",
+                EVERY_FUNCTION,
+            ],
+            _ => &[EVERY_FUNCTION],
         };
         let mine: BTreeSet<&String> = docs
             .iter()

@@ -75,10 +75,10 @@ async fn a_small_local_run_reports_what_is_in_moto() {
     );
 
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
-    for o in lake_reader::list(&s3, &bucket, &stack.parameter("DeadLetterPrefix"))
+    let dead_letter_objects = lake_reader::list(&s3, &bucket, &stack.parameter("DeadLetterPrefix"))
         .await
-        .expect("list dead letters")
-    {
+        .expect("list dead letters");
+    for o in &dead_letter_objects {
         let bytes = lake_reader::get(&s3, &bucket, &o.key).await.expect("get");
         for l in lake_reader::dead_letters(&bytes).expect("dead letters") {
             *reasons.entry(l.reason).or_default() += 1;
@@ -86,6 +86,43 @@ async fn a_small_local_run_reports_what_is_in_moto() {
     }
     assert_eq!(reasons, s.records.generated_bad);
     assert_eq!(s.dead_letters.by_reason, reasons);
+
+    // The functions' metrics documents add up to the same figures.
+    let metrics = |id: &str| {
+        s.metrics
+            .iter()
+            .find(|m| m.function == id)
+            .unwrap_or_else(|| panic!("no metrics of {id}"))
+    };
+    let k2p = metrics(ids::KINESIS_TO_PARQUET);
+    assert_eq!(k2p.invocations, s.records.kinesis_to_parquet_invocations);
+    assert_eq!(
+        s.records.retries, 0,
+        "the run is clean, so each record is counted once"
+    );
+    assert_eq!(k2p.totals["Records"] as usize, s.records.stream_records);
+    assert_eq!(k2p.totals["GoodRows"] as usize, rows);
+    assert_eq!(k2p.totals["DeadLetters"] as usize, bad);
+    assert_eq!(
+        k2p.totals["ObjectsWritten"] as usize,
+        objects.len() + dead_letter_objects.len()
+    );
+    let by_reason: BTreeMap<String, usize> = k2p
+        .dead_letters_by_reason
+        .iter()
+        .map(|(r, n)| (r.clone(), *n as usize))
+        .collect();
+    assert_eq!(by_reason, reasons);
+    let ds = metrics(ids::DEVICE_STATUS);
+    assert_eq!(ds.totals["Records"] as usize, s.records.stream_records);
+    assert_eq!(ds.totals["DeadLetters"] as usize, bad);
+    let started: usize = s.scheduler_ticks.iter().map(|t| t.started.len()).sum();
+    assert_eq!(
+        metrics(ids::SCHEDULER).totals["ProvidersStarted"] as usize,
+        started
+    );
+    assert_eq!(metrics(ids::SCHEDULER).invocations, s.scheduler_ticks.len());
+    assert!(metrics(ids::START_QUERIES).totals["QueriesStarted"] >= 1.0);
 
     // Status windows: the table holds what the summary says, for every device.
     let windows = integration_tests::window_items(&ddb, &stack.name(ids::WINDOWS_TABLE)).await;

@@ -65,15 +65,9 @@ async fn settle() {
     tokio::time::sleep(FAULT_DELAY + std::time::Duration::from_millis(400)).await;
 }
 
-/// A ventilator reading as a JSON payload.
+/// A ventilator reading on 2026-11-23 as a JSON payload.
 fn reading(id: i64, time: &str, o2: i64) -> Vec<u8> {
-    json!({
-        "ventilatorid": id, "eventtime": format!("2026-11-23 {time}"),
-        "serialnumber": format!("SN-{id}"), "pressurecontrol": 15, "o2stats": o2,
-        "minutevolume": 6, "manufacturer": "Acme"
-    })
-    .to_string()
-    .into_bytes()
+    integration_tests::reading_on("2026-11-23", id, time, o2)
 }
 
 /// A Kinesis event of `payloads` on shard 0 from sequence `first`, the

@@ -14,13 +14,14 @@ use http_body_util::Full;
 use integration_tests::{
     athena_query_answer, create_event_time_table, create_state_machine, create_state_machine_from,
     create_table, create_workgroup, function_arn, moto, s3_client, sdk_config, sfn_harness,
-    states_entered, unique, wait_for_execution, Fault, FaultProxy, StreamFunction,
+    states_entered, test_metrics, unique, wait_for_execution, Fault, FaultProxy, StreamFunction,
     ICEBERG_REPARTITION_PATH, REGION, REPARTITION_PATH,
 };
 use kinesis_to_parquet::KinesisToParquet;
 use lake_tools::kinesis_event::{sequence_number, stream_arn, StreamRecord};
 use lake_tools::lake_reader;
 use lambda_runtime::Diagnostic;
+use lambda_runtime::LambdaEvent;
 use query_status::QueryStatus;
 use serde_json::{json, Value};
 use start_crawler::StartCrawler;
@@ -1186,6 +1187,8 @@ struct Workflow {
     /// The day claims table.
     claims: String,
     functions: [String; 4],
+    /// The four functions' metrics documents, in their order.
+    metrics: [telemetry_lake::metrics::Recorded; 4],
 }
 
 /// The bucket of the repartitioned tables of the state machine tests.
@@ -1225,6 +1228,10 @@ impl Workflow {
             "query-status",
         ]
         .map(unique);
+        let (outs, metrics): (Vec<_>, Vec<_>) = functions.iter().map(|f| test_metrics(f)).unzip();
+        let metrics: [telemetry_lake::metrics::Recorded; 4] =
+            metrics.try_into().expect("four functions");
+        let event = |input: Value| LambdaEvent::new(input, lambda_runtime::Context::default());
 
         let configured_raw = if hooks.missing_raw_crawler {
             "no-such-crawler"
@@ -1236,11 +1243,13 @@ impl Workflow {
             start_crawler_config_for(configured_raw, &transformed, layout),
             hooks.start_crawler_glue.clone().unwrap_or(moto.clone()),
         );
+        let out = outs[0].clone();
         h.lambda.register(&functions[0], move |input| {
-            let (cfg, ep) = (cfg.clone(), ep.clone());
+            let (cfg, ep, out) = (cfg.clone(), ep.clone(), out.clone());
             async move {
                 let plan = StartCrawler::new(cfg, glue_client(&ep).await)
-                    .process(input)
+                    .with_metrics(out)
+                    .handle(event(input))
                     .await?;
                 Ok(serde_json::to_value(plan).unwrap_or_default())
             }
@@ -1253,8 +1262,10 @@ impl Workflow {
         );
         let polls = Arc::new(AtomicUsize::new(0));
         let hooks2 = hooks.clone();
+        let out = outs[1].clone();
         h.lambda.register(&functions[1], move |input| {
             let (cfg, ep, name, hooks) = (cfg.clone(), ep.clone(), name.clone(), hooks2.clone());
+            let out = out.clone();
             let poll = polls.fetch_add(1, Ordering::SeqCst) + 1;
             async move {
                 let glue = glue_client(&ep).await;
@@ -1276,7 +1287,10 @@ impl Workflow {
                         .await
                         .map_err(|e| hook_error(format!("{e:?}")))?;
                 }
-                Ok(CrawlerStatus::new(cfg, glue).process(input).await?)
+                CrawlerStatus::new(cfg, glue)
+                    .with_metrics(out)
+                    .handle(event(input))
+                    .await
             }
         });
 
@@ -1284,25 +1298,29 @@ impl Workflow {
             start_queries_config_with(&workgroup, &target, &claims, layout),
             moto.clone(),
         );
+        let out = outs[2].clone();
         h.lambda.register(&functions[2], move |input| {
-            let (cfg, ep) = (cfg.clone(), ep.clone());
+            let (cfg, ep, out) = (cfg.clone(), ep.clone(), out.clone());
             async move {
                 let sdk = sdk_config(&ep, REGION).await;
                 let target = Target::new(&sdk, &cfg.claims_table);
-                Ok(StartQueries::new(cfg, aws_sdk_athena::Client::new(&sdk))
+                StartQueries::new(cfg, aws_sdk_athena::Client::new(&sdk))
                     .with_target(target)
-                    .process(input)
-                    .await?)
+                    .with_metrics(out)
+                    .handle(event(input))
+                    .await
             }
         });
 
         let ep = hooks.query_status_athena.clone().unwrap_or(moto.clone());
+        let out = outs[3].clone();
         h.lambda.register(&functions[3], move |input| {
-            let ep = ep.clone();
+            let (ep, out) = (ep.clone(), out.clone());
             async move {
-                Ok(QueryStatus::new(athena_client(&ep).await)
-                    .process(input)
-                    .await?)
+                QueryStatus::new(athena_client(&ep).await)
+                    .with_metrics(out)
+                    .handle(event(input))
+                    .await
             }
         });
 
@@ -1344,6 +1362,7 @@ impl Workflow {
             target,
             claims,
             functions,
+            metrics,
         }
     }
 
@@ -1543,6 +1562,24 @@ async fn the_workflow_repartitions_a_day_with_the_real_handlers() {
         ],
         [2, 1, 2, 1]
     );
+    // Each task's metrics, one document per invocation: two crawlers
+    // started, one poll of the raw crawl, one day claimed, one query
+    // started and polled once, none failed.
+    let metric = |function: usize, name: &str| -> Vec<f64> {
+        integration_tests::emf_invocations(&w.metrics[function].lines())
+            .iter()
+            .map(|d| d.value(name))
+            .collect()
+    };
+    assert_eq!(metric(0, "CrawlersStarted"), [1.0, 1.0]);
+    assert_eq!(metric(1, "CrawlerPolls"), [1.0]);
+    let start_queries = integration_tests::emf_invocations(&w.metrics[2].lines());
+    assert_eq!(start_queries.len(), 2, "prepare, then start");
+    assert_eq!(start_queries[0].value("Days"), 1.0);
+    assert!(!start_queries[0].metrics.contains_key("QueriesStarted"));
+    assert_eq!(start_queries[1].value("QueriesStarted"), 1.0);
+    assert_eq!(metric(3, "QueryPolls"), [1.0]);
+    assert_eq!(metric(3, "QueriesFailed"), [0.0]);
 }
 
 /// With the Iceberg layout: no crawler is started or waited for, the day
@@ -1801,6 +1838,9 @@ async fn a_failed_query_fails_the_workflow_with_athenas_reason() {
         [&REPARTITION_PATH[..10], &["QueriesFailed"]].concat()
     );
     assert_eq!(proxy.injected(), 1);
+    let polls = integration_tests::emf_invocations(&w.metrics[3].lines());
+    assert_eq!(polls.len(), 1);
+    assert_eq!(polls[0].value("QueriesFailed"), 1.0);
 }
 
 #[tokio::test]

@@ -629,7 +629,8 @@ async fn a_start_that_keeps_failing_releases_the_claim_and_fails_the_tick() {
         "ThrottlingException",
     ));
     let event: EventBridgeEvent = serde_json::from_str(SCHEDULED_EVENT).expect("fixture");
-    let scheduler = env.scheduler(&proxy.endpoint).await;
+    let (metrics, recorded) = integration_tests::test_metrics("stack-Scheduler-1");
+    let scheduler = env.scheduler(&proxy.endpoint).await.with_metrics(metrics);
 
     let err = scheduler
         .handle(LambdaEvent::new(event.clone(), Context::default()))
@@ -674,6 +675,27 @@ async fn a_start_that_keeps_failing_releases_the_claim_and_fails_the_tick() {
         )
     );
     assert_eq!(wait_all(&env, &executions).await, ["SUCCEEDED"]);
+
+    // One document per tick: the failed one, then the one that started it.
+    let ticks = integration_tests::emf_invocations(&recorded.lines());
+    let counts: Vec<[f64; 5]> = ticks
+        .iter()
+        .map(|t| {
+            [
+                "ProvidersDue",
+                "ProvidersStarted",
+                "ProvidersSkipped",
+                "ProvidersReconciled",
+                "ProvidersFailed",
+            ]
+            .map(|m| t.value(m))
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        [[1.0, 0.0, 0.0, 0.0, 1.0], [1.0, 1.0, 0.0, 0.0, 0.0]]
+    );
+    assert!(ticks.iter().all(|t| t.function == "stack-Scheduler-1"));
 }
 
 #[tokio::test]

@@ -262,8 +262,13 @@ fn alarms(t: &Value) -> Vec<(String, String, String)> {
                 .map_or(p, |stat| &stat["Metric"]);
             let dimension = referenced(&metric["Dimensions"][0]["Value"])
                 .unwrap_or_else(|| panic!("{id}: dimension is not a resource of the template"));
+            // The functions' own metrics are in `!Ref MetricsNamespace`.
+            let namespace = metric["Namespace"]
+                .as_str()
+                .or_else(|| referenced(&metric["Namespace"]))
+                .unwrap_or_else(|| panic!("{id}: no namespace"));
             (
-                metric["Namespace"].as_str().unwrap().to_string(),
+                namespace.to_string(),
                 metric["MetricName"].as_str().unwrap().to_string(),
                 dimension.to_string(),
             )
@@ -428,4 +433,162 @@ fn the_diagrams_in_the_readmes_are_those_of_the_asl_files() {
             "{file}: a diagram is out of date with its ASL file; run `make diagrams`"
         );
     }
+}
+
+/// The function crate (`functions/<crate>`) of each function's logical ID.
+fn function_crates(t: &Value) -> Vec<(String, String)> {
+    resources(t, "AWS::Serverless::Function")
+        .map(|(id, f)| {
+            let uri = f["Properties"]["CodeUri"].as_str().unwrap_or_default();
+            (id.to_string(), uri.rsplit('/').next().unwrap().to_string())
+        })
+        .collect()
+}
+
+/// (metric, function's logical ID) of every metric in `MetricsNamespace`
+/// the dashboard draws, and the dead-letter searches by reason.
+fn dashboard_metrics(t: &Value) -> (Vec<(String, String)>, Vec<String>) {
+    let (_, dashboard) = resources(t, "AWS::CloudWatch::Dashboard")
+        .next()
+        .expect("a dashboard");
+    let sub = &dashboard["Properties"]["DashboardBody"]["Fn::Sub"];
+    let body: Value = serde_json::from_str(sub[0].as_str().expect("the body is a !Sub string"))
+        .expect("the dashboard body is JSON");
+    let variables: Vec<&String> = sub[1]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|v| v.0)
+        .collect();
+    let known = |name: &str| {
+        name.starts_with("AWS::")
+            || t["Parameters"].get(name).is_some()
+            || t["Resources"]
+                .get(name.split('.').next().unwrap())
+                .is_some()
+            || variables.iter().any(|v| *v == name)
+    };
+    let (mut drawn, mut searches) = (Vec::new(), Vec::new());
+    for widget in body["widgets"].as_array().unwrap() {
+        for line in widget["properties"]["metrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let line = line.as_array().unwrap();
+            if let Some(expression) = line[0]["expression"].as_str() {
+                searches.push(expression.to_string());
+                continue;
+            }
+            let text: Vec<&str> = line.iter().filter_map(Value::as_str).collect();
+            for placeholder in text.iter().filter_map(|s| s.strip_prefix("${")) {
+                let name = placeholder.trim_end_matches('}');
+                assert!(
+                    known(name),
+                    "the dashboard names ${{{name}}}, which is not in the template"
+                );
+            }
+            if text[0] == "${MetricsNamespace}" {
+                assert_eq!(text[2], "FunctionName", "{text:?}");
+                let function = text[3].trim_start_matches("${").trim_end_matches('}');
+                drawn.push((text[1].to_string(), function.to_string()));
+            }
+        }
+    }
+    (drawn, searches)
+}
+
+#[test]
+fn every_metric_the_functions_emit_has_a_widget_on_the_dashboard() {
+    use telemetry_lake::metrics::{ALL, DEAD_LETTERS};
+    let t = load();
+    let crates = function_crates(&t);
+    let id_of = |name: &str| {
+        crates
+            .iter()
+            .find(|(_, c)| c == name)
+            .map(|(id, _)| id.clone())
+            .unwrap_or_else(|| panic!("no function of crate {name}"))
+    };
+    let (drawn, searches) = dashboard_metrics(&t);
+    let mut missing = Vec::new();
+    for metric in ALL {
+        for function in metric.functions {
+            let id = id_of(function);
+            if !drawn.iter().any(|(m, f)| m == metric.name && *f == id) {
+                missing.push(format!("{} of {id}", metric.name));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "metrics without a widget: {missing:?}");
+    for function in DEAD_LETTERS.functions {
+        let id = id_of(function);
+        assert!(
+            searches.iter().any(|s| s.contains("FunctionName,Reason}")
+                && s.contains(r#"MetricName="DeadLetters""#)
+                && s.contains(&format!("${{{id}}}"))),
+            "no widget of {id}'s dead letters by reason"
+        );
+    }
+    // And nothing drawn that no function emits.
+    for (metric, id) in &drawn {
+        let emitted = ALL.iter().any(|m| {
+            m.name == metric
+                && m.functions
+                    .iter()
+                    .any(|f| crates.iter().any(|(i, c)| i == id && c == f))
+        });
+        assert!(
+            emitted,
+            "the dashboard draws {metric} of {id}, which it does not emit"
+        );
+    }
+}
+
+#[test]
+fn every_alarm_on_the_functions_metrics_watches_one_they_emit() {
+    use telemetry_lake::metrics::ALL;
+    let t = load();
+    let crates = function_crates(&t);
+    let ours: Vec<(String, String, String)> = alarms(&t)
+        .into_iter()
+        .filter(|(namespace, _, _)| namespace == "MetricsNamespace")
+        .collect();
+    for (_, metric, id) in &ours {
+        let function = &crates.iter().find(|(i, _)| i == id).expect("a function").1;
+        assert!(
+            ALL.iter()
+                .any(|m| m.name == metric && m.functions.contains(&function.as_str())),
+            "an alarm watches {metric} of {id}, which {function} does not emit"
+        );
+    }
+    // The alarms the stream functions need: dead-letter share, partial
+    // batch failures (not Lambda Errors) and event-time lag.
+    for id in ["KinesisToParquetFunction", "DeviceStatusFunction"] {
+        for metric in [
+            "DeadLetters",
+            "Records",
+            "BatchItemFailures",
+            "EventTimeLag",
+        ] {
+            let watched = resources(&t, "AWS::CloudWatch::Alarm").any(|(_, a)| {
+                let p = &a["Properties"];
+                let stats: Vec<&Value> = match p["Metrics"].as_array() {
+                    Some(m) => m.iter().map(|m| &m["MetricStat"]["Metric"]).collect(),
+                    None => vec![p],
+                };
+                stats.iter().any(|m| {
+                    m["MetricName"] == metric
+                        && referenced(&m["Dimensions"][0]["Value"]) == Some(id)
+                })
+            });
+            assert!(watched, "no alarm watches {metric} of {id}");
+        }
+    }
+    let dashboards = resources(&t, "AWS::CloudWatch::Dashboard").count();
+    assert_eq!(dashboards, 1);
+    assert!(
+        template().contains("#dashboards/dashboard/${Dashboard}"),
+        "no output links the dashboard"
+    );
 }

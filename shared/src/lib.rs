@@ -15,10 +15,13 @@
 //!   and task errors.
 //! - [`scheduler`]: providers, schedules, executions and the scheduler's
 //!   configuration.
+//! - [`metrics`]: what every function measures, as CloudWatch Embedded
+//!   Metric Format.
 
 pub mod config;
 pub mod device_status;
 pub mod lake;
+pub mod metrics;
 pub mod repartition;
 pub mod scheduler;
 pub mod stream;

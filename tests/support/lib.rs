@@ -1294,6 +1294,7 @@ pub fn stream_config(bucket: &str) -> telemetry_lake::config::StreamConfig {
         write_concurrency: 4,
         format: telemetry_lake::stream::format::Format::Json,
         lake_format: telemetry_lake::config::LakeFormat::Hive,
+        event_time_field: "eventtime".into(),
     }
 }
 
@@ -1360,4 +1361,139 @@ pub fn function_binary(name: &str) -> std::path::PathBuf {
         built.push(name.to_string());
     }
     profile_dir.join(name)
+}
+
+/// A function's metrics kept in memory, as Lambda would name them: the
+/// namespace `Test/Lake`, the function `function`.
+pub fn test_metrics(
+    function: &str,
+) -> (
+    telemetry_lake::metrics::MetricsOut,
+    telemetry_lake::metrics::Recorded,
+) {
+    let function = function.to_string();
+    telemetry_lake::metrics::MetricsOut::from_env(
+        move |name| match name {
+            "METRICS_NAMESPACE" => Some("Test/Lake".to_string()),
+            "AWS_LAMBDA_FUNCTION_NAME" => Some(function.clone()),
+            _ => None,
+        },
+        "unused",
+    )
+    .in_memory()
+}
+
+/// One invocation's metrics read back from its Embedded Metric Format
+/// lines, each line checked against the format as CloudWatch reads it.
+#[derive(Debug, Default)]
+pub struct EmfInvocation {
+    /// Metric → (unit, value), from the document dimensioned by
+    /// `FunctionName` alone.
+    pub metrics: std::collections::BTreeMap<String, (String, f64)>,
+    /// Dead letters by `Reason`, from the documents dimensioned by it.
+    pub dead_letters_by_reason: std::collections::BTreeMap<String, f64>,
+    /// The `_aws.Timestamp` of the documents (milliseconds).
+    pub timestamp: i64,
+    /// The `FunctionName` dimension and the `RequestId` property.
+    pub function: String,
+    pub request_id: String,
+}
+
+impl EmfInvocation {
+    /// The value of `metric`, failing the test when it is missing.
+    pub fn value(&self, metric: &str) -> f64 {
+        self.metrics
+            .get(metric)
+            .unwrap_or_else(|| panic!("no {metric} in {:?}", self.metrics))
+            .1
+    }
+}
+
+/// Reads the EMF lines of each invocation (a main document, then one per
+/// dead-letter reason), in the order they were written.
+pub fn emf_invocations(lines: &[String]) -> Vec<EmfInvocation> {
+    let mut out: Vec<EmfInvocation> = Vec::new();
+    for line in lines {
+        let doc: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        let aws = &doc["_aws"];
+        let directive = &aws["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "Test/Lake", "{line}");
+        let dimensions: Vec<&str> = directive["Dimensions"][0]
+            .as_array()
+            .expect("a dimension set")
+            .iter()
+            .map(|d| d.as_str().expect("a dimension name"))
+            .collect();
+        for d in &dimensions {
+            assert!(doc[*d].is_string(), "dimension {d} has no value: {line}");
+        }
+        let mut metrics = std::collections::BTreeMap::new();
+        for m in directive["Metrics"].as_array().expect("metrics") {
+            let name = m["Name"].as_str().expect("a name").to_string();
+            let unit = m["Unit"].as_str().expect("a unit").to_string();
+            assert!(
+                ["Count", "Bytes", "Milliseconds"].contains(&unit.as_str()),
+                "{line}"
+            );
+            let value = doc[&name]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{name} has no value: {line}"));
+            metrics.insert(name, (unit, value));
+        }
+        match dimensions.as_slice() {
+            ["FunctionName"] => out.push(EmfInvocation {
+                metrics,
+                timestamp: aws["Timestamp"].as_i64().expect("a timestamp"),
+                function: doc["FunctionName"].as_str().unwrap().to_string(),
+                request_id: doc["RequestId"].as_str().unwrap_or_default().to_string(),
+                ..EmfInvocation::default()
+            }),
+            ["FunctionName", "Reason"] => {
+                let last = out
+                    .last_mut()
+                    .expect("a reason after its invocation's document");
+                assert_eq!(doc["FunctionName"], last.function.as_str());
+                assert_eq!(metrics.len(), 1, "{line}");
+                let n = metrics["DeadLetters"].1;
+                last.dead_letters_by_reason
+                    .insert(doc["Reason"].as_str().unwrap().to_string(), n);
+            }
+            other => panic!("unexpected dimensions {other:?}: {line}"),
+        }
+    }
+    out
+}
+
+/// A ventilator reading of device `id` at `time` (`HH:MM:SS`) on `day`
+/// (`YYYY-MM-DD`) as a JSON payload, o2stats `o2`, the other readings in
+/// their normal ranges.
+pub fn reading_on(day: &str, id: i64, time: &str, o2: i64) -> Vec<u8> {
+    serde_json::json!({
+        "ventilatorid": id, "eventtime": format!("{day} {time}"),
+        "serialnumber": format!("SN-{id}"), "pressurecontrol": 15, "o2stats": o2,
+        "minutevolume": 6, "manufacturer": "Acme"
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// `payloads` as records of shard `shard` from sequence `first`, all
+/// arriving at `arrival`.
+pub fn records_of(
+    shard: u32,
+    first: u64,
+    arrival: chrono::DateTime<chrono::Utc>,
+    payloads: &[Vec<u8>],
+) -> Vec<lake_tools::kinesis_event::StreamRecord> {
+    payloads
+        .iter()
+        .enumerate()
+        .map(|(i, data)| lake_tools::kinesis_event::StreamRecord {
+            data: data.clone(),
+            partition_key: "pk".into(),
+            arrival,
+            sequence_number: lake_tools::kinesis_event::sequence_number(shard, first + i as u64),
+        })
+        .collect()
 }

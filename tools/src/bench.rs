@@ -19,6 +19,7 @@ use telemetry_lake::device_status::status::Range;
 use telemetry_lake::device_status::window_store::{ApplyReport, WindowSink};
 use telemetry_lake::device_status::windows::BatchWindows;
 use telemetry_lake::lake::writer::{ObjectSink, SinkError};
+use telemetry_lake::metrics::MetricsOut;
 use telemetry_lake::stream::event::{KinesisBatch, StreamEvent};
 
 use crate::kinesis_event::{event_json, sequence_number, stream_arn, StreamRecord};
@@ -229,7 +230,13 @@ impl ObjectSink for Discard {
 /// objects.
 pub fn kinesis_to_parquet(case: Case) -> KinesisToParquet<Discard> {
     let config = StreamConfig::from_lookup(lookup(case.format)).expect("bench configuration");
-    KinesisToParquet::new(config, Discard)
+    KinesisToParquet::new(config, Discard).with_metrics(dropped_metrics())
+}
+
+/// Metrics rendered as the functions render them, then dropped: the
+/// benchmarks pay for the documents, not for a terminal.
+fn dropped_metrics() -> MetricsOut {
+    MetricsOut::from_env(|_| None, "bench").dropped()
 }
 
 /// `kinesis-to-parquet` with `LAKE_FORMAT=iceberg`, minus its network: a
@@ -286,7 +293,9 @@ pub async fn kinesis_to_parquet_iceberg(case: Case, table: &str) -> KinesisToPar
     )
     .await
     .expect("the bench table");
-    KinesisToParquet::new(config, Discard).with_iceberg(Some(lake))
+    KinesisToParquet::new(config, Discard)
+        .with_iceberg(Some(lake))
+        .with_metrics(dropped_metrics())
 }
 
 /// `device-status` as its `main` builds it, but with reference data in
@@ -312,6 +321,7 @@ pub fn device_status(case: Case) -> DeviceStatus<Discard, Discard, Arc<Reference
         ReferenceData::from_ranges((1..=DEVICES).map(|d| (d.to_string(), ranges.clone())));
     DeviceStatus::with_stores(&config, Arc::new(reference), Discard, Discard)
         .expect("bench configuration")
+        .with_metrics(dropped_metrics())
 }
 
 /// Reads an invocation's body as `lambda_runtime` does for a handler of

@@ -191,6 +191,7 @@ pub struct FunctionProcess {
     child: Child,
     events: tokio::sync::mpsc::UnboundedSender<(String, Bytes)>,
     answers: mpsc::Receiver<Reported>,
+    stdout: Arc<Mutex<Vec<u8>>>,
     stderr: Arc<Mutex<Vec<u8>>>,
     invocations: u64,
     _runtime: std::thread::JoinHandle<()>,
@@ -244,30 +245,24 @@ impl FunctionProcess {
             .envs(env)
             .env("AWS_LAMBDA_RUNTIME_API", &address)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        if let Some(pipe) = child.stdout.take() {
+            collect(pipe, Arc::clone(&stdout));
+        }
         let stderr = Arc::new(Mutex::new(Vec::new()));
-        if let Some(mut pipe) = child.stderr.take() {
-            let sink = Arc::clone(&stderr);
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 8192];
-                while let Ok(n) = pipe.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    sink.lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .extend(&buf[..n]);
-                }
-            });
+        if let Some(pipe) = child.stderr.take() {
+            collect(pipe, Arc::clone(&stderr));
         }
         Ok(FunctionProcess {
             child,
             events,
             answers,
+            stdout,
             stderr,
             invocations: 0,
             _runtime: server,
@@ -304,9 +299,16 @@ impl FunctionProcess {
         Err(self.no_answer(None, init_error))
     }
 
-    /// Everything the function has written to stderr (its logs) so far.
+    /// Everything the function has written to stderr (a panic's message)
+    /// so far.
     pub fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.stderr.lock().unwrap_or_else(|e| e.into_inner())).into()
+    }
+
+    /// Everything the function has written to stdout (its logs and metrics
+    /// documents, which Lambda sends to CloudWatch Logs) so far.
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.stdout.lock().unwrap_or_else(|e| e.into_inner())).into()
     }
 
     fn no_answer(&self, status: Option<ExitStatus>, init_error: Option<Value>) -> NoAnswer {
@@ -386,4 +388,19 @@ async fn respond(req: Request<Incoming>, api: Arc<Api>) -> Response<Full<Bytes>>
         _ => return plain_response(404, "not a Runtime API path"),
     }
     plain_response(202, "{}")
+}
+
+/// Copies what a child writes to `pipe` into `sink` until it closes.
+fn collect(mut pipe: impl Read + Send + 'static, sink: Arc<Mutex<Vec<u8>>>) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(&buf[..n]);
+        }
+    });
 }

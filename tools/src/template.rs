@@ -146,15 +146,20 @@ impl Template {
         self.resolve(node, ctx)
     }
 
-    /// A function's environment variables, resolved; variables that cannot
+    /// A function's environment variables, resolved: those of `Globals`,
+    /// then the function's own (SAM merges them so); variables that cannot
     /// be resolved (conditions, for example) are left out, so the handler's
     /// own default applies.
     pub fn environment(&self, function_id: &str, ctx: &Context) -> BTreeMap<String, String> {
-        let Some(Value::Mapping(vars)) = self.property(function_id, &["Environment", "Variables"])
-        else {
-            return BTreeMap::new();
-        };
-        vars.iter()
+        let globals = ["Globals", "Function", "Environment", "Variables"]
+            .iter()
+            .try_fold(&self.root, |node, key| node.get(*key));
+        let own = self.property(function_id, &["Environment", "Variables"]);
+        [globals, own]
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_mapping)
+            .flatten()
             .filter_map(|(k, v)| Some((k.as_str()?.to_string(), self.resolve(v, ctx).ok()?)))
             .collect()
     }
@@ -473,6 +478,12 @@ Conditions:
   Big: !Equals [!Ref Size, "10"]
   Small: !Not [!Condition Big]
   Either: !Or [!Condition Big, !And [!Condition Small, !Equals [!Ref Prefix, raw/x]]]
+Globals:
+  Function:
+    Environment:
+      Variables:
+        EVERYWHERE: !Ref Prefix
+        PLAIN: "from globals"
 Resources:
   Bucket:
     Type: AWS::S3::Bucket
@@ -529,7 +540,9 @@ Resources:
         assert_eq!(env["WHERE"], "s3://b1/raw/x/eu-west-1");
         assert_eq!(env["ARN"], "arn:aws:s3:::b1");
         assert_eq!(env["LIST"], "500-123");
+        // A function's own variable wins over a global one of its name.
         assert_eq!(env["PLAIN"], "4");
+        assert_eq!(env["EVERYWHERE"], "raw/x");
         assert!(!env.contains_key("CHOICE"));
         assert_eq!(env["SIZED"], "small");
     }

@@ -10,6 +10,7 @@
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::{json, Value};
+use telemetry_lake::metrics::{self, Invocation, MetricsOut};
 use telemetry_lake::repartition::config::{CrawlerRole, CrawlerStatusConfig};
 use telemetry_lake::repartition::task_error::{input_object, string_field, TaskError};
 
@@ -17,12 +18,23 @@ use telemetry_lake::repartition::task_error::{input_object, string_field, TaskEr
 pub struct CrawlerStatus {
     config: CrawlerStatusConfig,
     glue: aws_sdk_glue::Client,
+    metrics: MetricsOut,
 }
 
 impl CrawlerStatus {
     /// Prepares the function.
     pub fn new(config: CrawlerStatusConfig, glue: aws_sdk_glue::Client) -> Self {
-        CrawlerStatus { config, glue }
+        CrawlerStatus {
+            config,
+            glue,
+            metrics: MetricsOut::from_env(|_| None, "crawler-status"),
+        }
+    }
+
+    /// The same function writing its metrics to `metrics`.
+    pub fn with_metrics(mut self, metrics: MetricsOut) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The function as it runs in Lambda and in the local run: the
@@ -31,15 +43,23 @@ impl CrawlerStatus {
         env: impl Fn(&str) -> Option<String>,
         aws: &aws_config::SdkConfig,
     ) -> Result<Self, telemetry_lake::config::ConfigError> {
+        let metrics = MetricsOut::from_env(&env, "crawler-status");
         Ok(Self::new(
             CrawlerStatusConfig::from_lookup(env)?,
             aws_sdk_glue::Client::new(aws),
-        ))
+        )
+        .with_metrics(metrics))
     }
 
     /// Lambda entry point.
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
-        self.process(event.payload).await.map_err(|e| {
+        let mut invocation = Invocation::start(&event.context.request_id);
+        let result = self.process(event.payload).await;
+        if result.is_ok() {
+            invocation.count(metrics::CRAWLER_POLLS, 1);
+        }
+        self.metrics.emit(&invocation);
+        result.map_err(|e| {
             tracing::error!(error = %e, error_type = e.error_type(), "crawler-status failed");
             e.into()
         })

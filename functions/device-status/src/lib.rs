@@ -8,7 +8,6 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
@@ -21,12 +20,14 @@ use telemetry_lake::device_status::status::{status_of, Status};
 use telemetry_lake::device_status::windows::{BatchWindows, WindowSpec};
 use telemetry_lake::lake::keys::{object_key, IngestHour, StreamPosition};
 use telemetry_lake::lake::writer::{s3_client, ObjectSink, S3Sink, DEAD_LETTER_EXTENSION};
+use telemetry_lake::metrics::{self, Invocation, MetricsOut, StreamBatch};
 use telemetry_lake::stream::dead_letter::{to_json_lines, DeadLetter, Rejection, Scope};
 use telemetry_lake::stream::document::Value;
 use telemetry_lake::stream::event::kafka_records;
 use telemetry_lake::stream::event::Handled;
 use telemetry_lake::stream::event::StreamEvent;
 use telemetry_lake::stream::format::PayloadDecoder;
+use telemetry_lake::stream::observed::Observed;
 use telemetry_lake::stream::sequence;
 use telemetry_lake::stream::source::{decode_record, Refusal, SourceRecord};
 
@@ -80,6 +81,8 @@ struct Aggregated {
     /// Where each good document came from, by its number in `windows`:
     /// (record in the batch, document in the record, KPL sub-sequence).
     pub sources: Vec<(u32, u32, Option<u64>)>,
+    /// Event and arrival times (the dead letters are counted at the end).
+    pub observed: Observed,
 }
 
 /// Decodes, validates, joins and aggregates records of any source (Kinesis,
@@ -101,12 +104,14 @@ fn aggregate_records(
         unknown_devices: BTreeSet::new(),
         undeclared_fields: 0,
         sources: Vec::new(),
+        observed: Observed::default(),
     };
     let mut readings = vec![0.0; fields.metrics.len()];
     let mut device = String::new();
     let mut window_shard = String::new();
     for (at, rec) in records.iter().enumerate() {
         out.records += 1;
+        out.observed.arrival(rec.arrival);
         let (stream, shard, position) = (&*rec.stream, &*rec.shard, &*rec.position);
         window_shard.clear();
         match rec.kafka {
@@ -134,6 +139,7 @@ fn aggregate_records(
                 let Value::Timestamp(t) = values[fields.event_time] else {
                     return Ok(());
                 };
+                out.observed.event_time(values, Some(fields.event_time));
                 for (r, &i) in readings.iter_mut().zip(&fields.metrics) {
                     *r = match values[i] {
                         Value::Int64(v) => v as f64,
@@ -197,7 +203,11 @@ pub struct DeviceStatus<S, W = WindowStore, R = ReferenceCache> {
     windows: W,
     dead_letter_sink: S,
     dead_letter_prefix: String,
+    metrics: MetricsOut,
 }
+
+/// The function's name where Lambda does not give one.
+const NAME: &str = "device-status";
 
 /// What one invocation did, also logged as one line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,6 +222,11 @@ pub struct BatchSummary {
     pub windows: ApplyReport,
     pub dead_letter_objects: usize,
     pub retry_from: Option<String>,
+    /// Loads of the reference table during the batch.
+    pub reference_loads: u64,
+    /// The newest event time, the oldest arrival and the dead letters by
+    /// reason.
+    pub observed: Observed,
 }
 
 /// The batch cannot be processed at all; Lambda retries it whole.
@@ -234,6 +249,7 @@ impl DeviceStatus<S3Sink> {
         env: impl Fn(&str) -> Option<String>,
         aws: &aws_config::SdkConfig,
     ) -> Result<Self, ConfigError> {
+        let metrics = MetricsOut::from_env(&env, NAME);
         let config = DeviceStatusConfig::load(env, || aws_sdk_glue::Client::new(aws)).await?;
         let s3 = s3_client(aws);
         let dynamodb = aws_sdk_dynamodb::Client::new(aws);
@@ -246,7 +262,7 @@ impl DeviceStatus<S3Sink> {
         let flag = ChangeFlagStore::new(s3.clone(), config.change_flag.clone());
         let cache = ReferenceCache::new(table, flag, config.change_flag_check);
         let sink = S3Sink::new(s3, &config.dead_letter_bucket);
-        Self::new(&config, cache, dynamodb, sink)
+        Ok(Self::new(&config, cache, dynamodb, sink)?.with_metrics(metrics))
     }
 }
 
@@ -284,7 +300,14 @@ impl<S: ObjectSink, W: WindowSink, R: ReferenceSource> DeviceStatus<S, W, R> {
             windows,
             dead_letter_sink,
             dead_letter_prefix: config.dead_letter_prefix.clone(),
+            metrics: MetricsOut::from_env(|_| None, NAME),
         })
+    }
+
+    /// The same function writing its metrics to `metrics`.
+    pub fn with_metrics(mut self, metrics: MetricsOut) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The reference data's source (the cache, to observe reloads).
@@ -305,9 +328,11 @@ impl<S: ObjectSink, W: WindowSink, R: ReferenceSource> DeviceStatus<S, W, R> {
         &self,
         event: LambdaEvent<StreamEvent>,
     ) -> Result<Handled<BatchSummary>, lambda_runtime::Error> {
+        let mut invocation = Invocation::start(&event.context.request_id);
         match event.payload {
             StreamEvent::Kafka(event) => {
                 let summary = self.process_records(kafka_records(&event)).await?;
+                self.report(&summary, &mut invocation, false);
                 match summary.retry_from {
                     None => Ok(Handled::kafka(summary)),
                     Some(offset) => Err(DeviceStatusError::KafkaBatch { offset }.into()),
@@ -315,18 +340,67 @@ impl<S: ObjectSink, W: WindowSink, R: ReferenceSource> DeviceStatus<S, W, R> {
             }
             StreamEvent::Kinesis(batch) => {
                 let summary = self.process_records(batch.records()).await?;
+                self.report(&summary, &mut invocation, true);
                 let retry_from = summary.retry_from.clone();
                 Ok(Handled::kinesis(summary, retry_from.as_deref()))
             }
         }
     }
 
+    /// Logs the batch's line and writes its metrics. Only a Kinesis batch
+    /// reports item failures; a Kafka batch that needs a retry fails.
+    fn report(&self, summary: &BatchSummary, invocation: &mut Invocation, kinesis: bool) {
+        let unknown = summary
+            .by_status
+            .get(&Status::Unknown)
+            .copied()
+            .unwrap_or(0);
+        tracing::info!(
+            records = summary.records,
+            good = summary.good,
+            bad = summary.bad,
+            unknown,
+            undeclared_fields = summary.undeclared_fields,
+            windows_written = summary.windows.written,
+            windows_already_applied = summary.windows.already_applied,
+            windows_failed = summary.windows.failed.len(),
+            condition_retries = summary.windows.condition_retries,
+            reference_loads = summary.reference_loads,
+            retry_from = summary.retry_from.as_deref().unwrap_or(""),
+            duration_ms = invocation.elapsed_ms(),
+            "batch processed"
+        );
+        invocation
+            .stream_batch(StreamBatch {
+                records: summary.records,
+                good: summary.good,
+                undeclared_fields: summary.undeclared_fields,
+                objects: summary.dead_letter_objects,
+                item_failures: usize::from(kinesis && summary.retry_from.is_some()),
+                observed: &summary.observed,
+            })
+            .count(metrics::WINDOWS_WRITTEN, summary.windows.written)
+            .count(
+                metrics::WINDOWS_ALREADY_APPLIED,
+                summary.windows.already_applied,
+            )
+            .count(metrics::WINDOW_WRITE_FAILURES, summary.windows.failed.len())
+            .count(
+                metrics::CONDITIONAL_WRITE_RETRIES,
+                summary.windows.condition_retries,
+            )
+            .count(metrics::REFERENCE_RELOADS, summary.reference_loads as usize)
+            .count(metrics::UNKNOWN_STATUS_READINGS, unknown);
+        self.metrics.emit(invocation);
+    }
+
     async fn process_records<'e>(
         &self,
         records: impl IntoIterator<Item = SourceRecord<'e>>,
     ) -> Result<BatchSummary, DeviceStatusError> {
-        let started = Instant::now();
+        let loads_before = self.reference.loads().await;
         let reference = self.reference.current().await?;
+        let reference_loads = self.reference.loads().await - loads_before;
         let records: Vec<SourceRecord<'e>> = records.into_iter().collect();
         let mut agg = aggregate_records(&records, &self.plan, &reference);
         if !agg.unknown_devices.is_empty() {
@@ -376,6 +450,7 @@ impl<S: ObjectSink, W: WindowSink, R: ReferenceSource> DeviceStatus<S, W, R> {
         }
         let mut retry_from = report.retry_from.clone();
         let bad = agg.dead_letters.len();
+        agg.observed.dead_letters(&agg.dead_letters);
         let dead_letter_objects = self
             .write_dead_letters(agg.dead_letters, &mut retry_from)
             .await;
@@ -389,24 +464,9 @@ impl<S: ObjectSink, W: WindowSink, R: ReferenceSource> DeviceStatus<S, W, R> {
             windows: report,
             dead_letter_objects,
             retry_from: retry_from.clone(),
+            reference_loads,
+            observed: agg.observed,
         };
-        tracing::info!(
-            records = summary.records,
-            good = summary.good,
-            bad = summary.bad,
-            unknown = summary
-                .by_status
-                .get(&Status::Unknown)
-                .copied()
-                .unwrap_or(0),
-            undeclared_fields = summary.undeclared_fields,
-            windows_written = summary.windows.written,
-            windows_already_applied = summary.windows.already_applied,
-            windows_failed = summary.windows.failed.len(),
-            retry_from = summary.retry_from.as_deref().unwrap_or(""),
-            duration_ms = started.elapsed().as_millis() as u64,
-            "batch processed"
-        );
         Ok(summary)
     }
 

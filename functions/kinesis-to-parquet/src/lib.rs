@@ -12,6 +12,11 @@
 //! shard's watermark (see `telemetry_lake::lake::iceberg`); a batch that
 //! could not be committed reports its first record not yet in the table.
 //!
+//! Each invocation logs one line and writes one metrics document
+//! (`telemetry_lake::metrics`): records, rows, dead letters by reason,
+//! objects and bytes, item failures, event-time lag and arrival-to-write
+//! latency.
+//!
 //! The same function takes Lambda's MSK / self-managed Kafka event: records
 //! go through the same decode path, runs are per topic and partition, and
 //! objects are keyed `{topic}.{partition}.{first offset}`. A Kafka batch with
@@ -21,7 +26,6 @@
 //! starts at the same committed offset, so it rewrites the same keys.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use lambda_runtime::LambdaEvent;
 use telemetry_lake::config::glue_schema::load_config;
@@ -34,11 +38,16 @@ use telemetry_lake::lake::iceberg::storage::S3Storage;
 use telemetry_lake::lake::parquet::ParquetEncoder;
 use telemetry_lake::lake::runs::{split_records, BatchCounts, Run};
 use telemetry_lake::lake::writer::{s3_client, write_runs, LakeLayout, ObjectSink, S3Sink};
+use telemetry_lake::metrics::{self, Invocation, MetricsOut, StreamBatch};
 use telemetry_lake::stream::event::kafka_records;
 use telemetry_lake::stream::event::Handled;
 use telemetry_lake::stream::event::StreamEvent;
 use telemetry_lake::stream::format::PayloadDecoder;
+use telemetry_lake::stream::observed::Observed;
 use telemetry_lake::stream::source::SourceRecord;
+
+/// The function's name where Lambda does not give one.
+const NAME: &str = "kinesis-to-parquet";
 
 /// The function's state, built once per container.
 pub struct KinesisToParquet<S> {
@@ -49,6 +58,8 @@ pub struct KinesisToParquet<S> {
     layout: LakeLayout,
     sink: S,
     iceberg: Option<IcebergLake>,
+    event_time: Option<usize>,
+    metrics: MetricsOut,
 }
 
 /// What one invocation did, also logged as one line.
@@ -71,6 +82,11 @@ pub struct BatchSummary {
     pub commit_attempts: u32,
     /// What was not written or committed, and why (also logged).
     pub error: Option<String>,
+    /// Runs (Hive) not written.
+    pub failed_runs: usize,
+    /// The newest event time, the oldest arrival and the dead letters by
+    /// reason, for the metrics.
+    pub observed: Observed,
 }
 
 impl KinesisToParquet<S3Sink> {
@@ -81,6 +97,7 @@ impl KinesisToParquet<S3Sink> {
         env: impl Fn(&str) -> Option<String>,
         aws: &aws_config::SdkConfig,
     ) -> Result<Self, ConfigError> {
+        let metrics = MetricsOut::from_env(&env, NAME);
         let config = load_config(env, || aws_sdk_glue::Client::new(aws)).await?;
         let s3 = s3_client(aws);
         let sink = S3Sink::new(s3.clone(), &config.lake_bucket);
@@ -106,7 +123,9 @@ impl KinesisToParquet<S3Sink> {
                 Some(lake)
             }
         };
-        Ok(Self::new(config, sink).with_iceberg(iceberg))
+        Ok(Self::new(config, sink)
+            .with_iceberg(iceberg)
+            .with_metrics(metrics))
     }
 }
 
@@ -126,6 +145,7 @@ impl<S: ObjectSink> KinesisToParquet<S> {
         )
         .with_invocation_budget(config.decode_budget_bytes);
         KinesisToParquet {
+            event_time: config.event_time_index(),
             config,
             decoder,
             arrow_schema,
@@ -133,7 +153,14 @@ impl<S: ObjectSink> KinesisToParquet<S> {
             layout,
             sink,
             iceberg: None,
+            metrics: MetricsOut::from_env(|_| None, NAME),
         }
+    }
+
+    /// The same function writing its metrics to `metrics`.
+    pub fn with_metrics(mut self, metrics: MetricsOut) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The same function writing to an Iceberg table (opened with
@@ -150,9 +177,11 @@ impl<S: ObjectSink> KinesisToParquet<S> {
         &self,
         event: LambdaEvent<StreamEvent>,
     ) -> Result<Handled<BatchSummary>, lambda_runtime::Error> {
+        let mut invocation = Invocation::start(&event.context.request_id);
         match event.payload {
             StreamEvent::Kafka(event) => {
                 let summary = self.write_records(kafka_records(&event)).await;
+                self.report(&summary, &mut invocation, false);
                 match &summary.retry_from {
                     None => Ok(Handled::kafka(summary)),
                     Some(_) => Err(KafkaBatchError { summary }.into()),
@@ -160,10 +189,51 @@ impl<S: ObjectSink> KinesisToParquet<S> {
             }
             StreamEvent::Kinesis(batch) => {
                 let summary = self.write_records(batch.records()).await;
+                self.report(&summary, &mut invocation, true);
                 let retry_from = summary.retry_from.clone();
                 Ok(Handled::kinesis(summary, retry_from.as_deref()))
             }
         }
+    }
+
+    /// Logs the batch's line and writes its metrics. Only a Kinesis batch
+    /// reports item failures; a Kafka batch that needs a retry fails.
+    fn report(&self, summary: &BatchSummary, invocation: &mut Invocation, kinesis: bool) {
+        tracing::info!(
+            format = self.decoder.format().name(),
+            lake_format = if self.iceberg.is_some() { "iceberg" } else { "hive" },
+            table = %self.iceberg.as_ref().map(|lake| lake.ident().to_string()).unwrap_or_default(),
+            records = summary.records,
+            skipped = summary.skipped,
+            good = summary.good,
+            bad = summary.bad,
+            undeclared_fields = summary.undeclared_fields,
+            objects = summary.objects,
+            bytes = summary.bytes,
+            failed_runs = summary.failed_runs,
+            snapshot_id = summary.snapshot_id.unwrap_or(-1),
+            commit_attempts = summary.commit_attempts,
+            retry_from = summary.retry_from.as_deref().unwrap_or(""),
+            error = summary.error.as_deref().unwrap_or(""),
+            duration_ms = invocation.elapsed_ms(),
+            "batch processed"
+        );
+        invocation
+            .stream_batch(StreamBatch {
+                records: summary.records,
+                good: summary.good,
+                undeclared_fields: summary.undeclared_fields,
+                objects: summary.objects,
+                item_failures: usize::from(kinesis && summary.retry_from.is_some()),
+                observed: &summary.observed,
+            })
+            .count(metrics::BYTES_WRITTEN, summary.bytes);
+        if self.iceberg.is_some() {
+            invocation
+                .count(metrics::RECORDS_ALREADY_COMMITTED, summary.skipped)
+                .count(metrics::COMMIT_ATTEMPTS, summary.commit_attempts as usize);
+        }
+        self.metrics.emit(invocation);
     }
 
     async fn write_records<'e>(
@@ -173,7 +243,8 @@ impl<S: ObjectSink> KinesisToParquet<S> {
         if let Some(lake) = &self.iceberg {
             return self.write_iceberg(lake, records).await;
         }
-        let (runs, counts) = split_records(records, &self.decoder, &self.arrow_schema);
+        let (runs, counts) =
+            split_records(records, &self.decoder, &self.arrow_schema, self.event_time);
         self.write(runs, counts).await
     }
 
@@ -182,7 +253,6 @@ impl<S: ObjectSink> KinesisToParquet<S> {
         lake: &IcebergLake,
         records: impl IntoIterator<Item = SourceRecord<'e>>,
     ) -> BatchSummary {
-        let started = Instant::now();
         let records: Vec<SourceRecord<'e>> = records.into_iter().collect();
         let report = lake
             .write(
@@ -193,42 +263,24 @@ impl<S: ObjectSink> KinesisToParquet<S> {
                 self.config.write_concurrency,
             )
             .await;
-        let summary = BatchSummary {
+        BatchSummary {
             records: report.records,
             good: report.good,
             bad: report.bad,
             objects: report.objects,
             bytes: report.bytes,
-            retry_from: report.retry_from.clone(),
+            retry_from: report.retry_from,
             undeclared_fields: report.undeclared_fields,
             skipped: report.skipped,
             snapshot_id: report.snapshot_id,
             commit_attempts: report.commit_attempts,
-            error: report.error.clone(),
-        };
-        tracing::info!(
-            format = self.decoder.format().name(),
-            lake_format = "iceberg",
-            table = %lake.ident(),
-            records = summary.records,
-            skipped = summary.skipped,
-            good = summary.good,
-            bad = summary.bad,
-            undeclared_fields = summary.undeclared_fields,
-            objects = summary.objects,
-            bytes = summary.bytes,
-            snapshot_id = summary.snapshot_id.unwrap_or(-1),
-            commit_attempts = summary.commit_attempts,
-            retry_from = summary.retry_from.as_deref().unwrap_or(""),
-            error = summary.error.as_deref().unwrap_or(""),
-            duration_ms = started.elapsed().as_millis() as u64,
-            "batch processed"
-        );
-        summary
+            error: report.error,
+            failed_runs: 0,
+            observed: report.observed,
+        }
     }
 
     async fn write(&self, runs: Vec<Run>, counts: BatchCounts) -> BatchSummary {
-        let started = Instant::now();
         let report = write_runs(
             runs,
             &self.sink,
@@ -240,7 +292,7 @@ impl<S: ObjectSink> KinesisToParquet<S> {
         for failure in &report.failures {
             tracing::error!(error = %failure, "run not written; the batch will be retried from its first record");
         }
-        let summary = BatchSummary {
+        BatchSummary {
             records: counts.records,
             good: counts.good,
             bad: counts.bad,
@@ -252,21 +304,9 @@ impl<S: ObjectSink> KinesisToParquet<S> {
             snapshot_id: None,
             commit_attempts: 0,
             error: report.failures.first().map(ToString::to_string),
-        };
-        tracing::info!(
-            format = self.decoder.format().name(),
-            records = summary.records,
-            good = summary.good,
-            bad = summary.bad,
-            undeclared_fields = summary.undeclared_fields,
-            objects = summary.objects,
-            bytes = summary.bytes,
-            failed_runs = report.failures.len(),
-            retry_from = summary.retry_from.as_deref().unwrap_or(""),
-            duration_ms = started.elapsed().as_millis() as u64,
-            "batch processed"
-        );
-        summary
+            failed_runs: report.failures.len(),
+            observed: counts.observed,
+        }
     }
 }
 

@@ -18,29 +18,51 @@
 use futures::future::try_join_all;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::{json, Value};
+use telemetry_lake::metrics::{self, Invocation, MetricsOut};
 use telemetry_lake::repartition::queries::{aggregate, OverallState, QueryState};
 use telemetry_lake::repartition::task_error::{input_object, TaskError};
 
 /// The function, built once per container.
 pub struct QueryStatus {
     athena: aws_sdk_athena::Client,
+    metrics: MetricsOut,
 }
 
 impl QueryStatus {
     /// Prepares the function.
     pub fn new(athena: aws_sdk_athena::Client) -> Self {
-        QueryStatus { athena }
+        QueryStatus {
+            athena,
+            metrics: MetricsOut::from_env(|_| None, "query-status"),
+        }
     }
 
-    /// The function as it runs in Lambda and in the local run (it has no
-    /// configuration): the Athena client from `aws`.
-    pub fn load(aws: &aws_config::SdkConfig) -> Self {
+    /// The same function writing its metrics to `metrics`.
+    pub fn with_metrics(mut self, metrics: MetricsOut) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The function as it runs in Lambda and in the local run: its only
+    /// setting is where its metrics go, read through `env`; the Athena
+    /// client from `aws`.
+    pub fn load(env: impl Fn(&str) -> Option<String>, aws: &aws_config::SdkConfig) -> Self {
         Self::new(aws_sdk_athena::Client::new(aws))
+            .with_metrics(MetricsOut::from_env(env, "query-status"))
     }
 
     /// Lambda entry point.
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
-        self.process(event.payload).await.map_err(|e| {
+        let mut invocation = Invocation::start(&event.context.request_id);
+        let result = self.process(event.payload).await;
+        if let Ok(state) = &result {
+            let failed = state["failed_queries"].as_array().map_or(0, Vec::len);
+            invocation
+                .count(metrics::QUERY_POLLS, 1)
+                .count(metrics::QUERIES_FAILED, failed);
+        }
+        self.metrics.emit(&invocation);
+        result.map_err(|e| {
             tracing::error!(error = %e, error_type = e.error_type(), "query-status failed");
             e.into()
         })

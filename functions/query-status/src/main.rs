@@ -7,6 +7,6 @@ use query_status::QueryStatus;
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let aws = telemetry_lake::config::aws::load().await;
-    let function = QueryStatus::load(&aws);
+    let function = QueryStatus::load(|name| std::env::var(name).ok(), &aws);
     lambda_runtime::run(service_fn(|event: LambdaEvent<_>| function.handle(event))).await
 }

@@ -13,6 +13,7 @@ use telemetry_lake::device_status::change_flag::{
     ChangeFlag, ChangeFlagStore, FlagError, FlagLocation,
 };
 use telemetry_lake::lake::writer::s3_client;
+use telemetry_lake::metrics::{self, Invocation, MetricsOut};
 
 /// The changed key of a stream record: its key attributes' values (the
 /// text of `S` or `N`), joined by `#` in attribute-name order when the
@@ -52,12 +53,22 @@ pub fn changed_keys(event: &Event) -> Vec<String> {
 /// The function's state, built once per container.
 pub struct ReferenceChangeFlag {
     store: ChangeFlagStore,
+    metrics: MetricsOut,
 }
 
 impl ReferenceChangeFlag {
     /// The function writing the flag through `store`.
     pub fn new(store: ChangeFlagStore) -> Self {
-        ReferenceChangeFlag { store }
+        ReferenceChangeFlag {
+            store,
+            metrics: MetricsOut::from_env(|_| None, "reference-change-flag"),
+        }
+    }
+
+    /// The same function writing its metrics to `metrics`.
+    pub fn with_metrics(mut self, metrics: MetricsOut) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The function as it runs in Lambda and in the local run: the flag's
@@ -66,14 +77,29 @@ impl ReferenceChangeFlag {
         env: impl Fn(&str) -> Option<String>,
         aws: &aws_config::SdkConfig,
     ) -> Result<Self, ConfigError> {
+        let metrics = MetricsOut::from_env(&env, "reference-change-flag");
         let location = FlagLocation::from_lookup(env)?;
-        Ok(Self::new(ChangeFlagStore::new(s3_client(aws), location)))
+        Ok(Self::new(ChangeFlagStore::new(s3_client(aws), location)).with_metrics(metrics))
     }
 
     /// Handles one DynamoDB stream batch.
     pub async fn handle(&self, event: LambdaEvent<Event>) -> Result<(), lambda_runtime::Error> {
-        self.process(&event.payload).await?;
-        Ok(())
+        self.publish(event).await.map(drop)
+    }
+
+    /// [`Self::handle`], with the flag it published (the local run shows
+    /// its version).
+    pub async fn publish(
+        &self,
+        event: LambdaEvent<Event>,
+    ) -> Result<Option<ChangeFlag>, lambda_runtime::Error> {
+        let mut invocation = Invocation::start(&event.context.request_id);
+        let flag = self.process(&event.payload).await?;
+        invocation
+            .count(metrics::REFERENCE_CHANGES, event.payload.records.len())
+            .count(metrics::CHANGE_FLAGS_WRITTEN, usize::from(flag.is_some()));
+        self.metrics.emit(&invocation);
+        Ok(flag)
     }
 
     /// Publishes the next flag for a batch; `None` for an empty batch. An

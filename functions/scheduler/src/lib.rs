@@ -44,6 +44,7 @@ use telemetry_lake::scheduler::providers::{
 };
 use telemetry_lake::scheduler::schedule::{decide, execution_arn, execution_name, slot, Decision};
 
+use telemetry_lake::metrics::{self, Invocation, MetricsOut};
 use telemetry_lake::scheduler::config::SchedulerConfig;
 use telemetry_lake::scheduler::executions::{
     describe, execution_input, outcome_status, show, start, Execution, Start,
@@ -54,6 +55,7 @@ pub struct Scheduler<S> {
     config: SchedulerConfig,
     source: S,
     sfn: aws_sdk_sfn::Client,
+    metrics: MetricsOut,
 }
 
 /// A provider whose execution was started (or found already running).
@@ -168,6 +170,7 @@ impl Scheduler<DynamoProviders> {
         env: impl Fn(&str) -> Option<String>,
         aws: &aws_config::SdkConfig,
     ) -> Result<Self, telemetry_lake::config::ConfigError> {
+        let metrics = MetricsOut::from_env(&env, "scheduler");
         let config = SchedulerConfig::from_lookup(env)?;
         let attempts = config.aws_max_attempts;
         let source = DynamoProviders::new(
@@ -175,7 +178,7 @@ impl Scheduler<DynamoProviders> {
             &config.providers_table,
         );
         let sfn = sfn_client(aws, attempts, INITIAL_BACKOFF);
-        Ok(Scheduler::new(config, source, sfn))
+        Ok(Scheduler::new(config, source, sfn).with_metrics(metrics))
     }
 }
 
@@ -185,7 +188,14 @@ impl<S: ProviderSource> Scheduler<S> {
             config,
             source,
             sfn,
+            metrics: MetricsOut::from_env(|_| None, "scheduler"),
         }
+    }
+
+    /// The same function writing its metrics to `metrics`.
+    pub fn with_metrics(mut self, metrics: MetricsOut) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Handles one EventBridge scheduled event. Fails (so Lambda retries the
@@ -196,8 +206,16 @@ impl<S: ProviderSource> Scheduler<S> {
         &self,
         event: LambdaEvent<EventBridgeEvent>,
     ) -> Result<ScheduleSummary, SchedulerError> {
+        let mut invocation = Invocation::start(&event.context.request_id);
         let scheduled = event.payload.time.ok_or(SchedulerError::NoScheduledTime)?;
         let summary = self.process(scheduled).await?;
+        invocation
+            .count(metrics::PROVIDERS_DUE, summary.due.len())
+            .count(metrics::PROVIDERS_STARTED, summary.started.len())
+            .count(metrics::PROVIDERS_SKIPPED, summary.skipped.len())
+            .count(metrics::PROVIDERS_RECONCILED, summary.reconciled.len())
+            .count(metrics::PROVIDERS_FAILED, summary.failed.len());
+        self.metrics.emit(&invocation);
         let retryable: Vec<Failed> = summary
             .failed
             .iter()

@@ -17,6 +17,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use telemetry_lake::metrics::{self, Invocation, MetricsOut};
 use telemetry_lake::repartition::config::{CrawlerRole, Polling, StartCrawlerConfig};
 use telemetry_lake::repartition::dates::{resolve, scheduled_range, DateRequest};
 use telemetry_lake::repartition::task_error::{input_object, string_field, TaskError};
@@ -58,12 +59,23 @@ pub struct RunPlan {
 pub struct StartCrawler {
     config: StartCrawlerConfig,
     glue: aws_sdk_glue::Client,
+    metrics: MetricsOut,
 }
 
 impl StartCrawler {
     /// Prepares the function.
     pub fn new(config: StartCrawlerConfig, glue: aws_sdk_glue::Client) -> Self {
-        StartCrawler { config, glue }
+        StartCrawler {
+            config,
+            glue,
+            metrics: MetricsOut::from_env(|_| None, "start-crawler"),
+        }
+    }
+
+    /// The same function writing its metrics to `metrics`.
+    pub fn with_metrics(mut self, metrics: MetricsOut) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The function as it runs in Lambda and in the local run: the
@@ -72,15 +84,24 @@ impl StartCrawler {
         env: impl Fn(&str) -> Option<String>,
         aws: &aws_config::SdkConfig,
     ) -> Result<Self, telemetry_lake::config::ConfigError> {
+        let metrics = MetricsOut::from_env(&env, "start-crawler");
         Ok(Self::new(
             StartCrawlerConfig::from_lookup(env)?,
             aws_sdk_glue::Client::new(aws),
-        ))
+        )
+        .with_metrics(metrics))
     }
 
     /// Lambda entry point.
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<RunPlan, Diagnostic> {
-        self.process(event.payload).await.map_err(|e| {
+        let mut invocation = Invocation::start(&event.context.request_id);
+        let result = self.process(event.payload).await;
+        if let Ok(plan) = &result {
+            let started = usize::from(plan.crawl && !plan.already_running);
+            invocation.count(metrics::CRAWLERS_STARTED, started);
+        }
+        self.metrics.emit(&invocation);
+        result.map_err(|e| {
             tracing::error!(error = %e, error_type = e.error_type(), "start-crawler failed");
             e.into()
         })

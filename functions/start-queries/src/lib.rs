@@ -31,6 +31,7 @@
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use telemetry_lake::metrics::{self, Invocation, MetricsOut};
 use telemetry_lake::repartition::config::StartQueriesConfig;
 use telemetry_lake::repartition::dates::{parse_date, DateRange};
 use telemetry_lake::repartition::queries::LakeLayout;
@@ -78,6 +79,7 @@ pub struct StartQueries {
     config: StartQueriesConfig,
     athena: aws_sdk_athena::Client,
     target: Option<Target>,
+    metrics: MetricsOut,
 }
 
 impl StartQueries {
@@ -88,6 +90,7 @@ impl StartQueries {
             config,
             athena,
             target: None,
+            metrics: MetricsOut::from_env(|_| None, "start-queries"),
         }
     }
 
@@ -97,20 +100,42 @@ impl StartQueries {
         self
     }
 
+    /// The same function writing its metrics to `metrics`.
+    pub fn with_metrics(mut self, metrics: MetricsOut) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
     /// The function as it runs in Lambda and in the local run: the
     /// configuration read through `env`, the clients from `aws`.
     pub fn load(
         env: impl Fn(&str) -> Option<String>,
         aws: &aws_config::SdkConfig,
     ) -> Result<Self, telemetry_lake::config::ConfigError> {
+        let metrics = MetricsOut::from_env(&env, "start-queries");
         let config = StartQueriesConfig::from_lookup(env)?;
         let target = Target::new(aws, &config.claims_table);
-        Ok(Self::new(config, aws_sdk_athena::Client::new(aws)).with_target(target))
+        Ok(Self::new(config, aws_sdk_athena::Client::new(aws))
+            .with_target(target)
+            .with_metrics(metrics))
     }
 
     /// Lambda entry point.
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
-        self.process(event.payload).await.map_err(|e| {
+        let mut invocation = Invocation::start(&event.context.request_id);
+        let result = self.process(event.payload).await;
+        if let Ok(state) = &result {
+            // The prepare phase claims the days, the start phase starts
+            // the queries.
+            if let Some(days) = state["claimed_days"].as_array() {
+                invocation.count(metrics::DAYS, days.len());
+            }
+            if let Some(ids) = state["query_execution_ids"].as_array() {
+                invocation.count(metrics::QUERIES_STARTED, ids.len());
+            }
+        }
+        self.metrics.emit(&invocation);
+        result.map_err(|e| {
             tracing::error!(error = %e, error_type = e.error_type(), "start-queries failed");
             e.into()
         })

@@ -49,6 +49,9 @@ pub fn decode_budget_from(
 /// Default for [`WRITE_CONCURRENCY`].
 pub const DEFAULT_WRITE_CONCURRENCY: usize = 4;
 
+/// The event-time field when [`EVENT_TIME_FIELD`] is unset.
+pub const DEFAULT_EVENT_TIME_FIELD: &str = "eventtime";
+
 /// Configuration of a function that reads the stream and writes the lake.
 #[derive(Debug, Clone)]
 pub struct StreamConfig {
@@ -71,6 +74,21 @@ pub struct StreamConfig {
     pub format: Format,
     /// The lake's layout ([`LAKE_FORMAT`] and its options).
     pub lake_format: LakeFormat,
+    /// The field whose newest value gives the event-time lag metric
+    /// ([`EVENT_TIME_FIELD`]); no lag is measured when the schema has no
+    /// timestamp field of that name.
+    pub event_time_field: String,
+}
+
+impl StreamConfig {
+    /// The position of the event-time field in the schema, when it is
+    /// declared as a timestamp.
+    pub fn event_time_index(&self) -> Option<usize> {
+        self.schema
+            .fields
+            .iter()
+            .position(|f| f.name == self.event_time_field && f.field_type == FieldType::Timestamp)
+    }
 }
 
 /// How the lake is laid out ([`LAKE_FORMAT`]).
@@ -252,6 +270,9 @@ impl StreamConfig {
             write_concurrency: positive(&get, WRITE_CONCURRENCY, DEFAULT_WRITE_CONCURRENCY)?,
             format: format_from(&get)?,
             lake_format: lake_format_from(&get, &schema)?,
+            event_time_field: get(EVENT_TIME_FIELD)
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| DEFAULT_EVENT_TIME_FIELD.to_string()),
             schema,
         })
     }

@@ -18,6 +18,13 @@ macro_rules! variables {
 }
 
 variables! {
+    // Every function.
+    /// CloudWatch namespace of the function's metrics (Embedded Metric
+    /// Format in its log).
+    METRICS_NAMESPACE,
+    /// Set by Lambda: the function's name, the metrics' `FunctionName`
+    /// dimension.
+    AWS_LAMBDA_FUNCTION_NAME,
     // The stream functions (`kinesis-to-parquet`, `device-status`): where
     // the lake is, the declared schema and the record format.
     /// Bucket of the lake and its dead letters.
@@ -55,6 +62,9 @@ variables! {
     GROK_CUSTOM_PATTERNS,
     /// Grok: milliseconds the lines of one payload may take to match.
     GROK_TIME_BUDGET_MS,
+    /// The record field holding the event time (device-status: its windows;
+    /// kinesis-to-parquet: its event-time lag metric).
+    EVENT_TIME_FIELD,
     /// The lake's layout: `hive` (default: Parquet objects under arrival-hour
     /// prefixes) or `iceberg` (an Apache Iceberg table in the Glue Data Catalog).
     LAKE_FORMAT,
@@ -84,8 +94,6 @@ variables! {
     DEAD_LETTER_BUCKET,
     /// The record field naming the device.
     DEVICE_ID_FIELD,
-    /// The record field holding the event time.
-    EVENT_TIME_FIELD,
     /// The readings and their range attributes: `field:min_attr:max_attr,...`.
     METRICS,
     /// Window length in seconds.

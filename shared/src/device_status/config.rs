@@ -21,7 +21,7 @@ pub const DEFAULT_REFERENCE_KEY_ATTRIBUTE: &str = "ventilatorid";
 pub const DEFAULT_CHANGE_FLAG_CHECK_SECONDS: u64 = 60;
 pub const DEFAULT_DEAD_LETTER_PREFIX: &str = "dead-letters/device-status";
 pub const DEFAULT_DEVICE_ID_FIELD: &str = "ventilatorid";
-pub const DEFAULT_EVENT_TIME_FIELD: &str = "eventtime";
+pub use crate::config::DEFAULT_EVENT_TIME_FIELD;
 pub const DEFAULT_METRICS: &str = "o2stats:o2_stats_min:o2_stats_max,\
 pressurecontrol:pressure_control_min:pressure_control_max,\
 minutevolume:minute_volume_min:minute_volume_max";

@@ -197,11 +197,21 @@ pub trait ReferenceSource {
     fn current(
         &self,
     ) -> impl std::future::Future<Output = Result<Arc<ReferenceData>, ReferenceError>>;
+
+    /// How many times the reference data has been loaded (never, for
+    /// data given once).
+    fn loads(&self) -> impl std::future::Future<Output = u64> {
+        async { 0 }
+    }
 }
 
 impl ReferenceSource for ReferenceCache {
     async fn current(&self) -> Result<Arc<ReferenceData>, ReferenceError> {
         ReferenceCache::current(self).await
+    }
+
+    async fn loads(&self) -> u64 {
+        ReferenceCache::loads(self).await
     }
 }
 

@@ -38,6 +38,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 
 use crate::device_status::status::Status;
 use crate::device_status::windows::{iso, BatchWindows, Contribution, WindowKey};
@@ -162,6 +163,9 @@ pub struct ApplyReport {
     /// ([`BatchWindows::add`]), with the table's words: counted nowhere,
     /// never retried.
     pub refused: Vec<(u32, String)>,
+    /// Conditional writes that found the item changed since it was read,
+    /// and were made again on the item read anew.
+    pub condition_retries: usize,
 }
 
 enum Outcome {
@@ -192,6 +196,7 @@ impl WindowStore {
         }
         let merged: Vec<ItemWindows> = items.into_iter().collect();
         let mut report = ApplyReport::default();
+        let retries = AtomicUsize::new(0);
         let mut read: Vec<(&ItemWindows, Result<Option<Item>, String>)> = Vec::new();
         for chunk in merged.chunks(BATCH_GET_KEYS) {
             let keys: Vec<&ItemKey> = chunk.iter().map(|(k, _)| k).collect();
@@ -199,12 +204,18 @@ impl WindowStore {
             read.extend(chunk.iter().zip(found));
         }
         let outcomes: Vec<(&ItemWindows, Outcome)> = stream::iter(read)
-            .map(|(item, current)| async move {
-                let outcome = match current {
-                    Ok(current) => self.apply_one(batch, &item.0, &item.1, current).await,
-                    Err(e) => Outcome::Failed(e),
-                };
-                (item, outcome)
+            .map(|(item, current)| {
+                let retries = &retries;
+                async move {
+                    let outcome = match current {
+                        Ok(current) => {
+                            self.apply_one(batch, &item.0, &item.1, current, retries)
+                                .await
+                        }
+                        Err(e) => Outcome::Failed(e),
+                    };
+                    (item, outcome)
+                }
             })
             .buffer_unordered(self.concurrency.max(1))
             .collect()
@@ -231,6 +242,7 @@ impl WindowStore {
                 }
             }
         }
+        report.condition_retries = retries.into_inner();
         report.failed.sort_by(|a, b| a.0.cmp(&b.0));
         // A record refused in each of its windows is one refusal.
         report.refused.sort_unstable_by_key(|(record, _)| *record);
@@ -324,6 +336,7 @@ impl WindowStore {
         key: &ItemKey,
         statuses: &[&WindowKey],
         current: Option<Item>,
+        retries: &AtomicUsize,
     ) -> Outcome {
         let mut current = current;
         for _ in 0..MAX_CONDITION_ATTEMPTS {
@@ -350,6 +363,7 @@ impl WindowStore {
                         .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
                 {
                     tracing::info!(pk = %key.device, sk = %iso(key.start), "window item changed since read; reading again");
+                    retries.fetch_add(1, AtomicOrdering::Relaxed);
                     match self.read_one(key).await {
                         Ok(item) => current = item,
                         Err(e) => return Outcome::Failed(e),

@@ -35,6 +35,7 @@ use crate::lake::columns::Columns;
 use crate::lake::keys::IngestHour;
 use crate::stream::dead_letter::DeadLetter;
 use crate::stream::format::PayloadDecoder;
+use crate::stream::observed::Observed;
 use crate::stream::source::{decode_record, SourceRecord};
 
 /// One stretch of consecutive records of one shard in one arrival hour.
@@ -61,7 +62,7 @@ pub struct Run {
 }
 
 /// Counts over one batch.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct BatchCounts {
     /// Stream records in the batch.
     pub records: usize,
@@ -72,14 +73,18 @@ pub struct BatchCounts {
     /// Fields the good rows' documents held that the schema does not
     /// declare.
     pub undeclared_fields: usize,
+    /// Event and arrival times, and the dead letters by reason.
+    pub observed: Observed,
 }
 
 /// Splits records of any source into runs, de-aggregating KPL records and
-/// parsing and validating every payload.
+/// parsing and validating every payload; `event_time` is the schema's
+/// event-time field, if any, whose newest value the counts keep.
 pub fn split_records<'e>(
     records: impl IntoIterator<Item = SourceRecord<'e>>,
     decoder: &PayloadDecoder,
     arrow_schema: &Arc<ArrowSchema>,
+    event_time: Option<usize>,
 ) -> (Vec<Run>, BatchCounts) {
     let mut runs: Vec<Run> = Vec::new();
     let mut counts = BatchCounts::default();
@@ -112,11 +117,17 @@ pub fn split_records<'e>(
         run.records += 1;
         run.last_sequence.clear();
         run.last_sequence.push_str(&rec.position);
+        let observed = &mut counts.observed;
+        observed.arrival(rec.arrival);
         decode_record(&rec, decoder, &mut budget, &mut run.dead_letters, |doc| {
+            observed.event_time(&doc.values, event_time);
             run.good.push(&doc.values);
             Ok(())
         });
     }
+    counts
+        .observed
+        .dead_letters(runs.iter().flat_map(|r| &r.dead_letters));
     counts.good = runs.iter().map(|r| r.good.len()).sum();
     counts.bad = runs.iter().map(|r| r.dead_letters.len()).sum();
     counts.undeclared_fields = budget.undeclared_fields();
@@ -159,8 +170,10 @@ mod tests {
         assert_eq!(at, vec![(0, 3), (1, 7), (1, 8)]);
         let decoder = PayloadDecoder::new(Format::Json, Schema::parse("a:int64").unwrap(), 1024);
         let arrow = decoder.schema().arrow_schema();
-        let (runs, counts) = split_records(records, &decoder, &arrow);
+        let (runs, counts) = split_records(records, &decoder, &arrow, None);
         assert_eq!((counts.records, counts.good, counts.bad), (3, 2, 1));
+        let reasons: Vec<(&str, usize)> = counts.observed.reasons().collect();
+        assert_eq!(reasons, [("invalid_base64", 1)]);
         assert_eq!(runs.len(), 2);
         assert_eq!(
             (runs[1].shard.as_str(), runs[1].first_sequence.as_str()),

@@ -2,8 +2,9 @@
 //! the event reader ([`event`]), one record whatever its source
 //! ([`source`]), decompression ([`decompress`]), the record formats
 //! ([`format`]) with the JSON document reader ([`document`]), KPL
-//! aggregation ([`kpl`]), dead letters ([`dead_letter`]) and sequence
-//! numbers ([`sequence`]).
+//! aggregation ([`kpl`]), dead letters ([`dead_letter`]), sequence
+//! numbers ([`sequence`]) and what a batch's decode saw for its metrics
+//! ([`observed`]).
 
 pub mod dead_letter;
 pub mod decompress;
@@ -11,5 +12,6 @@ pub mod document;
 pub mod event;
 pub mod format;
 pub mod kpl;
+pub mod observed;
 pub mod sequence;
 pub mod source;

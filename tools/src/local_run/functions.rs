@@ -4,7 +4,7 @@
 //! machines' tasks served on the local Lambda endpoint.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, Result};
 use crawler_status::CrawlerStatus;
@@ -17,9 +17,10 @@ use scheduler::Scheduler;
 use start_crawler::StartCrawler;
 use start_queries::StartQueries;
 use telemetry_lake::config::vars::{
-    CHANGE_FLAG_CHECK_SECONDS, CRAWLER_WAIT_SECONDS, QUERY_WAIT_SECONDS,
+    AWS_LAMBDA_FUNCTION_NAME, CHANGE_FLAG_CHECK_SECONDS, CRAWLER_WAIT_SECONDS, QUERY_WAIT_SECONDS,
 };
 use telemetry_lake::lake::writer::S3Sink;
+use telemetry_lake::metrics::{MetricsOut, Recorded};
 use telemetry_lake::repartition::config::{
     CrawlerStatusConfig, StartCrawlerConfig, StartQueriesConfig,
 };
@@ -38,14 +39,49 @@ pub const OVERRIDES: &[(&str, &str, &str)] = &[
     (ids::START_CRAWLER, QUERY_WAIT_SECONDS, "1"),
 ];
 
-/// A function's environment: the template's, with [`OVERRIDES`].
+/// A function's environment: the template's, with [`OVERRIDES`], and the
+/// function's name as Lambda sets it.
 pub fn environment(stack: &Stack, function_id: &str) -> BTreeMap<String, String> {
     let overrides: Vec<(&str, &str)> = OVERRIDES
         .iter()
         .filter(|(id, _, _)| *id == function_id)
         .map(|(_, k, v)| (*k, *v))
         .collect();
-    stack.environment(function_id, &overrides)
+    let mut env = stack.environment(function_id, &overrides);
+    env.insert(AWS_LAMBDA_FUNCTION_NAME.into(), stack.name(function_id));
+    env
+}
+
+/// Every function's metrics documents, kept in memory where Lambda would
+/// print them to CloudWatch Logs: the summary adds them up.
+#[derive(Debug, Clone, Default)]
+pub struct LocalMetrics {
+    kept: Arc<Mutex<BTreeMap<String, Recorded>>>,
+}
+
+impl LocalMetrics {
+    /// Where function `function_id` of `stack` writes its metrics, as its
+    /// environment names them.
+    pub fn out(&self, stack: &Stack, function_id: &str) -> MetricsOut {
+        let env = environment(stack, function_id);
+        let (out, recorded) =
+            MetricsOut::from_env(|k| env.get(k).cloned(), function_id).in_memory();
+        self.kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(function_id.to_string(), recorded);
+        out
+    }
+
+    /// The documents of each function (by logical ID), one JSON line each.
+    pub fn lines(&self) -> BTreeMap<String, Vec<String>> {
+        self.kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(id, r)| (id.clone(), r.lines()))
+            .collect()
+    }
 }
 
 /// A variable's value in a function's environment.
@@ -67,25 +103,30 @@ pub struct Consumers {
 }
 
 impl Consumers {
-    /// Builds the four functions from the template, on moto.
-    pub async fn new(stack: &Stack) -> Result<Self> {
+    /// Builds the four functions from the template, on moto, their metrics
+    /// kept in `metrics`.
+    pub async fn new(stack: &Stack, metrics: &LocalMetrics) -> Result<Self> {
         let sdk = sdk_config(&stack.endpoint, &stack.ctx.region).await;
         let kinesis_to_parquet =
             KinesisToParquet::load(&*lookup(environment(stack, ids::KINESIS_TO_PARQUET)), &sdk)
                 .await
-                .context("kinesis-to-parquet's environment in the template")?;
+                .context("kinesis-to-parquet's environment in the template")?
+                .with_metrics(metrics.out(stack, ids::KINESIS_TO_PARQUET));
         let device_status =
             DeviceStatus::load(&*lookup(environment(stack, ids::DEVICE_STATUS)), &sdk)
                 .await
-                .context("device-status's environment in the template")?;
+                .context("device-status's environment in the template")?
+                .with_metrics(metrics.out(stack, ids::DEVICE_STATUS));
 
         let reference_change_flag = ReferenceChangeFlag::load(
             &*lookup(environment(stack, ids::REFERENCE_CHANGE_FLAG)),
             &sdk,
         )
-        .context("reference-change-flag's environment in the template")?;
+        .context("reference-change-flag's environment in the template")?
+        .with_metrics(metrics.out(stack, ids::REFERENCE_CHANGE_FLAG));
         let scheduler = Scheduler::load(&*lookup(environment(stack, ids::SCHEDULER)), &sdk)
-            .context("the scheduler's environment in the template")?;
+            .context("the scheduler's environment in the template")?
+            .with_metrics(metrics.out(stack, ids::SCHEDULER));
         Ok(Consumers {
             kinesis_to_parquet,
             device_status,
@@ -99,7 +140,11 @@ impl Consumers {
 /// functions' names in the stack. Handlers run on the endpoint's runtime,
 /// so each invocation builds its own clients (cheap, and what a cold start
 /// does).
-pub fn serve_workflow_tasks(lambda: &LambdaEndpoint, stack: &Stack) -> Result<()> {
+pub fn serve_workflow_tasks(
+    lambda: &LambdaEndpoint,
+    stack: &Stack,
+    metrics: &LocalMetrics,
+) -> Result<()> {
     let (endpoint, region) = (stack.endpoint.clone(), stack.ctx.region.clone());
     let clients = move || {
         let (endpoint, region) = (endpoint.clone(), region.clone());
@@ -112,10 +157,13 @@ pub fn serve_workflow_tasks(lambda: &LambdaEndpoint, stack: &Stack) -> Result<()
     StartCrawlerConfig::from_lookup(&*env)
         .context("start-crawler's environment in the template")?;
     let sdk = clients.clone();
+    let out = metrics.out(stack, ids::START_CRAWLER);
     lambda.register(&stack.name(ids::START_CRAWLER), move |input| {
-        let (env, sdk) = (env.clone(), sdk.clone());
+        let (env, sdk, out) = (env.clone(), sdk.clone(), out.clone());
         async move {
-            let f = StartCrawler::load(&*env, &sdk().await).map_err(|e| e.to_string())?;
+            let f = StartCrawler::load(&*env, &sdk().await)
+                .map_err(|e| e.to_string())?
+                .with_metrics(out);
             let plan = f
                 .handle(LambdaEvent::new(input, Context::default()))
                 .await?;
@@ -127,10 +175,13 @@ pub fn serve_workflow_tasks(lambda: &LambdaEndpoint, stack: &Stack) -> Result<()
     CrawlerStatusConfig::from_lookup(&*env)
         .context("crawler-status's environment in the template")?;
     let sdk = clients.clone();
+    let out = metrics.out(stack, ids::CRAWLER_STATUS);
     lambda.register(&stack.name(ids::CRAWLER_STATUS), move |input| {
-        let (env, sdk) = (env.clone(), sdk.clone());
+        let (env, sdk, out) = (env.clone(), sdk.clone(), out.clone());
         async move {
-            let f = CrawlerStatus::load(&*env, &sdk().await).map_err(|e| e.to_string())?;
+            let f = CrawlerStatus::load(&*env, &sdk().await)
+                .map_err(|e| e.to_string())?
+                .with_metrics(out);
             f.handle(LambdaEvent::new(input, Context::default())).await
         }
     });
@@ -139,19 +190,24 @@ pub fn serve_workflow_tasks(lambda: &LambdaEndpoint, stack: &Stack) -> Result<()
     StartQueriesConfig::from_lookup(&*env)
         .context("start-queries's environment in the template")?;
     let sdk = clients.clone();
+    let out = metrics.out(stack, ids::START_QUERIES);
     lambda.register(&stack.name(ids::START_QUERIES), move |input| {
-        let (env, sdk) = (env.clone(), sdk.clone());
+        let (env, sdk, out) = (env.clone(), sdk.clone(), out.clone());
         async move {
-            let f = StartQueries::load(&*env, &sdk().await).map_err(|e| e.to_string())?;
+            let f = StartQueries::load(&*env, &sdk().await)
+                .map_err(|e| e.to_string())?
+                .with_metrics(out);
             f.handle(LambdaEvent::new(input, Context::default())).await
         }
     });
 
+    let env = lookup(environment(stack, ids::QUERY_STATUS));
     let sdk = clients;
+    let out = metrics.out(stack, ids::QUERY_STATUS);
     lambda.register(&stack.name(ids::QUERY_STATUS), move |input| {
-        let sdk = sdk.clone();
+        let (env, sdk, out) = (env.clone(), sdk.clone(), out.clone());
         async move {
-            let f = QueryStatus::load(&sdk().await);
+            let f = QueryStatus::load(&*env, &sdk().await).with_metrics(out);
             f.handle(LambdaEvent::new(input, Context::default())).await
         }
     });

@@ -99,10 +99,11 @@ pub async fn run(options: &Options) -> Result<LocalRun> {
     )
     .await
     .context("creating the stack on moto")?;
-    functions::serve_workflow_tasks(&lambda, &stack)?;
+    let metrics = functions::LocalMetrics::default();
+    functions::serve_workflow_tasks(&lambda, &stack, &metrics)?;
     progress.done(&format!("moto at {}", moto.endpoint));
 
-    let mut summary = scenario::play(&stack, options, &mut progress).await?;
+    let mut summary = scenario::play(&stack, options, &mut progress, &metrics).await?;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(LocalRun {
         summary,

@@ -16,7 +16,7 @@ use telemetry_lake::config::vars::{DEAD_LETTER_PREFIX, ICEBERG_TABLE, LAKE_FORMA
 use telemetry_lake::device_status::config::DeviceStatusConfig;
 use telemetry_lake::scheduler::providers::attr;
 
-use super::functions::{environment, Consumers};
+use super::functions::{environment, Consumers, LocalMetrics};
 use super::stack::{ids, Stack};
 use super::summary::{self, ChangedDevice, Execution, Summary, Tick};
 use super::{put_readings, Options, Progress};
@@ -48,12 +48,17 @@ const CHANGED_FIELD: &str = "o2stats";
 const CHANGED_MIN: i64 = 95;
 
 /// Plays the run on a created stack.
-pub async fn play(stack: &Stack, options: &Options, progress: &mut Progress) -> Result<Summary> {
+pub async fn play(
+    stack: &Stack,
+    options: &Options,
+    progress: &mut Progress,
+    metrics: &LocalMetrics,
+) -> Result<Summary> {
     let sdk = sdk_config(&stack.endpoint, &stack.ctx.region).await;
     let s3 = s3_client(&sdk);
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let kinesis = aws_sdk_kinesis::Client::new(&sdk);
-    let consumers = Consumers::new(stack).await?;
+    let consumers = Consumers::new(stack, metrics).await?;
     let ds_config = DeviceStatusConfig::from_lookup(|k| {
         environment(stack, ids::DEVICE_STATUS).get(k).cloned()
     })?;
@@ -99,11 +104,13 @@ pub async fn play(stack: &Stack, options: &Options, progress: &mut Progress) -> 
     let flag = |event| {
         let (f, v) = (&consumers.reference_change_flag, &flag_version);
         async move {
-            let published = f.process(&event).await?;
+            let published = f
+                .publish(lambda_runtime::LambdaEvent::new(event, Default::default()))
+                .await?;
             if let Some(p) = published {
                 v.set(p.version);
             }
-            Ok::<(), telemetry_lake::device_status::change_flag::FlagError>(())
+            Ok::<(), lambda_runtime::Error>(())
         }
     };
     let report = reference_stream.drain(flag).await?;
@@ -325,6 +332,7 @@ pub async fn play(stack: &Stack, options: &Options, progress: &mut Progress) -> 
         },
         executions,
         scheduler_ticks: ticks,
+        metrics: summary::metric_totals(&metrics.lines()),
         outputs,
         seconds: 0.0,
     })
@@ -518,11 +526,18 @@ async fn schedule(
             options.ticks,
             at.format("%H:%M")
         ));
-        let s = consumers
-            .scheduler
-            .process(at)
-            .await
-            .context("a scheduler tick")?;
+        // The tick as EventBridge delivers it, at its scheduled time.
+        let event = json!({
+            "version": "0", "id": format!("tick-{k}"), "detail-type": "Scheduled Event",
+            "source": "aws.events", "account": super::stack::ACCOUNT_ID,
+            "time": at.to_rfc3339(), "region": &stack.ctx.region,
+            "resources": [], "detail": {}
+        });
+        let s = invoke(event.to_string().as_bytes(), |e| async {
+            consumers.scheduler.handle(e).await.map_err(Into::into)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("a scheduler tick: {e}"))?;
         for started in &s.started {
             wait_for_execution(sfn, &started.execution_arn, EXECUTION_LIMIT).await?;
         }

@@ -26,6 +26,8 @@ pub struct Summary {
     pub device_status: DeviceStatusReport,
     pub executions: Vec<Execution>,
     pub scheduler_ticks: Vec<Tick>,
+    /// What each function's metrics documents add up to.
+    pub metrics: Vec<FunctionMetrics>,
     /// Where everything is: name → bucket URI, table, ARN or endpoint.
     pub outputs: BTreeMap<String, String>,
     pub seconds: f64,
@@ -44,6 +46,63 @@ pub struct Records {
     pub kinesis_to_parquet_invocations: usize,
     pub device_status_invocations: usize,
     pub retries: usize,
+}
+
+/// One function's metrics over the run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FunctionMetrics {
+    /// The function's logical ID in the template.
+    pub function: String,
+    /// Invocations that wrote a document.
+    pub invocations: usize,
+    /// Each metric summed over the invocations (a time: its largest).
+    pub totals: BTreeMap<String, f64>,
+    /// Dead letters by reason, summed.
+    pub dead_letters_by_reason: BTreeMap<String, f64>,
+}
+
+/// Adds up each function's documents (JSON lines, by logical ID): counts
+/// and bytes summed, milliseconds the largest.
+pub fn metric_totals(lines: &BTreeMap<String, Vec<String>>) -> Vec<FunctionMetrics> {
+    let mut out = Vec::new();
+    for (function, lines) in lines {
+        let mut f = FunctionMetrics {
+            function: function.clone(),
+            ..FunctionMetrics::default()
+        };
+        for line in lines {
+            let Ok(doc) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let directive = &doc["_aws"]["CloudWatchMetrics"][0];
+            let by_reason = doc.get("Reason").and_then(|r| r.as_str());
+            if by_reason.is_none() {
+                f.invocations += 1;
+            }
+            for m in directive["Metrics"].as_array().into_iter().flatten() {
+                let (Some(name), Some(value)) = (
+                    m["Name"].as_str(),
+                    doc[m["Name"].as_str().unwrap_or_default()].as_f64(),
+                ) else {
+                    continue;
+                };
+                if let Some(reason) = by_reason {
+                    *f.dead_letters_by_reason
+                        .entry(reason.to_string())
+                        .or_default() += value;
+                    continue;
+                }
+                let total = f.totals.entry(name.to_string()).or_default();
+                if m["Unit"] == "Milliseconds" {
+                    *total = total.max(value);
+                } else {
+                    *total += value;
+                }
+            }
+        }
+        out.push(f);
+    }
+    out
 }
 
 /// The Parquet lake, read back.
@@ -419,6 +478,37 @@ pub fn render(s: &Summary) -> String {
                 format!("  FAILED [{}]", t.failed.join("; "))
             }
         );
+    }
+    let _ = writeln!(
+        o,
+        "\nMetrics (each function's EMF documents, summed; times the largest)"
+    );
+    for f in &s.metrics {
+        let values: Vec<String> = f
+            .totals
+            .iter()
+            .map(|(name, v)| format!("{name} {v}"))
+            .collect();
+        let _ = writeln!(
+            o,
+            "  {:<28} {:>3} invocations  {}",
+            f.function,
+            f.invocations,
+            values.join(", ")
+        );
+        if !f.dead_letters_by_reason.is_empty() {
+            let reasons: Vec<String> = f
+                .dead_letters_by_reason
+                .iter()
+                .map(|(r, n)| format!("{r} {n}"))
+                .collect();
+            let _ = writeln!(
+                o,
+                "  {:<28}     dead letters by reason: {}",
+                "",
+                reasons.join(", ")
+            );
+        }
     }
     let _ = writeln!(o, "\nWhere things are");
     for (k, v) in &s.outputs {

@@ -45,6 +45,7 @@ use crate::lake::parquet::ParquetEncoder;
 use crate::lake::writer::{ObjectSink, DEAD_LETTER_EXTENSION};
 use crate::stream::dead_letter::{to_json_lines, DeadLetter};
 use crate::stream::format::PayloadDecoder;
+use crate::stream::observed::Observed;
 use crate::stream::sequence;
 use crate::stream::source::{decode_record, SourceRecord};
 
@@ -90,6 +91,9 @@ pub struct IcebergReport {
     pub retry_from: Option<String>,
     /// What went wrong, when something did.
     pub error: Option<String>,
+    /// Event and arrival times of the records planned, and the dead
+    /// letters by reason.
+    pub observed: Observed,
 }
 
 /// One shard's part of a batch.
@@ -271,7 +275,8 @@ impl IcebergLake {
                 )
                 .await
             {
-                Ok(planned) => {
+                Ok(mut planned) => {
+                    report.observed = std::mem::take(&mut planned.observed);
                     report.skipped = planned.skipped;
                     report.good = planned.good;
                     report.bad = planned.bad;
@@ -374,12 +379,16 @@ impl IcebergLake {
                 self.transform,
             );
             let mut letters: Vec<DeadLetter> = Vec::new();
+            let observed = &mut planned.observed;
             for rec in &fresh {
+                observed.arrival(rec.arrival);
                 decode_record(rec, decoder, &mut budget, &mut letters, |doc| {
+                    observed.event_time(&doc.values, Some(self.event_time));
                     rows.push(&doc.values);
                     Ok(())
                 });
             }
+            observed.dead_letters(&letters);
             planned.good += rows.len();
             planned.bad += letters.len();
             let naming = FileNaming {
@@ -471,6 +480,7 @@ struct Planned {
     undeclared_fields: usize,
     objects: usize,
     bytes: usize,
+    observed: Observed,
     outcome: Result<Committed, CommitError>,
 }
 
@@ -483,6 +493,7 @@ impl Default for Planned {
             undeclared_fields: 0,
             objects: 0,
             bytes: 0,
+            observed: Observed::default(),
             outcome: Ok(Committed::AlreadyThere),
         }
     }
