@@ -12,6 +12,27 @@ use lake_tools::local_run::summary::{Execution, Summary};
 use lake_tools::local_run::{run, Options};
 use lake_tools::step_functions::states_entered;
 
+/// (device, event time as `YYYY-MM-DD HH:MM:SS`, o2stats) of each row of a
+/// batch of the lake.
+fn readings_of(batch: &arrow_array::RecordBatch) -> Vec<(i64, String, i64)> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Int64Type, TimestampMicrosecondType};
+    let column = |name: &str| batch.column_by_name(name).expect(name);
+    let devices = column("ventilatorid").as_primitive::<Int64Type>();
+    let times = column("eventtime").as_primitive::<TimestampMicrosecondType>();
+    let o2 = column("o2stats").as_primitive::<Int64Type>();
+    (0..batch.num_rows())
+        .map(|i| {
+            let time = chrono::DateTime::from_timestamp_micros(times.value(i)).expect("a time");
+            (
+                devices.value(i),
+                time.format("%Y-%m-%d %H:%M:%S").to_string(),
+                o2.value(i),
+            )
+        })
+        .collect()
+}
+
 /// The run's one repartition execution, which succeeded.
 fn the_repartition(s: &Summary) -> &Execution {
     let repartition: Vec<&Execution> = s
@@ -55,16 +76,17 @@ async fn a_small_local_run_reports_what_is_in_moto() {
 
     let lake_prefix = stack.parameter("LakePrefix");
     let mut rows = 0;
+    // (device, event time, o2stats) of every row of the lake.
+    let mut lake_readings: Vec<(i64, String, i64)> = Vec::new();
     let objects = lake_reader::list(&s3, &bucket, &lake_prefix)
         .await
         .expect("list lake");
     for o in &objects {
         let bytes = lake_reader::get(&s3, &bucket, &o.key).await.expect("get");
-        rows += lake_reader::parquet_batches(bytes)
-            .expect("parquet")
-            .iter()
-            .map(|b| b.num_rows())
-            .sum::<usize>();
+        for batch in lake_reader::parquet_batches(bytes).expect("parquet") {
+            rows += batch.num_rows();
+            lake_readings.extend(readings_of(&batch));
+        }
     }
     assert_eq!(rows, s.records.generated - bad);
     assert_eq!(s.lake.rows, rows);
@@ -86,6 +108,75 @@ async fn a_small_local_run_reports_what_is_in_moto() {
     }
     assert_eq!(reasons, s.records.generated_bad);
     assert_eq!(s.dead_letters.by_reason, reasons);
+
+    // The event-time table, made by the workflow's query run in DuckDB:
+    // every good reading once, its moving averages those of its device's
+    // readings up to it, written as Parquet where Athena would.
+    let table = s.event_time.as_ref().expect("the event-time table");
+    assert!(table.engine.starts_with("DuckDB"), "{}", table.engine);
+    assert_eq!(table.rows, rows);
+    assert_eq!(table.by_status.values().sum::<usize>(), rows);
+    assert!(table
+        .by_status
+        .keys()
+        .all(|k| ["GREEN", "ORANGE", "RED", "UNKNOWN"].contains(&k.as_str())));
+    let col = |name: &str| table.columns.iter().position(|c| c == name).expect(name);
+    let (device, time, o2, avg3, avg20) = (
+        col("ventilatorid"),
+        col("eventtime"),
+        col("o2stats"),
+        col("avg_o2stats_3"),
+        col("avg_o2stats_20"),
+    );
+    let mut from_table: Vec<(i64, String, i64)> = table
+        .all_rows
+        .iter()
+        .map(|r| {
+            (
+                r[device].as_i64().unwrap(),
+                r[time].as_str().unwrap().to_string(),
+                r[o2].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    from_table.sort();
+    lake_readings.sort();
+    assert_eq!(from_table, lake_readings);
+    let mut previous: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+    for r in &table.all_rows {
+        let seen = previous.entry(r[device].as_i64().unwrap()).or_default();
+        seen.push(r[o2].as_f64().unwrap());
+        let mean = |n: usize| {
+            let last = &seen[seen.len().saturating_sub(n)..];
+            last.iter().sum::<f64>() / last.len() as f64
+        };
+        assert!((r[avg3].as_f64().unwrap() - mean(3)).abs() < 1e-9, "{r:?}");
+        assert!(
+            (r[avg20].as_f64().unwrap() - mean(20)).abs() < 1e-9,
+            "{r:?}"
+        );
+    }
+    let uri = table
+        .uri
+        .strip_prefix(&format!("s3://{bucket}/"))
+        .expect("in the lake bucket");
+    let written = lake_reader::list(&s3, &bucket, uri).await.expect("list");
+    assert_eq!(written.len(), table.objects);
+    let mut written_rows = 0;
+    for o in &written {
+        let bytes = lake_reader::get(&s3, &bucket, &o.key).await.expect("get");
+        written_rows += lake_reader::parquet_batches(bytes)
+            .expect("parquet")
+            .iter()
+            .map(|b| b.num_rows())
+            .sum::<usize>();
+    }
+    assert_eq!(written_rows, rows);
+    assert_eq!(
+        table.partitions.len(),
+        table.objects,
+        "one object per partition"
+    );
 
     // The functions' metrics documents add up to the same figures.
     let metrics = |id: &str| {

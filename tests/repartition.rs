@@ -886,7 +886,7 @@ fn duckdb_with(
         std::fs::write(dir.join(name), text).expect("write sql");
     }
     let out = std::process::Command::new(root.join(".venv/bin/python"))
-        .arg(root.join("tests/support/run_duckdb.py"))
+        .arg(root.join("scripts/run_duckdb.py"))
         .args(files.map(|(name, _)| dir.join(name)))
         .args(options)
         .output()

@@ -5,6 +5,7 @@
 //! do the work. [`run`] returns the summary with moto still up, so callers
 //! can look at (or test) what is there.
 
+pub mod event_time;
 pub mod functions;
 pub mod progress;
 pub mod scenario;

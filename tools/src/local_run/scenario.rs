@@ -14,8 +14,11 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde_json::json;
 use telemetry_lake::config::vars::{DEAD_LETTER_PREFIX, ICEBERG_TABLE, LAKE_FORMAT, LAKE_PREFIX};
 use telemetry_lake::device_status::config::DeviceStatusConfig;
+use telemetry_lake::repartition::config::StartQueriesConfig;
+use telemetry_lake::repartition::queries::LakeLayout;
 use telemetry_lake::scheduler::providers::attr;
 
+use super::event_time;
 use super::functions::{environment, Consumers, LocalMetrics};
 use super::stack::{ids, Stack};
 use super::summary::{self, ChangedDevice, Execution, Summary, Tick};
@@ -253,6 +256,8 @@ pub async fn play(
         .execution_arn;
     let done = wait_for_execution(&sfn, &arn, EXECUTION_LIMIT).await?;
     progress.done(&format!("{} for {first}..{last}", done.status.as_str()));
+    let event_time =
+        event_time_table(stack, &sdk, &done, &ds_config.reference_table, progress).await?;
 
     // -------------------------------------------------------- scheduler
     progress.stage("scheduler ticks → provider-etl executions → Glue jobs");
@@ -332,6 +337,7 @@ pub async fn play(
         },
         executions,
         scheduler_ticks: ticks,
+        event_time,
         metrics: summary::metric_totals(&metrics.lines()),
         outputs,
         seconds: 0.0,
@@ -459,6 +465,55 @@ impl Feed<'_> {
         );
         Ok(())
     }
+}
+
+/// With the Hive layout, the queries the repartition run started, run in
+/// DuckDB over the lake (see [`event_time`]); with the Iceberg layout,
+/// nothing.
+async fn event_time_table(
+    stack: &Stack,
+    sdk: &aws_config::SdkConfig,
+    done: &aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput,
+    reference_items: &str,
+    progress: &mut Progress,
+) -> Result<Option<event_time::EventTimeTable>> {
+    let env = environment(stack, ids::START_QUERIES);
+    let config = StartQueriesConfig::from_lookup(|k| env.get(k).cloned())?;
+    if config.layout == LakeLayout::Iceberg || done.status.as_str() != "SUCCEEDED" {
+        return Ok(None);
+    }
+    progress.stage("event-time table: the workflow's queries run in DuckDB");
+    let output: serde_json::Value =
+        serde_json::from_str(done.output().unwrap_or("{}")).unwrap_or_default();
+    let queries: Vec<String> = output["query_execution_ids"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|id| id.as_str().map(str::to_string))
+        .collect();
+    let k2p_env = environment(stack, ids::KINESIS_TO_PARQUET);
+    let tables = config.repartition.tables();
+    let table = event_time::run(
+        sdk,
+        &event_time::Catalog {
+            database: &tables.database,
+            source: &tables.source,
+            target: &tables.target,
+            reference: &tables.reference,
+            lake_bucket: &stack.name(ids::LAKE_BUCKET),
+            lake_prefix: k2p_env.get(LAKE_PREFIX).map_or("", String::as_str),
+            reference_items,
+        },
+        &queries,
+    )
+    .await?;
+    progress.done(&format!(
+        "{} queries, {} rows in {} partitions",
+        table.queries,
+        table.rows,
+        table.partitions.len()
+    ));
+    Ok(Some(table))
 }
 
 /// Puts the providers and their Glue jobs, then ticks the scheduler one

@@ -2,7 +2,7 @@
 //! Parquet rows, dead letters, status windows, executions), and printed as
 //! text for people or JSON for machines.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 use anyhow::{Context as _, Result};
@@ -26,6 +26,9 @@ pub struct Summary {
     pub device_status: DeviceStatusReport,
     pub executions: Vec<Execution>,
     pub scheduler_ticks: Vec<Tick>,
+    /// With the Hive layout: the event-time table the workflow's queries
+    /// made, run in DuckDB.
+    pub event_time: Option<crate::local_run::event_time::EventTimeTable>,
     /// What each function's metrics documents add up to.
     pub metrics: Vec<FunctionMetrics>,
     /// Where everything is: name → bucket URI, table, ARN or endpoint.
@@ -253,9 +256,12 @@ pub struct Window {
     pub count: u64,
 }
 
-/// Every item of the status windows table.
-pub async fn read_windows(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Result<Vec<Window>> {
-    let mut out = Vec::new();
+/// Every item of a DynamoDB table, page after page.
+pub async fn scan_items(
+    ddb: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>> {
+    let mut items = Vec::new();
     let mut start = None;
     loop {
         let page = ddb
@@ -265,41 +271,48 @@ pub async fn read_windows(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Result
             .send()
             .await
             .with_context(|| format!("scanning {table}"))?;
-        for item in page.items() {
-            let s = |a: &str| item.get(a).and_then(|v| v.as_s().ok()).cloned();
-            let t = |a: &str| {
-                s(a).and_then(|v| DateTime::parse_from_rfc3339(&v).ok())
-                    .map(|t| t.with_timezone(&Utc))
-            };
-            let (Some(device), Some(start), Some(end)) =
-                (s("device"), t("window_start"), t("window_end"))
+        items.extend(page.items().iter().cloned());
+        match page.last_evaluated_key() {
+            Some(key) => start = Some(key.clone()),
+            None => return Ok(items),
+        }
+    }
+}
+
+/// Every item of the status windows table.
+pub async fn read_windows(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Result<Vec<Window>> {
+    let mut out = Vec::new();
+    for item in &scan_items(ddb, table).await? {
+        let s = |a: &str| item.get(a).and_then(|v| v.as_s().ok()).cloned();
+        let t = |a: &str| {
+            s(a).and_then(|v| DateTime::parse_from_rfc3339(&v).ok())
+                .map(|t| t.with_timezone(&Utc))
+        };
+        let (Some(device), Some(start), Some(end)) =
+            (s("device"), t("window_start"), t("window_end"))
+        else {
+            continue;
+        };
+        // One item per device and window: a status window per status
+        // it counts.
+        for status in Status::ALL {
+            let Some(count) = item
+                .get(&count_attribute(status))
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse().ok())
             else {
                 continue;
             };
-            // One item per device and window: a status window per status
-            // it counts.
-            for status in Status::ALL {
-                let Some(count) = item
-                    .get(&count_attribute(status))
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|n| n.parse().ok())
-                else {
-                    continue;
-                };
-                out.push(Window {
-                    device: device.clone(),
-                    status: status.as_str().to_string(),
-                    start,
-                    end,
-                    count,
-                });
-            }
-        }
-        start = page.last_evaluated_key;
-        if start.is_none() {
-            return Ok(out);
+            out.push(Window {
+                device: device.clone(),
+                status: status.as_str().to_string(),
+                start,
+                end,
+                count,
+            });
         }
     }
+    Ok(out)
 }
 
 /// Windows, readings and devices per status.
@@ -339,11 +352,51 @@ pub fn before_after(
     (before, after)
 }
 
-fn counts(m: &BTreeMap<String, u64>) -> String {
+fn counts<N: std::fmt::Display>(m: &BTreeMap<String, N>) -> String {
     m.iter()
         .map(|(k, v)| format!("{k} {v}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The event-time table: counts, statuses, and a few rows with their
+/// moving averages.
+fn render_event_time(o: &mut String, t: &crate::local_run::event_time::EventTimeTable) {
+    let _ = writeln!(
+        o,
+        "\nEvent-time table {} (the workflow's {} {}, run in {}: moto's Athena runs none)",
+        t.table,
+        t.queries,
+        if t.queries == 1 { "query" } else { "queries" },
+        t.engine
+    );
+    let _ = writeln!(
+        o,
+        "  rows {:>7}  in {} partitions, {} objects under {}",
+        t.rows,
+        t.partitions.len(),
+        t.objects,
+        t.uri
+    );
+    let _ = writeln!(o, "  by status      {}", counts(&t.by_status));
+    let shown: Vec<usize> = (0..t.columns.len())
+        .filter(|&i| i < 2 || t.columns[i] == "status" || t.columns[i].starts_with("avg_o2"))
+        .collect();
+    let header: Vec<&str> = shown.iter().map(|&i| t.columns[i].as_str()).collect();
+    let _ = writeln!(o, "  {}", header.join("  "));
+    for row in t.all_rows.iter().take(3) {
+        let cells: Vec<String> = shown
+            .iter()
+            .map(|&i| match &row[i] {
+                serde_json::Value::Number(n) if n.is_f64() => {
+                    format!("{:.2}", n.as_f64().unwrap_or_default())
+                }
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect();
+        let _ = writeln!(o, "  {}", cells.join("  "));
+    }
 }
 
 /// The summary as text for a terminal.
@@ -463,6 +516,9 @@ pub fn render(s: &Summary) -> String {
             e.seconds,
             e.states.join(" → ")
         );
+    }
+    if let Some(t) = &s.event_time {
+        render_event_time(&mut o, t);
     }
     let _ = writeln!(o, "\nScheduler ticks");
     for t in &s.scheduler_ticks {

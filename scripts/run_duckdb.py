@@ -1,9 +1,12 @@
-"""Runs SQL in DuckDB for the integration tests.
+"""Runs SQL in DuckDB: for the integration tests, and for the local run,
+which runs the queries the repartition workflow started (moto's Athena runs
+none).
 
-    .venv/bin/python tests/support/run_duckdb.py SETUP.sql STATEMENT.sql QUERY.sql [--database PATH] [--times N]
+    .venv/bin/python scripts/run_duckdb.py SETUP.sql STATEMENT.sql QUERY.sql [--database PATH] [--times N] [--then PATH]...
 
 Executes SETUP (several statements), then STATEMENT as one statement (the
-rendered repartition SQL, unchanged) N times (default 1), then QUERY, and
+rendered repartition SQL, unchanged) N times (default 1), then each --then
+file (one statement each, in order), then QUERY, and
 prints QUERY's rows on stdout as one JSON object
 {"columns": [...], "rows": [[...], ...]}, with timestamps as ISO strings.
 In memory unless --database names a file, which keeps the tables from one
@@ -25,6 +28,7 @@ def main() -> None:
     parser.add_argument("query")
     parser.add_argument("--database", default=":memory:")
     parser.add_argument("--times", type=int, default=1)
+    parser.add_argument("--then", action="append", default=[])
     args = parser.parse_args()
     setup, statement, query = (
         open(path, encoding="utf-8").read() for path in (args.setup, args.statement, args.query)
@@ -33,6 +37,8 @@ def main() -> None:
     con.execute(setup)
     for _ in range(args.times):
         con.execute(statement)
+    for path in args.then:
+        con.execute(open(path, encoding="utf-8").read())
     cursor = con.execute(query)
     columns = [d[0] for d in cursor.description]
     rows = cursor.fetchall()
