@@ -6,6 +6,7 @@
 
 pub mod asl;
 pub mod bench;
+pub mod dead_letter_replay;
 pub mod dynamodb_stream;
 pub mod event_source;
 pub mod function_process;
