@@ -21,6 +21,7 @@ use telemetry_lake::stream::dead_letter::DeadLetter;
 use telemetry_lake::stream::format::PayloadDecoder;
 use telemetry_lake::stream::source::decode_payload;
 
+use crate::kinesis_event::{put_records, PUT_RECORDS_MAX};
 use crate::lake_reader;
 
 /// Which dead letters to replay.
@@ -117,21 +118,15 @@ pub async fn replay(
             );
             batch.push((key, data));
             if batch.len() == PUT_RECORDS_MAX && !dry_run {
-                put(kinesis, stream, std::mem::take(&mut batch)).await?;
+                put_records(kinesis, stream, std::mem::take(&mut batch)).await?;
             }
         }
     }
     if !dry_run && !batch.is_empty() {
-        put(kinesis, stream, batch).await?;
+        put_records(kinesis, stream, batch).await?;
     }
     Ok(report)
 }
-
-/// Records one `PutRecords` takes.
-const PUT_RECORDS_MAX: usize = 500;
-
-/// Attempts of a `PutRecords` whose entries keep failing (throttled).
-const PUT_ATTEMPTS: usize = 5;
 
 /// The reason the current decoder still rejects `data` with, if it does.
 fn still_bad(decoder: &PayloadDecoder, data: &[u8]) -> Option<&'static str> {
@@ -143,47 +138,4 @@ fn still_bad(decoder: &PayloadDecoder, data: &[u8]) -> Option<&'static str> {
         }
     });
     reason
-}
-
-/// Puts `records` on `stream`, again for the entries Kinesis failed
-/// (throttling), with a pause growing each time.
-async fn put(
-    kinesis: &aws_sdk_kinesis::Client,
-    stream: &str,
-    records: Vec<(String, Vec<u8>)>,
-) -> Result<()> {
-    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-    let mut pending = records;
-    for attempt in 0..PUT_ATTEMPTS {
-        let entries = pending
-            .iter()
-            .map(|(key, data)| {
-                PutRecordsRequestEntry::builder()
-                    .partition_key(key)
-                    .data(data.clone().into())
-                    .build()
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let out = kinesis
-            .put_records()
-            .stream_name(stream)
-            .set_records(Some(entries))
-            .send()
-            .await
-            .with_context(|| format!("putting records on {stream}"))?;
-        if out.failed_record_count().unwrap_or(0) == 0 {
-            return Ok(());
-        }
-        pending = pending
-            .into_iter()
-            .zip(out.records())
-            .filter(|(_, r)| r.error_code().is_some())
-            .map(|(record, _)| record)
-            .collect();
-        tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
-    }
-    anyhow::bail!(
-        "{} records were still refused by {stream} after {PUT_ATTEMPTS} attempts",
-        pending.len()
-    )
 }

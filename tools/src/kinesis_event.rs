@@ -72,6 +72,57 @@ pub fn event_json(stream_arn: &str, shard_id: &str, records: &[StreamRecord]) ->
     json!({ "Records": records })
 }
 
+/// Records one `PutRecords` takes.
+pub const PUT_RECORDS_MAX: usize = 500;
+
+/// Attempts of a `PutRecords` whose entries keep failing (throttled).
+const PUT_ATTEMPTS: usize = 5;
+
+/// Puts `records` (partition key, data; at most [`PUT_RECORDS_MAX`]) on
+/// `stream`, again for the entries Kinesis failed (throttling), with a
+/// pause doubling each time.
+pub async fn put_records(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &str,
+    records: Vec<(String, Vec<u8>)>,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+    let mut pending = records;
+    for attempt in 0..PUT_ATTEMPTS {
+        let entries = pending
+            .iter()
+            .map(|(key, data)| {
+                PutRecordsRequestEntry::builder()
+                    .partition_key(key)
+                    .data(data.clone().into())
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = kinesis
+            .put_records()
+            .stream_name(stream)
+            .set_records(Some(entries))
+            .send()
+            .await
+            .with_context(|| format!("putting records on {stream}"))?;
+        if out.failed_record_count().unwrap_or(0) == 0 {
+            return Ok(());
+        }
+        pending = pending
+            .into_iter()
+            .zip(out.records())
+            .filter(|(_, r)| r.error_code().is_some())
+            .map(|(record, _)| record)
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+    }
+    anyhow::bail!(
+        "{} records were still refused by {stream} after {PUT_ATTEMPTS} attempts",
+        pending.len()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,9 +14,8 @@ pub mod summary;
 
 use std::collections::BTreeMap;
 
+use crate::kinesis_event::{put_records, PUT_RECORDS_MAX};
 use anyhow::{Context as _, Result};
-use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 
 use crate::lambda_endpoint::LambdaEndpoint;
 use crate::moto::{repo_root, MotoOptions, MotoServer};
@@ -124,28 +123,15 @@ pub async fn put_readings(
     mut progress: impl FnMut(usize),
 ) -> Result<usize> {
     let mut put = 0;
-    for chunk in readings.chunks(500) {
-        let entries = chunk
+    for chunk in readings.chunks(PUT_RECORDS_MAX) {
+        let records = chunk
             .iter()
             .map(|r| {
-                PutRecordsRequestEntry::builder()
-                    .partition_key(r.device.to_string())
-                    .data(Blob::new(payload(&[r.json.as_str()], Compression::Gzip)))
-                    .build()
+                let data = payload(&[r.json.as_str()], Compression::Gzip);
+                (r.device.to_string(), data)
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        let out = kinesis
-            .put_records()
-            .stream_name(stream)
-            .set_records(Some(entries))
-            .send()
-            .await
-            .with_context(|| format!("putting records on {stream}"))?;
-        anyhow::ensure!(
-            out.failed_record_count.unwrap_or(0) == 0,
-            "{} records of a PutRecords call to {stream} failed",
-            out.failed_record_count.unwrap_or(0)
-        );
+            .collect();
+        put_records(kinesis, stream, records).await?;
         put += chunk.len();
         progress(put);
     }
