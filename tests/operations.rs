@@ -1,6 +1,7 @@
 //! The operator's commands on moto: `replay-dead-letters` puts the dead
 //! letters that the current schema accepts back on the stream, and counts
-//! those it still refuses.
+//! those it still refuses; `smoke` follows its readings through the local
+//! stack, and stops at a missing lake bucket.
 
 use std::collections::BTreeSet;
 
@@ -165,4 +166,148 @@ async fn dead_letters_the_fixed_schema_accepts_go_back_on_the_stream_and_the_res
         .await
         .expect("dry run");
     assert_eq!((report.selected, report.sent), (1, 1));
+}
+
+/// The local stack of a small local run, with both stream consumers
+/// polling every shard (Lambda's event source mappings) while `work` runs.
+async fn with_local_mappings<T>(
+    done: &lake_tools::local_run::LocalRun,
+    sdk: &aws_config::SdkConfig,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    use lake_tools::event_source::{MappingSettings, ShardPoller};
+    use lake_tools::local_run::functions::{Consumers, LocalMetrics};
+    use lake_tools::local_run::stack::ids;
+    use lake_tools::runtime::invoke;
+    let stack = &done.stack;
+    let consumers = Consumers::new(stack, &LocalMetrics::default())
+        .await
+        .expect("the consumers");
+    let kinesis = aws_sdk_kinesis::Client::new(sdk);
+    let (stream, arn) = (stack.name(ids::STREAM), stack.attribute(ids::STREAM, "Arn"));
+    let shards = kinesis
+        .list_shards()
+        .stream_name(&stream)
+        .send()
+        .await
+        .expect("shards");
+    let settings = MappingSettings {
+        batch_size: 500,
+        maximum_retry_attempts: 10,
+    };
+    let (mut k2p, mut ds) = (Vec::new(), Vec::new());
+    for shard in shards.shards() {
+        let id = shard.shard_id();
+        k2p.push(
+            ShardPoller::open(&kinesis, &stream, &arn, id, &settings)
+                .await
+                .expect("poller"),
+        );
+        ds.push(
+            ShardPoller::open(&kinesis, &stream, &arn, id, &settings)
+                .await
+                .expect("poller"),
+        );
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let consumers = &consumers;
+    let mappings = async {
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            for p in &mut k2p {
+                p.drain(&kinesis, |event| async move {
+                    let out = invoke(&event, |e| consumers.kinesis_to_parquet.handle(e)).await?;
+                    Ok(out.response)
+                })
+                .await
+                .expect("kinesis-to-parquet's mapping");
+            }
+            for p in &mut ds {
+                p.drain(&kinesis, |event| async move {
+                    let out = invoke(&event, |e| consumers.device_status.handle(e)).await?;
+                    Ok(out.response)
+                })
+                .await
+                .expect("device-status's mapping");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    };
+    let work = async {
+        let out = work.await;
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        out
+    };
+    tokio::join!(work, mappings).0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smoke_finds_its_readings_in_the_lake_and_the_windows_of_the_local_stack() {
+    use lake_tools::local_run::{run, Options};
+    use lake_tools::smoke::{self, Targets};
+    let options = Options {
+        devices: 2,
+        minutes: 5,
+        providers: 1,
+        ticks: 1,
+        quiet: true,
+        ..Options::default()
+    };
+    let done = run(&options).await.expect("local run");
+    let sdk = integration_tests::sdk_config(&done.moto.endpoint, &options.region).await;
+    let targets = Targets::from_outputs(&done.stack.outputs()).expect("the outputs it needs");
+    let stages = with_local_mappings(&done, &sdk, async {
+        smoke::run(&sdk, &targets, 120, std::time::Duration::from_secs(60)).await
+    })
+    .await
+    .expect("the smoke test passes");
+    let found: Vec<(&str, &str)> = stages
+        .iter()
+        .map(|s| (s.name.as_str(), s.found.as_str()))
+        .collect();
+    let today = Utc::now().date_naive();
+    assert_eq!(
+        found,
+        [
+            ("put on the stream", "120 readings"),
+            ("in the lake", "120 of 120 rows"),
+            ("in the windows table", "5 of 5 devices"),
+            ("repartition", format!("{today}: SUCCEEDED").as_str()),
+        ]
+    );
+}
+
+#[test]
+fn smoke_exits_non_zero_naming_the_lake_bucket_when_it_is_missing() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let sdk = runtime.block_on(sdk_config(moto(), REGION));
+    let stream = runtime.block_on(stream(&aws_sdk_kinesis::Client::new(&sdk)));
+    let bucket = unique("no-lake");
+    let outputs = serde_json::json!([
+        {"OutputKey": "StreamName", "OutputValue": stream},
+        {"OutputKey": "LakeBucketName", "OutputValue": bucket},
+        {"OutputKey": "LakeUri", "OutputValue": format!("s3://{bucket}/raw/v/")},
+        {"OutputKey": "DeviceStatusWindowsTableName", "OutputValue": "windows"},
+        {"OutputKey": "RepartitionStateMachineArn", "OutputValue": "arn:aws:states:us-east-1:123456789012:stateMachine:x"},
+    ]);
+    let file = std::env::temp_dir().join(format!("{}.json", unique("outputs")));
+    std::fs::write(&file, outputs.to_string()).unwrap();
+    let out = std::process::Command::new(integration_tests::function_binary("smoke"))
+        .arg("--outputs")
+        .arg(&file)
+        .env("AWS_ENDPOINT_URL", moto())
+        .env("AWS_REGION", REGION)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .expect("smoke runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("the lake bucket {bucket} does not exist")),
+        "{stderr}"
+    );
+    // Nothing was put on the stream.
+    let on_stream = runtime.block_on(records_on(&aws_sdk_kinesis::Client::new(&sdk), &stream));
+    assert!(on_stream.is_empty());
 }

@@ -20,6 +20,7 @@ pub mod proxy;
 pub mod replay;
 pub mod runtime;
 pub mod schema_inference;
+pub mod smoke;
 pub mod step_functions;
 pub mod telemetry;
 pub mod template;

@@ -164,6 +164,26 @@ impl Template {
             .collect()
     }
 
+    /// The stack's outputs, resolved, by name: those whose condition is
+    /// false or whose value cannot be resolved are left out.
+    pub fn outputs(&self, ctx: &Context) -> BTreeMap<String, String> {
+        let Some(Value::Mapping(outputs)) = self.root.get("Outputs") else {
+            return BTreeMap::new();
+        };
+        outputs
+            .iter()
+            .filter_map(|(name, output)| {
+                if let Some(Value::String(condition)) = output.get("Condition") {
+                    if !self.condition(condition, ctx).unwrap_or(false) {
+                        return None;
+                    }
+                }
+                let value = self.resolve(output.get("Value")?, ctx).ok()?;
+                Some((name.as_str()?.to_string(), value))
+            })
+            .collect()
+    }
+
     /// The first event source of a function whose `Type` is `event_type`
     /// (`Kinesis`, `DynamoDB`, ...): its `Properties` node.
     pub fn event_source(&self, function_id: &str, event_type: &str) -> Option<&Value> {

@@ -48,6 +48,11 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// The template's outputs as the stack would show them.
+    pub fn outputs(&self) -> BTreeMap<String, String> {
+        self.template.outputs(&self.ctx)
+    }
+
     /// `!Ref` of a resource (its name; an ARN for state machines).
     pub fn name(&self, logical_id: &str) -> String {
         self.ctx
