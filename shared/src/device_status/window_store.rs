@@ -371,7 +371,7 @@ impl WindowStore {
                 }
                 Err(e) if is_invalid(&e) => {
                     tracing::warn!(pk = %key.device, sk = %iso(key.start), error = %DisplayErrorContext(&e), "the table refused the window item's update; applying its records one by one");
-                    return self.apply_one_by_one(batch, key, statuses).await;
+                    return self.apply_one_by_one(batch, key, statuses, retries).await;
                 }
                 Err(e) => return self.update_failed(key, &e),
             }
@@ -431,6 +431,7 @@ impl WindowStore {
         batch: &BatchWindows,
         key: &ItemKey,
         statuses: &[&WindowKey],
+        retries: &AtomicUsize,
     ) -> Outcome {
         let mut current = match self.read_one(key).await {
             Ok(item) => item,
@@ -485,6 +486,7 @@ impl WindowStore {
                         if e.as_service_error()
                             .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
                     {
+                        retries.fetch_add(1, AtomicOrdering::Relaxed);
                         true
                     }
                     Err(e) if refusal.is_none() && is_invalid(&e) => {
