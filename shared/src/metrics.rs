@@ -235,14 +235,6 @@ impl Invocation {
             .age(EVENT_TIME_LAG, batch.observed.newest_event())
             .age(ARRIVAL_TO_WRITE_LATENCY, batch.observed.oldest_arrival())
     }
-
-    /// The value of `metric`, if set.
-    pub fn value(&self, metric: Metric) -> Option<f64> {
-        self.values
-            .iter()
-            .find(|(m, _)| m.name == metric.name)
-            .map(|(_, v)| *v)
-    }
 }
 
 /// What both stream functions measure of a batch.
@@ -318,16 +310,6 @@ impl MetricsOut {
             sink: Sink::Dropped,
             ..self
         }
-    }
-
-    /// The namespace.
-    pub fn namespace(&self) -> &str {
-        &self.namespace
-    }
-
-    /// The `FunctionName` dimension's value.
-    pub fn function(&self) -> &str {
-        &self.function
     }
 
     /// Writes the invocation's documents, stamped now; nothing when it
@@ -506,7 +488,7 @@ mod tests {
     fn the_namespace_and_function_fall_back_when_unset() {
         let out = MetricsOut::from_env(|_| None, "scheduler");
         assert_eq!(
-            (out.namespace(), out.function()),
+            (out.namespace.as_str(), out.function.as_str()),
             (DEFAULT_NAMESPACE, "scheduler")
         );
     }

@@ -21,3 +21,13 @@ pub fn loader() -> ConfigLoader {
 pub async fn load() -> SdkConfig {
     loader().load().await
 }
+
+/// [`loader`] in `region` when one is given (a tool's `--region`), the
+/// environment's otherwise, loaded.
+pub async fn load_in(region: Option<&str>) -> SdkConfig {
+    let mut loader = loader();
+    if let Some(region) = region {
+        loader = loader.region(aws_config::Region::new(region.to_string()));
+    }
+    loader.load().await
+}

@@ -54,24 +54,6 @@ impl Observed {
         }
     }
 
-    /// Takes in what another part of the batch observed.
-    pub fn merge(&mut self, other: Observed) {
-        if let Some(at) = other.oldest_arrival {
-            self.arrival(at);
-        }
-        if let Some(micros) = other.newest_event_micros {
-            if self
-                .newest_event_micros
-                .is_none_or(|newest| micros > newest)
-            {
-                self.newest_event_micros = Some(micros);
-            }
-        }
-        for (reason, n) in other.reasons {
-            *self.reasons.entry(reason).or_default() += n;
-        }
-    }
-
     /// The newest event time of a good row.
     pub fn newest_event(&self) -> Option<DateTime<Utc>> {
         self.newest_event_micros
@@ -104,11 +86,8 @@ mod tests {
         seen.event_time(&[Value::Int64(1), Value::Timestamp(7_000_000)], Some(1));
         seen.event_time(&[Value::Int64(1), Value::Timestamp(6_000_000)], Some(1));
         seen.event_time(&[Value::Int64(1), Value::Timestamp(9_000_000)], None);
-        let mut other = Observed::default();
-        other.arrival(t(5));
-        other.event_time(&[Value::Timestamp(8_000_000)], Some(0));
-        seen.merge(other);
-        assert_eq!(seen.oldest_arrival(), Some(t(5)));
+        seen.event_time(&[Value::Timestamp(8_000_000)], Some(0));
+        assert_eq!(seen.oldest_arrival(), Some(t(10)));
         assert_eq!(seen.newest_event(), Some(t(8)));
         assert_eq!(seen.reasons().count(), 0);
     }

@@ -112,11 +112,8 @@ async fn main() -> Result<()> {
 /// `--real`: the generator alone, against a real stream.
 async fn put_on_real_stream(args: &Args) -> Result<()> {
     let stream = args.stream_name.as_deref().unwrap_or_default();
-    let mut loader = telemetry_lake::config::aws::loader();
-    if let Some(region) = &args.region {
-        loader = loader.region(aws_config::Region::new(region.clone()));
-    }
-    let kinesis = aws_sdk_kinesis::Client::new(&loader.load().await);
+    let sdk = telemetry_lake::config::aws::load_in(args.region.as_deref()).await;
+    let kinesis = aws_sdk_kinesis::Client::new(&sdk);
     let readings = generate(&TelemetryOptions {
         devices: args.devices,
         start: Utc::now() - Duration::minutes(args.minutes),

@@ -47,11 +47,7 @@ struct Args {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let mut loader = telemetry_lake::config::aws::loader();
-    if let Some(region) = &args.region {
-        loader = loader.region(aws_config::Region::new(region.clone()));
-    }
-    let sdk = loader.load().await;
+    let sdk = telemetry_lake::config::aws::load_in(args.region.as_deref()).await;
     let decoder = match args.check {
         true => Some(decoder_from(|name| std::env::var(name).ok())?),
         false => None,

@@ -31,11 +31,8 @@ struct Args {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let mut loader = telemetry_lake::config::aws::loader();
-    if let Some(region) = &args.region {
-        loader = loader.region(aws_config::Region::new(region.clone()));
-    }
-    let replayer = Replayer::new(&loader.load().await);
+    let sdk = telemetry_lake::config::aws::load_in(args.region.as_deref()).await;
+    let replayer = Replayer::new(&sdk);
     let report = replayer
         .replay(&args.queue_url, &args.function, args.dry_run)
         .await?;

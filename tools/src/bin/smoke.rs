@@ -47,11 +47,7 @@ async fn main() -> Result<()> {
             ))
         })
         .collect();
-    let mut loader = telemetry_lake::config::aws::loader();
-    if let Some(region) = &args.region {
-        loader = loader.region(aws_config::Region::new(region.clone()));
-    }
-    let sdk = loader.load().await;
+    let sdk = telemetry_lake::config::aws::load_in(args.region.as_deref()).await;
     let stages = run(
         &sdk,
         &Targets::from_outputs(&outputs)?,

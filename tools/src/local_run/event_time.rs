@@ -63,30 +63,27 @@ pub async fn run(
     catalog: &Catalog<'_>,
     queries: &[String],
 ) -> Result<EventTimeTable> {
-    let s3 = crate::moto::s3_client(sdk);
-    let glue = aws_sdk_glue::Client::new(sdk);
-    let athena = aws_sdk_athena::Client::new(sdk);
     let dir = std::env::temp_dir().join(format!(
         "local-run-event-time-{}-{}",
         std::process::id(),
         chrono::Utc::now().timestamp_millis()
     ));
     std::fs::create_dir_all(&dir)?;
-    let result = run_in(&s3, &glue, &athena, sdk, catalog, queries, &dir).await;
+    let result = run_in(sdk, catalog, queries, &dir).await;
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-#[allow(clippy::too_many_arguments)]
+/// [`run`], with `dir` to work in.
 async fn run_in(
-    s3: &aws_sdk_s3::Client,
-    glue: &aws_sdk_glue::Client,
-    athena: &aws_sdk_athena::Client,
     sdk: &aws_config::SdkConfig,
     catalog: &Catalog<'_>,
     queries: &[String],
     dir: &Path,
 ) -> Result<EventTimeTable> {
+    let s3 = &crate::moto::s3_client(sdk);
+    let glue = &aws_sdk_glue::Client::new(sdk);
+    let athena = aws_sdk_athena::Client::new(sdk);
     let lake = dir.join("lake");
     for o in lake_reader::list(s3, catalog.lake_bucket, catalog.lake_prefix).await? {
         let path = lake.join(&o.key);
@@ -98,7 +95,8 @@ async fn run_in(
     }
     let reference = glue_table(glue, catalog.database, catalog.reference).await?;
     let target = glue_table(glue, catalog.database, catalog.target).await?;
-    let ranges = reference_rows(sdk, catalog.reference_items, &reference.columns).await?;
+    let ddb = aws_sdk_dynamodb::Client::new(sdk);
+    let ranges = reference_rows(&ddb, catalog.reference_items, &reference.columns).await?;
     put_reference(s3, &reference, &ranges).await?;
 
     let setup = format!(
@@ -313,13 +311,12 @@ fn column_list(columns: &[(String, String)]) -> String {
 /// the DynamoDB table device-status reads (the same ranges): each column an
 /// attribute.
 async fn reference_rows(
-    sdk: &aws_config::SdkConfig,
+    ddb: &aws_sdk_dynamodb::Client,
     table: &str,
     columns: &[(String, String)],
 ) -> Result<Vec<Vec<Value>>> {
     use aws_sdk_dynamodb::types::AttributeValue;
-    let ddb = aws_sdk_dynamodb::Client::new(sdk);
-    let mut rows: Vec<Vec<Value>> = super::summary::scan_items(&ddb, table)
+    let mut rows: Vec<Vec<Value>> = super::summary::scan_items(ddb, table)
         .await?
         .iter()
         .map(|item| {

@@ -256,8 +256,15 @@ pub async fn play(
         .execution_arn;
     let done = wait_for_execution(&sfn, &arn, EXECUTION_LIMIT).await?;
     progress.done(&format!("{} for {first}..{last}", done.status.as_str()));
-    let event_time =
-        event_time_table(stack, &sdk, &done, &ds_config.reference_table, progress).await?;
+    let event_time = event_time_table(
+        stack,
+        &sdk,
+        &done,
+        &k2p_env,
+        &ds_config.reference_table,
+        progress,
+    )
+    .await?;
 
     // -------------------------------------------------------- scheduler
     progress.stage("scheduler ticks → provider-etl executions → Glue jobs");
@@ -474,6 +481,7 @@ async fn event_time_table(
     stack: &Stack,
     sdk: &aws_config::SdkConfig,
     done: &aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput,
+    k2p_env: &BTreeMap<String, String>,
     reference_items: &str,
     progress: &mut Progress,
 ) -> Result<Option<event_time::EventTimeTable>> {
@@ -491,7 +499,6 @@ async fn event_time_table(
         .flatten()
         .filter_map(|id| id.as_str().map(str::to_string))
         .collect();
-    let k2p_env = environment(stack, ids::KINESIS_TO_PARQUET);
     let tables = config.repartition.tables();
     let table = event_time::run(
         sdk,
