@@ -49,9 +49,11 @@ FUNCTIONS := $(notdir $(wildcard functions/*))
 bench: setup ## Benchmarks on one core; rewrites the figures in BENCHMARKS.md
 	cargo build --release $(addprefix -p ,$(FUNCTIONS))
 	# Built on every core first: only the runs are pinned.
-	cargo bench --workspace --bench report --bench stream_functions --bench iceberg_commits --no-run
+	cargo bench --workspace --bench report --bench stream_functions --bench iceberg_commits --bench cost --no-run
 	taskset -c $(BENCH_CPU) cargo bench --workspace --bench report -- --out $(CURDIR)/BENCHMARKS.md
 	taskset -c $(BENCH_CPU) cargo bench --workspace --bench stream_functions
+	# What a billion records cost, from the requests each function makes on moto.
+	cargo bench --workspace --bench cost -- --out $(CURDIR)/BENCHMARKS.md
 	# Iceberg commits on moto (moto pinned with it).
 	taskset -c $(BENCH_CPU) cargo bench --workspace --bench iceberg_commits -- --out $(CURDIR)/BENCHMARKS.md
 

@@ -215,6 +215,53 @@ async fn a_small_local_run_reports_what_is_in_moto() {
     assert_eq!(metrics(ids::SCHEDULER).invocations, s.scheduler_ticks.len());
     assert!(metrics(ids::START_QUERIES).totals["QueriesStarted"] >= 1.0);
 
+    // Each function's counting proxy saw the requests behind those
+    // figures: one S3 PUT per object kinesis-to-parquet left in the bucket,
+    // one DynamoDB UpdateItem per window device-status wrote, one
+    // StartExecution per provider started, one StartQueryExecution per query.
+    let usage = |id: &str| {
+        s.usage
+            .iter()
+            .find(|u| u.function == id)
+            .unwrap_or_else(|| panic!("no usage of {id}"))
+    };
+    let requests = |id: &str, kind: &str| usage(id).requests.get(kind).map_or(0, |t| t.requests);
+    assert_eq!(
+        requests(ids::KINESIS_TO_PARQUET, "S3 PUT") as usize,
+        objects.len() + dead_letter_objects.len()
+    );
+    let put_bytes = usage(ids::KINESIS_TO_PARQUET).requests["S3 PUT"].bytes_sent;
+    assert_eq!(put_bytes as f64, k2p.totals["BytesWritten"]);
+    assert_eq!(
+        usage(ids::KINESIS_TO_PARQUET).invocations,
+        s.records.kinesis_to_parquet_invocations
+    );
+    let update_items = usage(ids::DEVICE_STATUS).requests["DynamoDB UpdateItem"];
+    assert_eq!(
+        update_items.requests as f64,
+        ds.totals["WindowsWritten"]
+            + ds.totals["ConditionalWriteRetries"]
+            + ds.totals["WindowsAlreadyApplied"]
+    );
+    assert_eq!(update_items.units, update_items.requests as f64);
+    assert_eq!(
+        requests(ids::SCHEDULER, "Step Functions StartExecution") as usize,
+        started
+    );
+    assert_eq!(
+        requests(ids::START_QUERIES, "Athena StartQueryExecution") as f64,
+        metrics(ids::START_QUERIES).totals["QueriesStarted"]
+    );
+    for id in [
+        ids::START_CRAWLER,
+        ids::CRAWLER_STATUS,
+        ids::START_QUERIES,
+        ids::QUERY_STATUS,
+    ] {
+        assert_eq!(usage(id).invocations, metrics(id).invocations, "{id}");
+        assert!(usage(id).billed_ms >= 1.0, "{id}: {:?}", usage(id));
+    }
+
     // Status windows: the table holds what the summary says, for every device.
     let windows = integration_tests::window_items(&ddb, &stack.name(ids::WINDOWS_TABLE)).await;
     let mut by_status: BTreeMap<String, u64> = BTreeMap::new();

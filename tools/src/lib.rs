@@ -6,6 +6,7 @@
 
 pub mod asl;
 pub mod bench;
+pub mod cost;
 pub mod dead_letter_replay;
 pub mod dynamodb_stream;
 pub mod event_source;
@@ -18,6 +19,7 @@ pub mod local_run;
 pub mod moto;
 pub mod proxy;
 pub mod replay;
+pub mod request_count;
 pub mod runtime;
 pub mod schema_inference;
 pub mod smoke;

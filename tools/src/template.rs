@@ -87,6 +87,14 @@ impl Template {
         scalar(self.root.get("Parameters")?.get(name)?.get("Default")?)
     }
 
+    /// A function's property as text: its own, else `Globals.Function`'s
+    /// (`MemorySize`, `Timeout`, ...).
+    pub fn function_property(&self, function_id: &str, name: &str) -> Option<String> {
+        self.property(function_id, &["Properties", name])
+            .or_else(|| self.root.get("Globals")?.get("Function")?.get(name))
+            .and_then(scalar)
+    }
+
     /// The resource `logical_id`'s node.
     pub fn resource(&self, logical_id: &str) -> Option<&Value> {
         self.root.get("Resources")?.get(logical_id)

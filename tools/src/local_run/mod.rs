@@ -100,7 +100,7 @@ pub async fn run(options: &Options) -> Result<LocalRun> {
     .await
     .context("creating the stack on moto")?;
     let metrics = functions::LocalMetrics::default();
-    functions::serve_workflow_tasks(&lambda, &stack, &metrics)?;
+    functions::serve_workflow_tasks(&lambda, &stack, &metrics).await?;
     progress.done(&format!("moto at {}", moto.endpoint));
 
     let mut summary = scenario::play(&stack, options, &mut progress, &metrics).await?;

@@ -107,8 +107,11 @@ pub async fn play(
     let flag = |event| {
         let (f, v) = (&consumers.reference_change_flag, &flag_version);
         async move {
-            let published = f
-                .publish(lambda_runtime::LambdaEvent::new(event, Default::default()))
+            let published = metrics
+                .timed(
+                    ids::REFERENCE_CHANGE_FLAG,
+                    f.publish(lambda_runtime::LambdaEvent::new(event, Default::default())),
+                )
                 .await?;
             if let Some(p) = published {
                 v.set(p.version);
@@ -184,6 +187,7 @@ pub async fn play(
         k2p_pollers,
         ds_pollers,
         counts: FeedCounts::default(),
+        metrics,
     };
 
     progress.stage("first half: telemetry → Kinesis → kinesis-to-parquet + device-status");
@@ -268,7 +272,7 @@ pub async fn play(
 
     // -------------------------------------------------------- scheduler
     progress.stage("scheduler ticks → provider-etl executions → Glue jobs");
-    let ticks = schedule(stack, options, &consumers, &sfn, &ddb, progress).await?;
+    let ticks = schedule(stack, options, &consumers, metrics, &sfn, &ddb, progress).await?;
     progress.done(&format!(
         "{} ticks, {} executions started",
         ticks.len(),
@@ -317,6 +321,7 @@ pub async fn play(
     Ok(Summary {
         records: summary::Records {
             generated: readings.len(),
+            generated_json_bytes: readings.iter().map(|r| r.json.len()).sum(),
             generated_bad,
             stream_records: c.put,
             good: c.good.get(),
@@ -346,6 +351,7 @@ pub async fn play(
         scheduler_ticks: ticks,
         event_time,
         metrics: summary::metric_totals(&metrics.lines()),
+        usage: summary::usage(&metrics.durations(), &metrics.requests(), &metrics.lines()),
         outputs,
         seconds: 0.0,
     })
@@ -383,11 +389,13 @@ struct Feed<'a> {
     k2p_pollers: Vec<ShardPoller>,
     ds_pollers: Vec<ShardPoller>,
     counts: FeedCounts,
+    metrics: &'a LocalMetrics,
 }
 
 impl Feed<'_> {
-    /// Puts `readings` on the stream, then lets both consumers read every
-    /// shard to its end, side by side.
+    /// Puts `readings` on the stream, then lets each consumer read every
+    /// shard to its end, one consumer after the other, so that each
+    /// invocation's time is its own.
     async fn run(
         &mut self,
         readings: &[crate::telemetry::Reading],
@@ -402,7 +410,8 @@ impl Feed<'_> {
             ))
         })
         .await?;
-        let (kinesis, consumers, counts) = (self.kinesis, self.consumers, &self.counts);
+        let (kinesis, consumers, counts, metrics) =
+            (self.kinesis, self.consumers, &self.counts, self.metrics);
         let total = counts.put;
         let show = || {
             progress.update(&format!(
@@ -417,8 +426,12 @@ impl Feed<'_> {
                 reports.push(
                     poller
                         .drain(kinesis, |event| async move {
-                            let out =
-                                invoke(&event, |e| consumers.kinesis_to_parquet.handle(e)).await?;
+                            let out = metrics
+                                .timed(
+                                    ids::KINESIS_TO_PARQUET,
+                                    invoke(&event, |e| consumers.kinesis_to_parquet.handle(e)),
+                                )
+                                .await?;
                             let s = &out.summary;
                             counts.good.set(counts.good.get() + s.good);
                             counts.bad.set(counts.bad.get() + s.bad);
@@ -441,7 +454,12 @@ impl Feed<'_> {
                         .drain(kinesis, |event| async move {
                             // An error (no reference data) fails the batch:
                             // the poller retries it whole, as Lambda does.
-                            let out = invoke(&event, |e| consumers.device_status.handle(e)).await?;
+                            let out = metrics
+                                .timed(
+                                    ids::DEVICE_STATUS,
+                                    invoke(&event, |e| consumers.device_status.handle(e)),
+                                )
+                                .await?;
                             if out.response.batch_item_failures.is_empty() {
                                 counts
                                     .ds_records
@@ -455,8 +473,8 @@ impl Feed<'_> {
             }
             anyhow::Ok(reports)
         };
-        let (k2p, ds) = tokio::join!(k2p, ds);
-        let (k2p, ds) = (k2p?, ds?);
+        let k2p = k2p.await?;
+        let ds = ds.await?;
         for r in &k2p {
             self.counts.k2p_invocations += r.invocations;
             self.counts.retries += r.retries;
@@ -529,6 +547,7 @@ async fn schedule(
     stack: &Stack,
     options: &Options,
     consumers: &Consumers,
+    metrics: &LocalMetrics,
     sfn: &aws_sdk_sfn::Client,
     ddb: &aws_sdk_dynamodb::Client,
     progress: &Progress,
@@ -595,11 +614,14 @@ async fn schedule(
             "time": at.to_rfc3339(), "region": &stack.ctx.region,
             "resources": [], "detail": {}
         });
-        let s = invoke(event.to_string().as_bytes(), |e| async {
+        let body = event.to_string();
+        let tick = invoke(body.as_bytes(), |e| async {
             consumers.scheduler.handle(e).await.map_err(Into::into)
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("a scheduler tick: {e}"))?;
+        });
+        let s = metrics
+            .timed(ids::SCHEDULER, tick)
+            .await
+            .map_err(|e| anyhow::anyhow!("a scheduler tick: {e}"))?;
         for started in &s.started {
             wait_for_execution(sfn, &started.execution_arn, EXECUTION_LIMIT).await?;
         }

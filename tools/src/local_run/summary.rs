@@ -31,6 +31,8 @@ pub struct Summary {
     pub event_time: Option<crate::local_run::event_time::EventTimeTable>,
     /// What each function's metrics documents add up to.
     pub metrics: Vec<FunctionMetrics>,
+    /// Each function's invocation times and AWS requests.
+    pub usage: Vec<FunctionUsage>,
     /// Where everything is: name → bucket URI, table, ARN or endpoint.
     pub outputs: BTreeMap<String, String>,
     pub seconds: f64,
@@ -40,6 +42,8 @@ pub struct Summary {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Records {
     pub generated: usize,
+    /// The readings' JSON documents, added up (before compression).
+    pub generated_json_bytes: usize,
     /// Generated bad on purpose, by kind.
     pub generated_bad: BTreeMap<String, usize>,
     pub stream_records: usize,
@@ -106,6 +110,54 @@ pub fn metric_totals(lines: &BTreeMap<String, Vec<String>>) -> Vec<FunctionMetri
         out.push(f);
     }
     out
+}
+
+/// One function's invocations and the AWS requests they made, as its
+/// counting proxy saw them.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FunctionUsage {
+    /// The function's logical ID in the template.
+    pub function: String,
+    /// Invocations timed (a retried batch counts each time).
+    pub invocations: usize,
+    /// Their wall time, added up and the longest, in seconds.
+    pub seconds: f64,
+    pub longest_seconds: f64,
+    /// The milliseconds Lambda would bill for them (each rounded up).
+    pub billed_ms: f64,
+    /// Bytes of the metrics documents it printed (what CloudWatch Logs
+    /// ingests of them).
+    pub metrics_bytes: usize,
+    /// Its requests by kind (`S3 PUT`, `DynamoDB UpdateItem`, ...).
+    pub requests: crate::request_count::Tallies,
+}
+
+/// Each function's usage, from its invocation times, its requests and
+/// its metrics documents (all by logical ID).
+pub fn usage(
+    durations: &BTreeMap<String, Vec<f64>>,
+    requests: &BTreeMap<String, crate::request_count::Tallies>,
+    metrics_lines: &BTreeMap<String, Vec<String>>,
+) -> Vec<FunctionUsage> {
+    let mut ids: Vec<&String> = durations.keys().chain(requests.keys()).collect();
+    ids.sort();
+    ids.dedup();
+    ids.into_iter()
+        .map(|id| {
+            let times = durations.get(id).map(Vec::as_slice).unwrap_or_default();
+            FunctionUsage {
+                function: id.clone(),
+                invocations: times.len(),
+                seconds: times.iter().sum(),
+                longest_seconds: times.iter().copied().fold(0.0, f64::max),
+                billed_ms: crate::cost::billed_ms(times),
+                metrics_bytes: metrics_lines
+                    .get(id)
+                    .map_or(0, |l| l.iter().map(|l| l.len() + 1).sum()),
+                requests: requests.get(id).cloned().unwrap_or_default(),
+            }
+        })
+        .collect()
 }
 
 /// The Parquet lake, read back.
@@ -565,6 +617,25 @@ pub fn render(s: &Summary) -> String {
                 reasons.join(", ")
             );
         }
+    }
+    let _ = writeln!(
+        o,
+        "\nAWS requests (each function through its own counting proxy) and invocation times"
+    );
+    for u in &s.usage {
+        let requests: Vec<String> = u
+            .requests
+            .iter()
+            .map(|(kind, t)| format!("{kind} {}", t.requests))
+            .collect();
+        let _ = writeln!(
+            o,
+            "  {:<28} {:>3} invocations, {:.2}s in all  {}",
+            u.function,
+            u.invocations,
+            u.seconds,
+            requests.join(", ")
+        );
     }
     let _ = writeln!(o, "\nWhere things are");
     for (k, v) in &s.outputs {
