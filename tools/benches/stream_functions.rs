@@ -69,3 +69,41 @@ fn device_status<const N: usize>(bencher: Bencher, case: &str) {
     let (bencher, body) = with_event::<N>(bencher, case);
     bencher.bench_local(|| rt.block_on(bench::run_device_status(&body, &function)));
 }
+
+/// The gzip payloads of the "json gzip" event, decoded from the event
+/// outside the timed part.
+fn gzip_payloads<const N: usize>() -> Vec<Vec<u8>> {
+    let body = bench::event_bytes(N, bench::case("json gzip"));
+    bench::read_event(&body)
+        .records()
+        .map(|r| r.data.expect("a payload").into_owned())
+        .collect()
+}
+
+/// Inflating every gzip payload with a decoder built for each one.
+#[divan::bench(consts = bench::SIZES, sample_count = 20)]
+fn gunzip_a_decoder_per_payload<const N: usize>(bencher: Bencher) {
+    use telemetry_lake::stream::decompress::decompress;
+    let payloads = gzip_payloads::<N>();
+    bencher.counter(ItemsCount::new(N)).bench_local(|| {
+        payloads
+            .iter()
+            .map(|p| decompress(p, 1 << 20).map_or(0, |b| b.len()))
+            .sum::<usize>()
+    });
+}
+
+/// Inflating every gzip payload with one inflate state reset per payload,
+/// as the functions do.
+#[divan::bench(consts = bench::SIZES, sample_count = 20)]
+fn gunzip_one_inflater<const N: usize>(bencher: Bencher) {
+    use telemetry_lake::stream::decompress::Inflater;
+    let payloads = gzip_payloads::<N>();
+    bencher.counter(ItemsCount::new(N)).bench_local(|| {
+        let mut inflater = Inflater::default();
+        payloads
+            .iter()
+            .map(|p| inflater.decompress(p, 1 << 20).map_or(0, |b| b.len()))
+            .sum::<usize>()
+    });
+}

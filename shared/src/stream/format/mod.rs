@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use crate::config::schema::Schema;
 use crate::stream::dead_letter::{DocumentOutcome, Rejection, Scope};
-use crate::stream::decompress::{decompress, DecompressError};
+use crate::stream::decompress::{DecompressError, Inflater};
 use crate::stream::document::{parse_document_counting, Document, DocumentError};
 
 pub use self::avro::AvroWriterSchema;
@@ -84,13 +84,17 @@ pub struct PayloadDecoder {
 /// bytes budget. A payload whose documents run past it is read up to
 /// there; the rest of it is one `payload_too_large` dead letter of the
 /// whole payload, its `document_index` the first document not read.
-#[derive(Debug, Clone)]
+///
+/// It also holds the inflate state the invocation's compressed payloads
+/// share (see [`Inflater`]).
+#[derive(Debug)]
 pub struct DecodeBudget {
     total: usize,
     left: usize,
     documents_total: usize,
     documents_left: usize,
     undeclared: usize,
+    inflater: Inflater,
 }
 
 /// Memory a document may cost beyond its bytes, at most, as the documents
@@ -108,6 +112,7 @@ impl DecodeBudget {
             documents_total: documents,
             documents_left: documents,
             undeclared: 0,
+            inflater: Inflater::default(),
         }
     }
 
@@ -196,7 +201,7 @@ impl PayloadDecoder {
             sub_sequence_number: None,
         };
         let limit = self.max_payload_bytes.min(budget.left);
-        let bytes = match decompress(data, limit) {
+        let bytes = match budget.inflater.decompress(data, limit) {
             Ok(bytes) => {
                 if let Cow::Owned(inflated) = &bytes {
                     budget.left -= inflated.len().min(budget.left);
