@@ -170,7 +170,7 @@ impl Inflater {
             if out.len() == out.capacity() {
                 // Room doubles, up to one byte past the limit: enough to
                 // tell a payload that is too large.
-                let want = (out.capacity() * 2).clamp(4096, max_bytes + 1);
+                let want = (out.capacity() * 2).max(4096).min(max_bytes + 1);
                 out.reserve_exact(want - out.len());
             }
             let (read, written) = (state.total_in(), out.len());
@@ -405,6 +405,24 @@ mod tests {
             }
         }
         assert_eq!(inflater.decompress(TEXT, 1024).unwrap().as_ref(), TEXT);
+    }
+
+    #[test]
+    fn room_grows_to_one_byte_past_any_limit_however_small() {
+        // The invocation's budget can leave a payload only a few bytes;
+        // growing the output must stop at the limit, not at a floor.
+        let packed = gzip(&vec![b'x'; 300]);
+        for limit in [0, 1, 7, 299] {
+            assert_eq!(
+                decompress(&packed, limit),
+                Err(DecompressError::TooLarge {
+                    limit,
+                    codec: Some(Codec::Gzip)
+                }),
+                "limit {limit}"
+            );
+        }
+        assert_eq!(decompress(&packed, 300).unwrap().len(), 300);
     }
 
     #[test]
