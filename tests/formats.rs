@@ -1,7 +1,7 @@
 //! Input formats, schema sources and producers of the stream functions,
 //! against S3 and Glue on moto: what lands in the lake (rows read back from
 //! Parquet) and in the dead letters, for CSV, Avro datums, Avro container
-//! files and Grok, compressed or not; a schema read from a Glue table;
+//! files, Grok and CloudWatch Logs subscription envelopes, compressed or not; a schema read from a Glue table;
 //! KPL-aggregated records; and Lambda's Kafka event.
 
 use std::collections::{BTreeMap, HashMap};
@@ -138,6 +138,16 @@ fn summary(l: &DeadLetter) -> (String, usize, String, Scope, String) {
         l.reason.clone(),
         l.scope,
         String::from_utf8_lossy(&l.bytes().unwrap()).into_owned(),
+    )
+}
+
+/// A dead letter reduced to (sequence number, document index, reason, scope).
+fn placed(l: &DeadLetter) -> (String, usize, String, Scope) {
+    (
+        l.sequence_number.clone(),
+        l.document_index,
+        l.reason.clone(),
+        l.scope,
     )
 }
 
@@ -460,14 +470,7 @@ async fn avro_container_files_carry_their_schema_and_several_records() {
     let got: Vec<(String, usize, String, Scope)> = dead_letters(&s3, &bucket)
         .await
         .iter()
-        .map(|l| {
-            (
-                l.sequence_number.clone(),
-                l.document_index,
-                l.reason.clone(),
-                l.scope,
-            )
-        })
+        .map(placed)
         .collect();
     assert_eq!(
         got,
@@ -535,6 +538,153 @@ async fn grok_lines_fill_fields_by_capture_name_with_custom_patterns() {
             ),
         ]
     );
+}
+
+// -------------------------------------------------------- CloudWatch Logs --
+
+/// The lake's rows with their log group and stream (columns 4 and 5).
+async fn rows_with_groups(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<(Row, String, String)> {
+    let mut out = Vec::new();
+    for batch in parquet_objects(s3, bucket, LAKE_PREFIX)
+        .await
+        .values()
+        .flatten()
+    {
+        let group = batch.column(4).as_string::<i32>();
+        let stream = batch.column(5).as_string::<i32>();
+        for (r, row) in rows_of(batch).into_iter().enumerate() {
+            out.push((row, group.value(r).to_string(), stream.value(r).to_string()));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn cloudwatch_logs_envelopes_land_one_row_per_log_event_and_a_retry_rewrites_the_same_objects(
+) {
+    use lake_tools::cloudwatch_logs::{control_message, data_message, gzip, LogEvent};
+    let (s3, bucket) = s3_with_bucket("cwl").await;
+    let f = function(
+        &s3,
+        &bucket,
+        &[
+            ("FORMAT", "cloudwatch-logs"),
+            (
+                "SCHEMA",
+                "id:int64,at:timestamp,name:string,score:float64?,loggroup:string,logstream:string",
+            ),
+            ("LOG_TIMESTAMP_FIELD", "at"),
+        ],
+    );
+    let at = |t: &str| micros(t) / 1000;
+    let ward3 = data_message(
+        "/ward-3/ventilators",
+        "vent-7",
+        &[
+            LogEvent::new(
+                at("2026-11-22 09:59:00"),
+                0,
+                r#"{"id":1,"name":"alpha","score":0.5}"#,
+            ),
+            // Malformed among good ones: dead-lettered alone.
+            LogEvent::new(
+                at("2026-11-22 09:59:01"),
+                1,
+                r#"{"id":"two","name":"beta"}"#,
+            ),
+            LogEvent::new(
+                at("2026-11-22 09:59:02"),
+                2,
+                "{\"id\":3,\"name\":\"gamma\"}\n",
+            ),
+        ],
+    );
+    let ward4 = data_message(
+        "/ward-4/ventilators",
+        "vent-9",
+        &[LogEvent::new(
+            at("2026-11-22 09:58:00"),
+            0,
+            r#"{"id":4,"name":"delta"}"#,
+        )],
+    );
+    let (event, seq) = event(
+        "cwl",
+        &[
+            gzip(&ward3),
+            gzip(&ward4),
+            gzip(&control_message(at("2026-11-22 09:57:00"))),
+            // Not an envelope, and not gzip: the record a producer writing
+            // readings straight to the stream would put.
+            br#"{"id":5,"at":"2026-11-22 09:57:00","name":"epsilon"}"#.to_vec(),
+            // gzip that does not inflate.
+            gzip(&ward4)[..20].to_vec(),
+        ],
+    );
+    let (first, response) = f.invoke(&event).await.expect("invoked");
+    assert!(response.batch_item_failures.is_empty(), "{first:?}");
+    assert_eq!(
+        (first.records, first.good, first.bad, first.control_messages),
+        (5, 3, 3, 1)
+    );
+    let ward = |n| {
+        (
+            format!("/ward-{n}/ventilators"),
+            format!("vent-{}", if n == 3 { 7 } else { 9 }),
+        )
+    };
+    let with = |row: Row, n| (row, ward(n).0, ward(n).1);
+    assert_eq!(
+        rows_with_groups(&s3, &bucket).await,
+        vec![
+            with(row(1, "2026-11-22 09:59:00", "alpha", Some(0.5)), 3),
+            with(row(3, "2026-11-22 09:59:02", "gamma", None), 3),
+            with(row(4, "2026-11-22 09:58:00", "delta", None), 4),
+        ]
+    );
+    let letters = dead_letters(&s3, &bucket).await;
+    let got: Vec<_> = letters.iter().map(placed).collect();
+    assert_eq!(
+        got,
+        vec![
+            (seq[0].clone(), 1, "wrong_type".to_string(), Scope::Document),
+            (
+                seq[3].clone(),
+                0,
+                "invalid_envelope".to_string(),
+                Scope::Payload
+            ),
+            (
+                seq[4].clone(),
+                0,
+                "decompression_failed".to_string(),
+                Scope::Payload
+            ),
+        ]
+    );
+    // The bad event's letter is an envelope of that event alone, with its
+    // group: it names where it came from and replays as it is.
+    let alone: serde_json::Value = serde_json::from_slice(&letters[0].bytes().unwrap()).unwrap();
+    assert_eq!(alone["logGroup"], "/ward-3/ventilators");
+    assert_eq!(
+        alone["logEvents"][0]["message"],
+        r#"{"id":"two","name":"beta"}"#
+    );
+    assert!(letters[0].detail.contains("`id`"), "{}", letters[0].detail);
+    assert_eq!(
+        letters[1].bytes().unwrap(),
+        br#"{"id":5,"at":"2026-11-22 09:57:00","name":"epsilon"}"#
+    );
+
+    // A retried batch rewrites the same objects with the same content.
+    let before = lake(&s3, &bucket).await;
+    let keys = |s3, bucket| async move { integration_tests::object_keys(s3, bucket, "").await };
+    let all_before = keys(&s3, &bucket).await;
+    let (again, _) = f.invoke(&event).await.expect("invoked again");
+    assert_eq!((again.good, again.bad), (3, 3));
+    assert_eq!(keys(&s3, &bucket).await, all_before);
+    assert_eq!(lake(&s3, &bucket).await, before);
+    assert_eq!(dead_letters(&s3, &bucket).await, letters);
 }
 
 // -------------------------------------------------------------------- KPL --

@@ -73,7 +73,10 @@ fn every_record_format_the_template_offers_is_one_the_function_reads() {
         .iter()
         .filter_map(|v| v.as_str())
         .collect();
-    assert_eq!(formats, ["json", "csv", "avro", "avro-ocf", "grok"]);
+    assert_eq!(
+        formats,
+        ["json", "csv", "avro", "avro-ocf", "grok", "cloudwatch-logs"]
+    );
     for format in formats {
         let get = |name: &str| -> Option<String> {
             match name {

@@ -95,6 +95,9 @@ metrics! {
     DEAD_LETTERS = ("DeadLetters", Count, STREAM),
     /// Fields the good documents held that the schema does not declare.
     UNDECLARED_FIELDS = ("UndeclaredFields", Count, STREAM),
+    /// CloudWatch Logs control messages read: they hold no log events and
+    /// are skipped, not dead-lettered.
+    CONTROL_MESSAGES = ("ControlMessages", Count, STREAM),
     /// Batch item failures reported to Lambda (the batch is retried from
     /// there; Lambda does not count these as `Errors`).
     BATCH_ITEM_FAILURES = ("BatchItemFailures", Count, STREAM),
@@ -230,6 +233,7 @@ impl Invocation {
             .count(GOOD_ROWS, batch.good)
             .dead_letters(batch.observed.reasons())
             .count(UNDECLARED_FIELDS, batch.undeclared_fields)
+            .count(CONTROL_MESSAGES, batch.control_messages)
             .count(OBJECTS_WRITTEN, batch.objects)
             .count(BATCH_ITEM_FAILURES, batch.item_failures)
             .age(EVENT_TIME_LAG, batch.observed.newest_event())
@@ -243,6 +247,7 @@ pub struct StreamBatch<'a> {
     pub records: usize,
     pub good: usize,
     pub undeclared_fields: usize,
+    pub control_messages: usize,
     pub objects: usize,
     /// Batch item failures reported to Lambda (0 or 1: a Kinesis batch
     /// resumes from one record).

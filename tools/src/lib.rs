@@ -1,11 +1,12 @@
-//! Tools around the suite: a telemetry generator, Lambda event building, the
-//! benchmark workloads (`bench`), a checker and diagram renderer of the state
-//! machines (`asl`), a moto server, a local Lambda endpoint and event source
+//! Tools around the suite: a telemetry generator, CloudWatch Logs envelopes,
+//! Lambda event building, the benchmark workloads (`bench`), a checker and
+//! diagram renderer of the state machines (`asl`), a moto server, a local Lambda endpoint and event source
 //! mappings, a reader of `template.yaml`, the local end-to-end run,
 //! reading the lake back, and replaying failed stream batches (`replay`).
 
 pub mod asl;
 pub mod bench;
+pub mod cloudwatch_logs;
 pub mod cost;
 pub mod dead_letter_replay;
 pub mod dynamodb_stream;

@@ -78,6 +78,8 @@ struct Aggregated {
     pub unknown_devices: BTreeSet<String>,
     /// Fields the good documents held that the schema does not declare.
     pub undeclared_fields: usize,
+    /// CloudWatch Logs control messages read (skipped).
+    pub control_messages: usize,
     /// Where each good document came from, by its number in `windows`:
     /// (record in the batch, document in the record, KPL sub-sequence).
     pub sources: Vec<(u32, u32, Option<u64>)>,
@@ -103,6 +105,7 @@ fn aggregate_records(
         by_status: BTreeMap::new(),
         unknown_devices: BTreeSet::new(),
         undeclared_fields: 0,
+        control_messages: 0,
         sources: Vec::new(),
         observed: Observed::default(),
     };
@@ -189,6 +192,7 @@ fn aggregate_records(
         );
     }
     out.undeclared_fields = budget.undeclared_fields();
+    out.control_messages = budget.control_messages();
     out
 }
 
@@ -219,6 +223,8 @@ pub struct BatchSummary {
     pub unknown_devices: usize,
     /// Fields the good records held that the schema does not declare.
     pub undeclared_fields: usize,
+    /// CloudWatch Logs control messages read (skipped).
+    pub control_messages: usize,
     pub windows: ApplyReport,
     pub dead_letter_objects: usize,
     pub retry_from: Option<String>,
@@ -361,6 +367,7 @@ impl<S: ObjectSink, W: WindowSink, R: ReferenceSource> DeviceStatus<S, W, R> {
             bad = summary.bad,
             unknown,
             undeclared_fields = summary.undeclared_fields,
+            control_messages = summary.control_messages,
             windows_written = summary.windows.written,
             windows_already_applied = summary.windows.already_applied,
             windows_failed = summary.windows.failed.len(),
@@ -375,6 +382,7 @@ impl<S: ObjectSink, W: WindowSink, R: ReferenceSource> DeviceStatus<S, W, R> {
                 records: summary.records,
                 good: summary.good,
                 undeclared_fields: summary.undeclared_fields,
+                control_messages: summary.control_messages,
                 objects: summary.dead_letter_objects,
                 item_failures: usize::from(kinesis && summary.retry_from.is_some()),
                 observed: &summary.observed,
@@ -461,6 +469,7 @@ impl<S: ObjectSink, W: WindowSink, R: ReferenceSource> DeviceStatus<S, W, R> {
             by_status: agg.by_status,
             unknown_devices: agg.unknown_devices.len(),
             undeclared_fields: agg.undeclared_fields,
+            control_messages: agg.control_messages,
             windows: report,
             dead_letter_objects,
             retry_from: retry_from.clone(),

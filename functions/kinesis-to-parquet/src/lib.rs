@@ -74,6 +74,8 @@ pub struct BatchSummary {
     /// Fields the good records held that the schema does not declare
     /// (left out of the rows).
     pub undeclared_fields: usize,
+    /// CloudWatch Logs control messages read (skipped).
+    pub control_messages: usize,
     /// Iceberg: records left out because the table already held them.
     pub skipped: usize,
     /// Iceberg: the snapshot committed, if any.
@@ -208,6 +210,7 @@ impl<S: ObjectSink> KinesisToParquet<S> {
             good = summary.good,
             bad = summary.bad,
             undeclared_fields = summary.undeclared_fields,
+            control_messages = summary.control_messages,
             objects = summary.objects,
             bytes = summary.bytes,
             failed_runs = summary.failed_runs,
@@ -223,6 +226,7 @@ impl<S: ObjectSink> KinesisToParquet<S> {
                 records: summary.records,
                 good: summary.good,
                 undeclared_fields: summary.undeclared_fields,
+                control_messages: summary.control_messages,
                 objects: summary.objects,
                 item_failures: usize::from(kinesis && summary.retry_from.is_some()),
                 observed: &summary.observed,
@@ -271,6 +275,7 @@ impl<S: ObjectSink> KinesisToParquet<S> {
             bytes: report.bytes,
             retry_from: report.retry_from,
             undeclared_fields: report.undeclared_fields,
+            control_messages: report.control_messages,
             skipped: report.skipped,
             snapshot_id: report.snapshot_id,
             commit_attempts: report.commit_attempts,
@@ -300,6 +305,7 @@ impl<S: ObjectSink> KinesisToParquet<S> {
             bytes: report.bytes,
             retry_from: report.retry_from.clone(),
             undeclared_fields: counts.undeclared_fields,
+            control_messages: counts.control_messages,
             skipped: 0,
             snapshot_id: None,
             commit_attempts: 0,

@@ -23,7 +23,8 @@ use std::sync::Arc;
 
 use crate::config::schema::{FieldType, Schema};
 use crate::stream::format::{
-    AvroWriterSchema, CsvOptions, Format, GrokPattern, DEFAULT_GROK_TIME_BUDGET,
+    AvroWriterSchema, CloudWatchLogs, CsvOptions, EnvelopeFields, Format, GrokPattern,
+    MessageFormat, DEFAULT_GROK_TIME_BUDGET,
 };
 use std::time::Duration;
 
@@ -261,6 +262,8 @@ impl StreamConfig {
                 .ok_or(ConfigError::Missing(name))
         };
         let max_payload_bytes = positive(&get, MAX_PAYLOAD_BYTES, DEFAULT_MAX_PAYLOAD_BYTES)?;
+        let format = format_from(&get)?;
+        check_format(&format, &schema)?;
         Ok(StreamConfig {
             lake_bucket: required(LAKE_BUCKET)?,
             lake_prefix: required(LAKE_PREFIX)?,
@@ -268,7 +271,7 @@ impl StreamConfig {
             max_payload_bytes,
             decode_budget_bytes: decode_budget_from(&get, max_payload_bytes)?,
             write_concurrency: positive(&get, WRITE_CONCURRENCY, DEFAULT_WRITE_CONCURRENCY)?,
-            format: format_from(&get)?,
+            format,
             lake_format: lake_format_from(&get, &schema)?,
             event_time_field: get(EVENT_TIME_FIELD)
                 .filter(|v| !v.trim().is_empty())
@@ -330,33 +333,76 @@ pub fn format_from(get: &impl Fn(&str) -> Option<String>) -> Result<Format, Conf
             ))
         }
         "avro-ocf" | "avro-file" => Format::AvroFile,
-        "grok" => {
-            let pattern = set(GROK_PATTERN).ok_or(ConfigError::Missing(GROK_PATTERN))?;
-            let custom = get(GROK_CUSTOM_PATTERNS).unwrap_or_default();
-            let compiled = GrokPattern::compile(&pattern, &custom).map_err(|e| {
-                let name = if e.contains("custom pattern") {
-                    GROK_CUSTOM_PATTERNS
-                } else {
-                    GROK_PATTERN
-                };
-                invalid(name, e)
-            })?;
-            let budget = positive(
-                get,
-                GROK_TIME_BUDGET_MS,
-                DEFAULT_GROK_TIME_BUDGET.as_millis() as usize,
-            )?;
-            Format::Grok(Arc::new(
-                compiled.with_time_budget(Duration::from_millis(budget as u64)),
-            ))
+        "grok" => Format::Grok(grok_from(get)?),
+        "cloudwatch-logs" => {
+            let message = match set(LOG_MESSAGE_FORMAT).map(|v| v.trim().to_ascii_lowercase()) {
+                None => MessageFormat::Json,
+                Some(v) if v == "json" => MessageFormat::Json,
+                Some(v) if v == "grok" => MessageFormat::Grok(grok_from(get)?),
+                Some(v) if v == "text" => MessageFormat::Text,
+                Some(v) => {
+                    return Err(invalid(
+                        LOG_MESSAGE_FORMAT,
+                        format!("{v:?} is not one of json, grok, text"),
+                    ))
+                }
+            };
+            let defaults = EnvelopeFields::default();
+            let name =
+                |var: &str, default: String| set(var).map_or(default, |v| v.trim().to_string());
+            Format::CloudWatchLogs(Arc::new(CloudWatchLogs {
+                message,
+                fields: EnvelopeFields {
+                    log_group: name(LOG_GROUP_FIELD, defaults.log_group),
+                    log_stream: name(LOG_STREAM_FIELD, defaults.log_stream),
+                    event_id: name(LOG_EVENT_ID_FIELD, defaults.event_id),
+                    timestamp: name(LOG_TIMESTAMP_FIELD, defaults.timestamp),
+                    message: name(LOG_MESSAGE_FIELD, defaults.message),
+                },
+            }))
         }
         other => {
             return Err(invalid(
                 FORMAT,
-                format!("{other:?} is not one of json, csv, avro, avro-ocf, grok"),
+                format!("{other:?} is not one of json, csv, avro, avro-ocf, grok, cloudwatch-logs"),
             ))
         }
     })
+}
+
+/// Reads [`GROK_PATTERN`] and its options, compiling the pattern.
+fn grok_from(get: &impl Fn(&str) -> Option<String>) -> Result<Arc<GrokPattern>, ConfigError> {
+    let set = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+    let pattern = set(GROK_PATTERN).ok_or(ConfigError::Missing(GROK_PATTERN))?;
+    let custom = get(GROK_CUSTOM_PATTERNS).unwrap_or_default();
+    let compiled = GrokPattern::compile(&pattern, &custom).map_err(|e| {
+        let name = if e.contains("custom pattern") {
+            GROK_CUSTOM_PATTERNS
+        } else {
+            GROK_PATTERN
+        };
+        ConfigError::Invalid { name, reason: e }
+    })?;
+    let budget = positive(
+        get,
+        GROK_TIME_BUDGET_MS,
+        DEFAULT_GROK_TIME_BUDGET.as_millis() as usize,
+    )?;
+    Ok(Arc::new(
+        compiled.with_time_budget(Duration::from_millis(budget as u64)),
+    ))
+}
+
+/// Checks the format's options against the declared schema (a CloudWatch
+/// Logs text message needs its field), so a mismatch fails the cold start.
+pub fn check_format(format: &Format, schema: &Schema) -> Result<(), ConfigError> {
+    match format {
+        Format::CloudWatchLogs(f) => f.check(schema).map_err(|reason| ConfigError::Invalid {
+            name: LOG_MESSAGE_FORMAT,
+            reason,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// The declared schema from [`SCHEMA`], or the file named by [`SCHEMA_FILE`].
@@ -475,7 +521,35 @@ mod tests {
                 .name(),
             "grok"
         );
+        let c = with(&[
+            (FORMAT, "cloudwatch-logs"),
+            (LOG_MESSAGE_FORMAT, "grok"),
+            (GROK_PATTERN, "%{INT:a}"),
+            (LOG_GROUP_FIELD, "group"),
+        ])
+        .unwrap();
+        match c.format {
+            Format::CloudWatchLogs(f) => {
+                assert_eq!(f.message.name(), "grok");
+                assert_eq!(f.fields.log_group, "group");
+                assert_eq!(f.fields.log_stream, EnvelopeFields::default().log_stream);
+            }
+            other => panic!("{other:?}"),
+        }
         for (extra, variable) in [
+            (
+                &[(FORMAT, "cloudwatch-logs"), (LOG_MESSAGE_FORMAT, "xml")][..],
+                LOG_MESSAGE_FORMAT,
+            ),
+            (
+                &[(FORMAT, "cloudwatch-logs"), (LOG_MESSAGE_FORMAT, "grok")][..],
+                GROK_PATTERN,
+            ),
+            // BASE's schema declares no `message` field for text messages.
+            (
+                &[(FORMAT, "cloudwatch-logs"), (LOG_MESSAGE_FORMAT, "text")][..],
+                LOG_MESSAGE_FORMAT,
+            ),
             (&[(FORMAT, "xml")][..], FORMAT),
             (&[(FORMAT, "csv"), (CSV_HEADER, "yes")][..], CSV_HEADER),
             (&[(FORMAT, "csv"), (CSV_DELIMITER, ";;")][..], CSV_DELIMITER),

@@ -44,7 +44,8 @@ variables! {
     AWS_LAMBDA_FUNCTION_MEMORY_SIZE,
     /// How many objects a batch writes at once.
     WRITE_CONCURRENCY,
-    /// The record format: `json` (default), `csv`, `avro`, `avro-ocf` or `grok`.
+    /// The record format: `json` (default), `csv`, `avro`, `avro-ocf`, `grok`
+    /// or `cloudwatch-logs` (subscription envelopes, each log event a row).
     FORMAT,
     /// CSV: `true` when each payload starts with a header line (default `false`).
     CSV_HEADER,
@@ -62,6 +63,26 @@ variables! {
     GROK_CUSTOM_PATTERNS,
     /// Grok: milliseconds the lines of one payload may take to match.
     GROK_TIME_BUDGET_MS,
+    /// CloudWatch Logs: how each log event's message is read: `json`
+    /// (default: an object against the schema), `grok` (with `GROK_PATTERN`)
+    /// or `text` (the message as it is, into `LOG_MESSAGE_FIELD`).
+    LOG_MESSAGE_FORMAT,
+    /// CloudWatch Logs: the field given the envelope's `logGroup` (default
+    /// `loggroup`; filled when the schema declares it).
+    LOG_GROUP_FIELD,
+    /// CloudWatch Logs: the field given the envelope's `logStream` (default
+    /// `logstream`).
+    LOG_STREAM_FIELD,
+    /// CloudWatch Logs: the field given the log event's `id` (default
+    /// `logeventid`).
+    LOG_EVENT_ID_FIELD,
+    /// CloudWatch Logs: the field given the log event's `timestamp` (default
+    /// `logtimestamp`): a timestamp field as a time, an int64 field in
+    /// milliseconds. Naming the event-time field uses it as event time.
+    LOG_TIMESTAMP_FIELD,
+    /// CloudWatch Logs, `text` messages: the field given the message (default
+    /// `message`).
+    LOG_MESSAGE_FIELD,
     /// The record field holding the event time (device-status: its windows;
     /// kinesis-to-parquet: its event-time lag metric).
     EVENT_TIME_FIELD,

@@ -9,7 +9,7 @@ use crate::config::env::{number, positive, required};
 use crate::config::glue_schema::load_schema;
 use crate::config::schema::{FieldType, Schema};
 use crate::config::{
-    decode_budget_from, format_from, schema_from, ConfigError, SchemaSource,
+    check_format, decode_budget_from, format_from, schema_from, ConfigError, SchemaSource,
     DEFAULT_MAX_PAYLOAD_BYTES,
 };
 use crate::device_status::change_flag::FlagLocation;
@@ -140,6 +140,8 @@ impl DeviceStatusConfig {
         )?;
         let retention_days: u64 = positive(&get, RETENTION_DAYS, DEFAULT_RETENTION_DAYS)?;
         let max_payload_bytes = positive(&get, MAX_PAYLOAD_BYTES, DEFAULT_MAX_PAYLOAD_BYTES)?;
+        let format = format_from(&get)?;
+        check_format(&format, &schema)?;
         Ok(DeviceStatusConfig {
             reference_table: required(&get, REFERENCE_TABLE)?,
             reference_key_attribute: or(REFERENCE_KEY_ATTRIBUTE, DEFAULT_REFERENCE_KEY_ATTRIBUTE),
@@ -151,7 +153,7 @@ impl DeviceStatusConfig {
             schema,
             max_payload_bytes,
             decode_budget_bytes: decode_budget_from(&get, max_payload_bytes)?,
-            format: format_from(&get)?,
+            format,
             device_id_field: or(DEVICE_ID_FIELD, DEFAULT_DEVICE_ID_FIELD),
             event_time_field: or(EVENT_TIME_FIELD, DEFAULT_EVENT_TIME_FIELD),
             metrics: parse_metrics(&or(METRICS, DEFAULT_METRICS))?,

@@ -73,6 +73,8 @@ pub struct BatchCounts {
     /// Fields the good rows' documents held that the schema does not
     /// declare.
     pub undeclared_fields: usize,
+    /// CloudWatch Logs control messages read (skipped).
+    pub control_messages: usize,
     /// Event and arrival times, and the dead letters by reason.
     pub observed: Observed,
 }
@@ -131,6 +133,7 @@ pub fn split_records<'e>(
     counts.good = runs.iter().map(|r| r.good.len()).sum();
     counts.bad = runs.iter().map(|r| r.dead_letters.len()).sum();
     counts.undeclared_fields = budget.undeclared_fields();
+    counts.control_messages = budget.control_messages();
     (runs, counts)
 }
 

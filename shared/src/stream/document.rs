@@ -109,6 +109,8 @@ pub enum DocumentError {
     GrokNoMatch { pattern: String },
     #[error("the payload's grok time budget of {budget_ms} ms ran out before this line")]
     GrokTimeBudget { budget_ms: u128 },
+    #[error("not a CloudWatch Logs subscription envelope: {message}")]
+    InvalidEnvelope { message: String },
 }
 
 impl DocumentError {
@@ -129,6 +131,7 @@ impl DocumentError {
             DocumentError::InvalidAvro { .. } => "invalid_avro",
             DocumentError::GrokNoMatch { .. } => "grok_no_match",
             DocumentError::GrokTimeBudget { .. } => "grok_time_budget_exceeded",
+            DocumentError::InvalidEnvelope { .. } => "invalid_envelope",
         }
     }
 }

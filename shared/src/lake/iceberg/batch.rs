@@ -80,6 +80,8 @@ pub struct IcebergReport {
     pub bad: usize,
     /// Fields the good records held that the schema does not declare.
     pub undeclared_fields: usize,
+    /// CloudWatch Logs control messages read (skipped).
+    pub control_messages: usize,
     /// Data files and dead-letter objects written, and their bytes.
     pub objects: usize,
     pub bytes: usize,
@@ -281,6 +283,7 @@ impl IcebergLake {
                     report.good = planned.good;
                     report.bad = planned.bad;
                     report.undeclared_fields = planned.undeclared_fields;
+                    report.control_messages = planned.control_messages;
                     report.objects += planned.objects;
                     report.bytes += planned.bytes;
                     match planned.outcome {
@@ -435,6 +438,7 @@ impl IcebergLake {
             });
         }
         planned.undeclared_fields = budget.undeclared_fields();
+        planned.control_messages = budget.control_messages();
         if ranges.is_empty() {
             planned.outcome = Ok(Committed::AlreadyThere);
             return Ok(planned);
@@ -478,6 +482,8 @@ struct Planned {
     good: usize,
     bad: usize,
     undeclared_fields: usize,
+    /// CloudWatch Logs control messages read (skipped).
+    control_messages: usize,
     objects: usize,
     bytes: usize,
     observed: Observed,
@@ -491,6 +497,7 @@ impl Default for Planned {
             good: 0,
             bad: 0,
             undeclared_fields: 0,
+            control_messages: 0,
             objects: 0,
             bytes: 0,
             observed: Observed::default(),

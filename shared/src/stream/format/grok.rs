@@ -73,32 +73,54 @@ impl GrokPattern {
     where
         F: for<'b> FnMut(DocumentOutcome<'b>),
     {
-        let deadline = Instant::now() + self.budget;
+        let deadline = self.deadline();
         for (index, line) in lines(text) {
-            if Instant::now() >= deadline {
-                let e = DocumentError::GrokTimeBudget {
-                    budget_ms: self.budget.as_millis(),
-                };
-                on_document(Err(Rejection::document(index, &e, line.as_bytes())));
-                continue;
-            }
-            let Some(matches) = self.pattern.match_against(line) else {
-                let e = DocumentError::GrokNoMatch {
-                    pattern: self.source.clone(),
-                };
-                on_document(Err(Rejection::document(index, &e, line.as_bytes())));
-                continue;
-            };
-            let values: Result<Vec<Value<'_>>, DocumentError> = schema
-                .fields
-                .iter()
-                .map(|f| convert_text(f, matches.get(&f.name).map(Cow::Borrowed)))
-                .collect();
-            match values {
+            match self.match_line(schema, line, deadline) {
                 Ok(values) => on_document(Ok(Document::new(index, values, line.as_bytes()))),
                 Err(e) => on_document(Err(Rejection::document(index, &e, line.as_bytes()))),
             }
         }
+    }
+
+    /// When the lines of a payload read from now must be matched by.
+    pub(super) fn deadline(&self) -> Instant {
+        Instant::now() + self.budget
+    }
+
+    /// Matches one line, filling each declared field from the capture of
+    /// its name; past `deadline` the line is rejected without matching.
+    pub(super) fn match_line<'a>(
+        &self,
+        schema: &Schema,
+        line: &'a str,
+        deadline: Instant,
+    ) -> Result<Vec<Value<'a>>, DocumentError> {
+        if Instant::now() >= deadline {
+            return Err(DocumentError::GrokTimeBudget {
+                budget_ms: self.budget.as_millis(),
+            });
+        }
+        let Some(matches) = self.pattern.match_against(line) else {
+            return Err(DocumentError::GrokNoMatch {
+                pattern: self.source.clone(),
+            });
+        };
+        schema
+            .fields
+            .iter()
+            .map(|f| convert_text(f, matches.get(&f.name).map(|c| within(line, c))))
+            .collect()
+    }
+}
+
+/// A capture as a borrow of the line it was matched in (grok lends its
+/// captures for as long as its match only; a regex capture is always a
+/// slice of the line).
+fn within<'a>(line: &'a str, capture: &str) -> Cow<'a, str> {
+    let start = (capture.as_ptr() as usize).wrapping_sub(line.as_ptr() as usize);
+    match line.get(start..start.wrapping_add(capture.len())) {
+        Some(s) if s.as_ptr() == capture.as_ptr() => Cow::Borrowed(s),
+        _ => Cow::Owned(capture.to_string()),
     }
 }
 

@@ -10,6 +10,7 @@
 //! order) or a [`Rejection`] naming what was wrong.
 
 mod avro;
+mod cloudwatch_logs;
 mod csv;
 mod grok;
 mod text;
@@ -23,6 +24,7 @@ use crate::stream::decompress::{DecompressError, Inflater};
 use crate::stream::document::{parse_document_counting, Document, DocumentError};
 
 pub use self::avro::AvroWriterSchema;
+pub use self::cloudwatch_logs::{CloudWatchLogs, EnvelopeFields, MessageFormat};
 pub use self::csv::CsvOptions;
 pub use self::grok::{GrokPattern, DEFAULT_TIME_BUDGET as DEFAULT_GROK_TIME_BUDGET};
 
@@ -39,6 +41,8 @@ pub enum Format {
     AvroFile,
     /// Log lines matched by a grok pattern.
     Grok(Arc<GrokPattern>),
+    /// CloudWatch Logs subscription envelopes: each log event a document.
+    CloudWatchLogs(Arc<CloudWatchLogs>),
 }
 
 impl Format {
@@ -50,11 +54,15 @@ impl Format {
             Format::AvroDatum(_) => "avro",
             Format::AvroFile => "avro-ocf",
             Format::Grok(_) => "grok",
+            Format::CloudWatchLogs(_) => "cloudwatch-logs",
         }
     }
 
     fn is_text(&self) -> bool {
-        matches!(self, Format::Json | Format::Csv(_) | Format::Grok(_))
+        matches!(
+            self,
+            Format::Json | Format::Csv(_) | Format::Grok(_) | Format::CloudWatchLogs(_)
+        )
     }
 }
 
@@ -63,6 +71,8 @@ impl Format {
 pub struct PayloadDecoder {
     format: Format,
     schema: Schema,
+    /// The CloudWatch Logs format resolved against the schema.
+    envelope: Option<Arc<cloudwatch_logs::Plan>>,
     max_payload_bytes: usize,
     invocation_budget: usize,
 }
@@ -94,6 +104,7 @@ pub struct DecodeBudget {
     documents_total: usize,
     documents_left: usize,
     undeclared: usize,
+    control_messages: usize,
     inflater: Inflater,
 }
 
@@ -112,6 +123,7 @@ impl DecodeBudget {
             documents_total: documents,
             documents_left: documents,
             undeclared: 0,
+            control_messages: 0,
             inflater: Inflater::default(),
         }
     }
@@ -120,6 +132,12 @@ impl DecodeBudget {
     /// declare ([`Document::undeclared`]).
     pub fn undeclared_fields(&self) -> usize {
         self.undeclared
+    }
+
+    /// CloudWatch Logs control messages read so far: skipped, not dead
+    /// letters.
+    pub fn control_messages(&self) -> usize {
+        self.control_messages
     }
 
     /// The bytes left.
@@ -143,9 +161,14 @@ impl PayloadDecoder {
             // limit once per process, before it reads anything.
             apache_avro::util::max_allocation_bytes(max_payload_bytes.max(1 << 20));
         }
+        let envelope = match &format {
+            Format::CloudWatchLogs(f) => Some(Arc::new(cloudwatch_logs::Plan::new(f, &schema))),
+            _ => None,
+        };
         PayloadDecoder {
             format,
             schema,
+            envelope,
             max_payload_bytes,
             invocation_budget: usize::MAX,
         }
@@ -309,6 +332,15 @@ impl PayloadDecoder {
             Format::Grok(pattern) => pattern.decode(schema, text, &mut counted),
             Format::AvroDatum(writer) => writer.decode(schema, &bytes, &mut counted),
             Format::AvroFile => avro::decode_file(schema, &bytes, limit, &mut counted),
+            Format::CloudWatchLogs(_) => {
+                let Some(plan) = &self.envelope else {
+                    return;
+                };
+                match cloudwatch_logs::decode(plan, schema, text, &mut counted) {
+                    Ok(control) => budget.control_messages += control,
+                    Err(e) => on_document(Err(payload(e.kind(), e.to_string()))),
+                }
+            }
         }
         budget.undeclared += undeclared;
         if let Some(index) = cut {
