@@ -10,6 +10,10 @@
 //!   timestamps out of range, a 1 MB record; and the same batch through the
 //!   real `kinesis-to-parquet` handler into moto S3, where each lands as a
 //!   dead letter with its reason (or, for the 1 MB record, as a row).
+//! * CloudWatch Logs envelopes: fuzzed messages inside real envelopes give
+//!   each event the outcome its message alone would have as JSON; damaged
+//!   and hostile envelopes (deep nesting, thousands of tiny events, a bomb) are
+//!   named rejections, through the decode path and the handler.
 //! * Values that reach SQL, execution names and object keys: hostile dates,
 //!   table names, provider names and stream positions are rejected with an
 //!   error naming the field, or encoded so they cannot leave their place.
@@ -41,7 +45,8 @@ const SCHEMA_JSON: &str = include_str!("../config/ventilator.schema.json");
 const CAP: usize = 1024 * 1024;
 
 /// Every reason a document or payload may be rejected for.
-const KNOWN_REASONS: [&str; 20] = [
+const KNOWN_REASONS: [&str; 21] = [
+    "invalid_envelope",
     "invalid_csv",
     "wrong_column_count",
     "missing_column",
@@ -590,6 +595,162 @@ proptest! {
     }
 }
 
+// ---------------------------------------------------- CloudWatch Logs --
+
+use lake_tools::cloudwatch_logs::{data_message, gzip, LogEvent};
+use telemetry_lake::stream::format::{CloudWatchLogs, EnvelopeFields, MessageFormat};
+
+/// CloudWatch Logs envelopes of JSON messages, for the shipped schema (which
+/// declares none of the envelope's fields: each row is its message's).
+fn cloudwatch_logs_decoder(cap: usize) -> PayloadDecoder {
+    PayloadDecoder::new(
+        Format::CloudWatchLogs(std::sync::Arc::new(CloudWatchLogs {
+            message: MessageFormat::Json,
+            fields: EnvelopeFields::default(),
+        })),
+        Schema::parse(SCHEMA_JSON).expect("shipped schema"),
+        cap,
+    )
+}
+
+/// The JSON of an envelope holding `messages`, one log event each.
+fn envelope_of(messages: &[Vec<u8>]) -> Vec<u8> {
+    let events: Vec<LogEvent> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| LogEvent::new(1_764_000_000_000, i, String::from_utf8_lossy(m)))
+        .collect();
+    data_message("/ward-3/ventilators", "vent-7", &events)
+}
+
+/// Messages a broken producer could log: mutated readings, JSON soup, and
+/// good readings.
+fn log_messages() -> impl Strategy<Value = Vec<Vec<u8>>> {
+    let message = prop_oneof![
+        mutated_doc(),
+        fragment_soup(),
+        Just(good_doc().to_string().into_bytes()),
+    ];
+    prop::collection::vec(message, 0..12)
+}
+
+proptest! {
+    #![proptest_config(proptest_config(128))]
+
+    #[test]
+    fn fuzz_log_events_have_the_outcome_of_their_message_alone(messages in log_messages()) {
+        let d = cloudwatch_logs_decoder(CAP);
+        let envelope = envelope_of(&messages);
+        let got = outcomes_of(&d, &gzip(&envelope));
+        // Each event is one outcome, in order: what JSON makes of its
+        // message (as the envelope carried it: lossy UTF-8) when that is one
+        // document.
+        prop_assert_eq!(got.len(), messages.len());
+        for (outcome, message) in got.iter().zip(&messages) {
+            let text = String::from_utf8_lossy(message);
+            match outcomes(text.as_bytes()).as_slice() {
+                [alone] if !text.trim().is_empty() && !text.trim().contains('\n') => {
+                    prop_assert_eq!(outcome, alone);
+                }
+                _ => match outcome {
+                    Ok(width) => prop_assert_eq!(*width, 7),
+                    Err((reason, _)) => {
+                        prop_assert!(KNOWN_REASONS.contains(&reason.as_str()), "{}", reason)
+                    }
+                },
+            }
+        }
+        // Uncompressed (a replayed dead letter), the outcome is the same.
+        prop_assert_eq!(outcomes_of(&d, &envelope), got);
+    }
+
+    #[test]
+    fn fuzz_damaged_envelopes_are_rows_or_named_rejections(
+        data in prop_oneof![
+            damaged(envelope_of(&[good_doc().to_string().into_bytes(), b"{}".to_vec()])),
+            damaged(gzip(&envelope_of(&[good_doc().to_string().into_bytes()]))),
+            magic_prefixed(),
+            fragment_soup(),
+        ]
+    ) {
+        check_outcomes_of(&cloudwatch_logs_decoder(CAP), &data)?;
+    }
+}
+
+#[test]
+fn hostile_envelopes_are_named_rejections() {
+    let d = cloudwatch_logs_decoder(CAP);
+    let one = |data: &[u8]| match outcomes_of(&d, data).as_slice() {
+        [Err((reason, detail))] => {
+            assert!(!detail.is_empty());
+            reason.clone()
+        }
+        other => panic!("expected one rejection, got {other:?}"),
+    };
+    // Deep nesting in a field the reader skips, and in the events' place.
+    let deep = format!(
+        r#"{{"messageType":"DATA_MESSAGE","x":{}}}"#,
+        "[".repeat(100_000)
+    );
+    assert_eq!(one(&gzip(deep.as_bytes())), "invalid_envelope");
+    let deep = format!(
+        r#"{{"messageType":"DATA_MESSAGE","logEvents":{}}}"#,
+        "[".repeat(100_000)
+    );
+    assert_eq!(one(deep.as_bytes()), "invalid_envelope");
+    // A message nested 100k deep is that event's rejection alone.
+    let nested = "[".repeat(100_000).into_bytes();
+    let got = outcomes_of(
+        &d,
+        &gzip(&envelope_of(&[nested, good_doc().to_string().into_bytes()])),
+    );
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].clone().unwrap_err().0, "invalid_json");
+    assert_eq!(got[1], Ok(7));
+    // A bomb: 64 MiB of spaces before the envelope.
+    let mut bomb = vec![b' '; 64 * 1024 * 1024];
+    bomb.extend_from_slice(&envelope_of(&[good_doc().to_string().into_bytes()]));
+    assert_eq!(one(&gzip(&bomb)), "payload_too_large");
+    // Wrong types where the envelope's fields are.
+    for bad in [
+        r#"{"messageType":7}"#,
+        r#"{"messageType":"DATA_MESSAGE","logEvents":[{"id":"1","timestamp":"soon","message":"{}"}]}"#,
+        r#"{"messageType":"DATA_MESSAGE","logEvents":{}}"#,
+    ] {
+        assert_eq!(one(&gzip(bad.as_bytes())), "invalid_envelope", "{bad}");
+    }
+}
+
+#[test]
+fn an_envelope_of_thousands_of_tiny_events_stops_at_the_documents_budget() {
+    // 3,000 empty messages (about 110 bytes an event, 330 kB in all) against
+    // a budget of 1,000 documents (and 512 kB): the events past it are one
+    // dead letter of the payload, from the first event not read.
+    let d = cloudwatch_logs_decoder(4 * CAP)
+        .with_invocation_budget(1_000 * telemetry_lake::stream::format::BYTES_PER_DOCUMENT);
+    let events: Vec<LogEvent> = (0..3_000).map(|i| LogEvent::new(1, i, "")).collect();
+    let data = gzip(&data_message("g", "s", &events));
+    let mut budget = d.budget();
+    let mut rejected = Vec::new();
+    let mut seen = 0;
+    decode_payload(&data, &d, &mut budget, |o| {
+        seen += 1;
+        if let Err(r) = o {
+            rejected.push((r.index, r.reason, r.scope));
+        }
+    });
+    assert_eq!(seen, 1_001);
+    assert_eq!(rejected.len(), 1_001);
+    assert_eq!(
+        rejected.last().copied(),
+        Some((
+            1_000,
+            "payload_too_large",
+            telemetry_lake::stream::dead_letter::Scope::Payload
+        ))
+    );
+}
+
 // ------------------------------------------ the same, through the handler --
 
 #[tokio::test]
@@ -624,6 +785,21 @@ async fn hostile_records_become_dead_letters_with_reasons_in_s3() {
         (vec![b'x'; CAP + 1], "payload_too_large"),
         (good_doc().to_string().into_bytes(), "good"),
     ];
+    let letters = lands_as_reasons(&f, &s3, &bucket, &payloads).await;
+    // The raw bytes are kept for replay: the bomb's compressed bytes, not
+    // its 16 MiB of output.
+    assert_eq!(letters[0].bytes().unwrap(), payloads[0].0);
+}
+
+/// Puts each payload through the handler as a record of one event, and
+/// checks that each lands as a dead letter with its reason, or (`good`) as
+/// a row; gives the dead letters in sequence order.
+async fn lands_as_reasons(
+    f: &KinesisToParquet<S3Sink>,
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    payloads: &[(Vec<u8>, &str)],
+) -> Vec<telemetry_lake::stream::dead_letter::DeadLetter> {
     let arrival = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap();
     let records: Vec<StreamRecord> = payloads
         .iter()
@@ -647,11 +823,11 @@ async fn hostile_records_become_dead_letters_with_reasons_in_s3() {
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
 
     let mut letters = Vec::new();
-    for o in lake_reader::list(&s3, &bucket, "dead-letters/v/")
+    for o in lake_reader::list(s3, bucket, "dead-letters/v/")
         .await
         .unwrap()
     {
-        let bytes = lake_reader::get(&s3, &bucket, &o.key).await.unwrap();
+        let bytes = lake_reader::get(s3, bucket, &o.key).await.unwrap();
         letters.extend(lake_reader::dead_letters(&bytes).unwrap());
     }
     letters.sort_by(|a, b| a.sequence_number.cmp(&b.sequence_number));
@@ -666,19 +842,51 @@ async fn hostile_records_become_dead_letters_with_reasons_in_s3() {
         .map(|(i, (_, r))| (sequence_number(0, i as u64), r.to_string()))
         .collect();
     assert_eq!(got, want);
-    // The raw bytes are kept for replay: the bomb's compressed bytes, not
-    // its 16 MiB of output.
-    assert_eq!(letters[0].bytes().unwrap(), payloads[0].0);
     let mut rows = 0;
-    for o in lake_reader::list(&s3, &bucket, "raw/v/").await.unwrap() {
-        let bytes = lake_reader::get(&s3, &bucket, &o.key).await.unwrap();
+    for o in lake_reader::list(s3, bucket, "raw/v/").await.unwrap() {
+        let bytes = lake_reader::get(s3, bucket, &o.key).await.unwrap();
         rows += lake_reader::parquet_batches(bytes)
             .unwrap()
             .iter()
             .map(|b| b.num_rows())
             .sum::<usize>();
     }
-    assert_eq!(rows, 1);
+    assert_eq!(rows, payloads.iter().filter(|(_, r)| *r == "good").count());
+    letters
+}
+
+#[tokio::test]
+async fn hostile_cloudwatch_logs_records_become_dead_letters_with_reasons_in_s3() {
+    let (s3, bucket) = s3_with_bucket("hostile-cwl").await;
+    let config = StreamConfig {
+        max_payload_bytes: CAP,
+        format: cloudwatch_logs_decoder(CAP).format().clone(),
+        ..integration_tests::stream_config(&bucket)
+    };
+    let f = KinesisToParquet::new(config, S3Sink::new(s3.clone(), &bucket));
+    let good = good_doc().to_string().into_bytes();
+    let mut bomb = vec![b' '; 16 * 1024 * 1024];
+    bomb.extend_from_slice(&envelope_of(std::slice::from_ref(&good)));
+    let deep = format!(
+        r#"{{"messageType":"DATA_MESSAGE","x":{}}}"#,
+        "[".repeat(100_000)
+    );
+    let payloads: Vec<(Vec<u8>, &str)> = vec![
+        (gzip(&bomb), "payload_too_large"),
+        (gzip(deep.as_bytes()), "invalid_envelope"),
+        (
+            gzip(&envelope_of(std::slice::from_ref(&good)))[..30].to_vec(),
+            "decompression_failed",
+        ),
+        (
+            gzip(&envelope_of(&["[".repeat(100_000).into_bytes()])),
+            "invalid_json",
+        ),
+        (good.clone(), "invalid_envelope"),
+        (gzip(&envelope_of(&[good])), "good"),
+    ];
+    let letters = lands_as_reasons(&f, &s3, &bucket, &payloads).await;
+    assert_eq!(letters[0].bytes().unwrap(), payloads[0].0);
 }
 
 // ------------------------------------------- values that reach other systems --
