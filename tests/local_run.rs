@@ -371,20 +371,28 @@ async fn a_small_local_run_reports_what_is_in_moto() {
     }
 }
 
-/// `make demo ARGS="--lake-format iceberg"`, small: every good record is in
-/// the Iceberg table once, as pyiceberg reads it through the Glue catalog,
-/// partitioned by event hour, every shard's watermark committed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_local_run_with_the_iceberg_layout_commits_each_good_record_once() {
-    let options = Options {
+/// Four devices for twenty minutes, a tenth of the readings bad, one
+/// provider and one tick: a run that looks at one stage.
+fn short_run() -> Options {
+    Options {
         devices: 4,
         minutes: 20,
         bad_share: 0.1,
         providers: 1,
         ticks: 1,
         quiet: true,
-        parameters: BTreeMap::from([("LakeFormat".to_string(), "iceberg".to_string())]),
         ..Options::default()
+    }
+}
+
+/// `make demo ARGS="--lake-format iceberg"`, small: every good record is in
+/// the Iceberg table once, as pyiceberg reads it through the Glue catalog,
+/// partitioned by event hour, every shard's watermark committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_run_with_the_iceberg_layout_commits_each_good_record_once() {
+    let options = Options {
+        parameters: BTreeMap::from([("LakeFormat".to_string(), "iceberg".to_string())]),
+        ..short_run()
     };
     let done = run(&options).await.expect("local run");
     let s = &done.summary;
@@ -457,4 +465,70 @@ async fn a_local_run_with_the_iceberg_layout_commits_each_good_record_once() {
         }
     }
     assert!(merges >= 1, "the workflow started its MERGE INTO");
+}
+
+#[tokio::test]
+async fn a_local_run_from_cloudwatch_logs_lands_each_log_event_once() {
+    let options = Options {
+        source: lake_tools::local_run::Source::CloudWatchLogs,
+        ..short_run()
+    };
+    let done = run(&options).await.expect("local run");
+    let s = &done.summary;
+    assert_eq!(s.records.source, "cloudwatch-logs");
+    assert_eq!(done.stack.parameter("RecordFormat"), "cloudwatch-logs");
+    // Each half of the run puts one envelope per device (fewer than 100
+    // readings each), and the first a control message.
+    assert_eq!(s.records.stream_records, 2 * 4 + 1);
+    let bad: usize = s.records.generated_bad.values().sum();
+    assert!(bad > 0, "the run has bad records");
+    assert_eq!(s.records.good, s.records.generated - bad);
+    assert_eq!(s.lake.rows, s.records.good);
+    assert_eq!(s.dead_letters.by_reason, s.records.generated_bad);
+    let metrics = |id: &str| {
+        s.metrics
+            .iter()
+            .find(|m| m.function == id)
+            .unwrap_or_else(|| panic!("no metrics of {id}"))
+    };
+    for id in [ids::KINESIS_TO_PARQUET, ids::DEVICE_STATUS] {
+        let m = metrics(id);
+        assert_eq!(
+            m.totals["Records"] as usize, s.records.stream_records,
+            "{id}"
+        );
+        assert_eq!(m.totals["ControlMessages"], 1.0, "{id}");
+        assert_eq!(m.totals["DeadLetters"] as usize, bad, "{id}");
+    }
+    // Both functions took every good reading: kinesis-to-parquet as a row,
+    // device-status into its windows.
+    for id in [ids::KINESIS_TO_PARQUET, ids::DEVICE_STATUS] {
+        assert_eq!(
+            metrics(id).totals["GoodRows"] as usize,
+            s.records.good,
+            "{id}"
+        );
+    }
+    assert!(s.device_status.by_status.iter().all(|r| r.readings > 0));
+
+    // A dead letter is the one log event, in an envelope naming its group
+    // and the device's log stream.
+    let sdk = sdk_config(&done.moto.endpoint, &options.region).await;
+    let s3 = s3_client(&sdk);
+    let bucket = done.stack.name(ids::LAKE_BUCKET);
+    let prefix = done.stack.parameter("DeadLetterPrefix");
+    let object = &lake_reader::list(&s3, &bucket, &prefix)
+        .await
+        .expect("list")[0];
+    let bytes = lake_reader::get(&s3, &bucket, &object.key)
+        .await
+        .expect("get");
+    let letter = &lake_reader::dead_letters(&bytes).expect("dead letters")[0];
+    let envelope: serde_json::Value =
+        serde_json::from_slice(&letter.bytes().expect("base64")).expect("an envelope");
+    assert_eq!(envelope["logGroup"], lake_tools::local_run::LOG_GROUP);
+    assert!(envelope["logStream"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("ventilator-")));
+    assert_eq!(envelope["logEvents"].as_array().map(Vec::len), Some(1));
 }

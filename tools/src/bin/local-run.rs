@@ -37,6 +37,13 @@ struct Args {
     /// the template's `LakeFormat` parameter.
     #[arg(long, value_parser = ["hive", "iceberg"])]
     lake_format: Option<String>,
+    /// How the telemetry reaches the stream: `producers` (one gzip'd
+    /// reading a record) or `cloudwatch-logs` (the devices log their
+    /// readings, and a subscription filter puts gzip'd envelopes of up to
+    /// 100 log events on the stream; the stack reads them with
+    /// `RecordFormat` `cloudwatch-logs`).
+    #[arg(long, default_value = "producers", value_parser = ["producers", "cloudwatch-logs"])]
+    source: String,
     /// Print the summary as JSON on standard output.
     #[arg(long)]
     json: bool,
@@ -78,6 +85,11 @@ async fn main() -> Result<()> {
         bad_share: args.bad_share,
         seed: args.seed,
         parameters,
+        source: if args.source == "cloudwatch-logs" {
+            local_run::Source::CloudWatchLogs
+        } else {
+            local_run::Source::Producers
+        },
         ..Options::default()
     };
     let run = local_run::run(&options).await?;

@@ -49,7 +49,38 @@ pub struct Options {
     pub parameters: BTreeMap<String, String>,
     /// No progress lines.
     pub quiet: bool,
+    /// How the telemetry reaches the stream.
+    pub source: Source,
 }
+
+/// How the telemetry reaches the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Source {
+    /// Producers put each reading as one gzip'd JSON record.
+    #[default]
+    Producers,
+    /// The devices log their readings to CloudWatch Logs, and a subscription
+    /// filter puts them on the stream: gzip'd envelopes of up to
+    /// [`EVENTS_PER_ENVELOPE`] log events of one device's log stream, after a
+    /// control message. The stack is made with `RecordFormat`
+    /// `cloudwatch-logs`.
+    CloudWatchLogs,
+}
+
+impl Source {
+    /// Its name on the command line and in the summary.
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Producers => "producers",
+            Source::CloudWatchLogs => "cloudwatch-logs",
+        }
+    }
+}
+
+/// The log events of one envelope, at most, in the CloudWatch Logs source.
+pub const EVENTS_PER_ENVELOPE: usize = 100;
+/// The log group the CloudWatch Logs source's devices log to.
+pub const LOG_GROUP: &str = "/telemetry-lake/ventilators";
 
 impl Default for Options {
     fn default() -> Self {
@@ -65,6 +96,7 @@ impl Default for Options {
             region: "us-east-1".to_string(),
             parameters: BTreeMap::new(),
             quiet: false,
+            source: Source::Producers,
         }
     }
 }
@@ -90,11 +122,17 @@ pub async fn run(options: &Options) -> Result<LocalRun> {
     })?;
     lambda.set_upstream(&moto.endpoint);
     let template = Template::load(&repo_root().join("template.yaml"))?;
+    let mut parameters = options.parameters.clone();
+    if options.source == Source::CloudWatchLogs {
+        parameters
+            .entry("RecordFormat".to_string())
+            .or_insert_with(|| "cloudwatch-logs".to_string());
+    }
     let stack = stack::create(
         template,
         &options.stack_name,
         &options.region,
-        options.parameters.clone(),
+        parameters,
         &moto.endpoint,
     )
     .await
@@ -111,6 +149,52 @@ pub async fn run(options: &Options) -> Result<LocalRun> {
         moto,
         lambda,
     })
+}
+
+/// Puts `readings` on `stream` as a CloudWatch Logs subscription would
+/// (see [`Source::CloudWatchLogs`]), a control message first when
+/// `control` is set, calling `progress` with the readings put so far.
+/// Returns the number of records (envelopes) put.
+pub async fn put_log_envelopes(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &str,
+    readings: &[Reading],
+    control: bool,
+    mut progress: impl FnMut(usize),
+) -> Result<usize> {
+    use crate::cloudwatch_logs::{control_message, data_message, gzip, LogEvent};
+    let mut by_device: BTreeMap<u32, Vec<&Reading>> = BTreeMap::new();
+    for r in readings {
+        by_device.entry(r.device).or_default().push(r);
+    }
+    let mut records: Vec<(String, Vec<u8>, usize)> = Vec::new();
+    if control {
+        let now = chrono::Utc::now().timestamp_millis();
+        records.push(("control".to_string(), gzip(&control_message(now)), 0));
+    }
+    for (device, readings) in &by_device {
+        for chunk in readings.chunks(EVENTS_PER_ENVELOPE) {
+            let events: Vec<LogEvent> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, r)| LogEvent::new(r.event_time.timestamp_millis(), i, r.json.as_str()))
+                .collect();
+            let envelope = data_message(LOG_GROUP, &format!("ventilator-{device}"), &events);
+            records.push((device.to_string(), gzip(&envelope), chunk.len()));
+        }
+    }
+    let (mut put, mut readings_put) = (0, 0);
+    for chunk in records.chunks(PUT_RECORDS_MAX) {
+        readings_put += chunk.iter().map(|(_, _, n)| n).sum::<usize>();
+        let batch = chunk
+            .iter()
+            .map(|(k, d, _)| (k.clone(), d.clone()))
+            .collect();
+        put_records(kinesis, stream, batch).await?;
+        put += chunk.len();
+        progress(readings_put);
+    }
+    Ok(put)
 }
 
 /// Puts `readings` on `stream`, one gzip-compressed document per record,

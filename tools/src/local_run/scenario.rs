@@ -22,7 +22,7 @@ use super::event_time;
 use super::functions::{environment, Consumers, LocalMetrics};
 use super::stack::{ids, Stack};
 use super::summary::{self, ChangedDevice, Execution, Summary, Tick};
-use super::{put_readings, Options, Progress};
+use super::{put_log_envelopes, put_readings, Options, Progress, Source};
 use crate::dynamodb_stream::TableStreamPoller;
 use crate::event_source::{MappingSettings, ShardPoller};
 use crate::iceberg_reader;
@@ -188,6 +188,7 @@ pub async fn play(
         ds_pollers,
         counts: FeedCounts::default(),
         metrics,
+        source: options.source,
     };
 
     progress.stage("first half: telemetry → Kinesis → kinesis-to-parquet + device-status");
@@ -323,6 +324,7 @@ pub async fn play(
             generated: readings.len(),
             generated_json_bytes: readings.iter().map(|r| r.json.len()).sum(),
             generated_bad,
+            source: options.source.name().to_string(),
             stream_records: c.put,
             good: c.good.get(),
             bad: c.bad.get(),
@@ -390,6 +392,7 @@ struct Feed<'a> {
     ds_pollers: Vec<ShardPoller>,
     counts: FeedCounts,
     metrics: &'a LocalMetrics,
+    source: Source,
 }
 
 impl Feed<'_> {
@@ -402,14 +405,14 @@ impl Feed<'_> {
         progress: &Progress,
     ) -> Result<()> {
         let already = self.counts.put;
-        self.counts.put += put_readings(self.kinesis, self.stream, readings, |n| {
-            progress.update(&format!(
-                "{}/{} records put",
-                already + n,
-                already + readings.len()
-            ))
-        })
-        .await?;
+        let show = |n: usize| progress.update(&format!("{n}/{} readings put", readings.len()));
+        self.counts.put += match self.source {
+            Source::Producers => put_readings(self.kinesis, self.stream, readings, show).await?,
+            Source::CloudWatchLogs => {
+                let first = already == 0;
+                put_log_envelopes(self.kinesis, self.stream, readings, first, show).await?
+            }
+        };
         let (kinesis, consumers, counts, metrics) =
             (self.kinesis, self.consumers, &self.counts, self.metrics);
         let total = counts.put;

@@ -46,6 +46,8 @@ pub struct Records {
     pub generated_json_bytes: usize,
     /// Generated bad on purpose, by kind.
     pub generated_bad: BTreeMap<String, usize>,
+    /// How they reached the stream ([`super::Source::name`]).
+    pub source: String,
     pub stream_records: usize,
     /// As kinesis-to-parquet reported them.
     pub good: usize,
@@ -458,9 +460,14 @@ pub fn render(s: &Summary) -> String {
     let _ = writeln!(o, "\nStream → lake");
     let _ = writeln!(
         o,
-        "  records generated   {:>7}  ({} on the stream, {} bad on purpose)",
+        "  records generated   {:>7}  ({} on the stream from {}, {} bad on purpose)",
         r.generated,
         r.stream_records,
+        if r.source == super::Source::CloudWatchLogs.name() {
+            "CloudWatch Logs subscription envelopes"
+        } else {
+            "producers"
+        },
         r.generated_bad.values().sum::<usize>()
     );
     let _ = writeln!(
