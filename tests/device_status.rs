@@ -735,7 +735,7 @@ async fn a_kafka_event_is_counted_once_even_when_delivered_twice() {
     );
     for _ in 0..2 {
         let body = serde_json::to_vec(&event).unwrap();
-        let out = lake_tools::runtime::invoke(&body, |e| function.handle(e))
+        let out = lake_tools::runtime::invoke_stream(&body, |e| function.handle(e))
             .await
             .expect("processed");
         assert_eq!(serde_json::to_value(&out).unwrap(), json!({}));

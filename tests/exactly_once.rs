@@ -841,7 +841,7 @@ async fn a_failed_range_is_replayed_only_into_the_function_that_failed_it_and_tw
                 S3Sink::new(s3, &bucket),
             );
             let body = serde_json::to_vec(&event).unwrap_or_default();
-            let handled = lake_tools::runtime::invoke(&body, |e| f.handle(e))
+            let handled = lake_tools::runtime::invoke_stream(&body, |e| f.handle(e))
                 .await
                 .map_err(|e| lambda_runtime::Diagnostic {
                     error_type: "Handler".into(),

@@ -19,7 +19,7 @@ use integration_tests::{
 use kinesis_to_parquet::KinesisToParquet;
 use lake_tools::kinesis_event::{sequence_number, stream_arn, StreamRecord};
 use lake_tools::lake_reader;
-use lake_tools::runtime::invoke;
+use lake_tools::runtime::invoke_stream;
 use telemetry_lake::config::StreamConfig;
 use telemetry_lake::lake::writer::S3Sink;
 use telemetry_lake::stream::dead_letter::{DeadLetter, Scope};
@@ -761,7 +761,7 @@ const KAFKA_EVENT: &str = include_str!("fixtures/kafka_event.json");
 async fn a_kafka_event_lands_under_topic_partition_and_offset_keys_and_twice_is_once() {
     let (s3, bucket) = s3_with_bucket("kafka").await;
     let f = function(&s3, &bucket, &[]);
-    let out = invoke(KAFKA_EVENT.as_bytes(), |e| f.handle(e))
+    let out = invoke_stream(KAFKA_EVENT.as_bytes(), |e| f.handle(e))
         .await
         .expect("processed");
     assert_eq!(serde_json::to_value(&out).unwrap(), serde_json::json!({}));
@@ -809,7 +809,7 @@ async fn a_kafka_event_lands_under_topic_partition_and_offset_keys_and_twice_is_
     );
 
     // The same event again leaves exactly the same objects.
-    invoke(KAFKA_EVENT.as_bytes(), |e| f.handle(e))
+    invoke_stream(KAFKA_EVENT.as_bytes(), |e| f.handle(e))
         .await
         .expect("processed again");
     let again: Vec<String> = integration_tests::object_keys(&s3, &bucket, "").await;
@@ -842,7 +842,7 @@ async fn a_kafka_record_with_a_bad_timestamp_is_dead_lettered_alone() {
     }
     let (s3, bucket) = s3_with_bucket("kafka-time").await;
     let f = function(&s3, &bucket, &[]);
-    let out = invoke(event.to_string().as_bytes(), |e| f.handle(e))
+    let out = invoke_stream(event.to_string().as_bytes(), |e| f.handle(e))
         .await
         .expect("one bad timestamp does not fail the event");
     assert_eq!(serde_json::to_value(&out).unwrap(), serde_json::json!({}));
@@ -889,13 +889,13 @@ async fn a_kafka_batch_that_cannot_be_written_fails_and_its_retry_writes_the_sam
     proxy.inject(Fault::s3_put_denied(
         "ventilator-metrics.1.41.snappy.parquet",
     ));
-    let err = invoke(KAFKA_EVENT.as_bytes(), |e| f.handle(e))
+    let err = invoke_stream(KAFKA_EVENT.as_bytes(), |e| f.handle(e))
         .await
         .expect_err("a run was not written");
     assert!(err.to_string().contains("offset 41"), "{err}");
 
     proxy.heal();
-    invoke(KAFKA_EVENT.as_bytes(), |e| f.handle(e))
+    invoke_stream(KAFKA_EVENT.as_bytes(), |e| f.handle(e))
         .await
         .expect("the retry succeeds");
     let keys: Vec<String> = integration_tests::object_keys(&s3, &bucket, LAKE_PREFIX).await;

@@ -319,28 +319,7 @@ async fn reference_change_flag_counts_the_changes_and_the_flag_it_wrote() {
 fn the_real_binary_prints_its_document_to_stdout_apart_from_its_json_logs() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (_, bucket) = runtime.block_on(s3_with_bucket("emf-binary"));
-    let env: HashMap<String, String> = [
-        ("AWS_ENDPOINT_URL", moto()),
-        ("AWS_REGION", REGION),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("AWS_LAMBDA_FUNCTION_NAME", "stack-KinesisToParquet-9"),
-        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
-        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
-        ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
-        (vars::METRICS_NAMESPACE, "Test/Lake"),
-        (
-            vars::SCHEMA,
-            include_str!("../config/ventilator.schema.json"),
-        ),
-        (vars::LAKE_BUCKET, &bucket),
-        (vars::LAKE_PREFIX, "raw/v"),
-        (vars::DEAD_LETTER_PREFIX, "dead-letters/v"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let env = binary_env(&bucket);
     let limit = MemoryLimit::AddressSpace(8 << 30);
     let mut process = FunctionProcess::spawn(&function_binary("kinesis-to-parquet"), &env, &limit)
         .expect("the function starts");
@@ -376,4 +355,71 @@ fn the_real_binary_prints_its_document_to_stdout_apart_from_its_json_logs() {
         .lines()
         .filter(|l| l.contains("batch processed"))
         .all(|l| !l.contains("_aws")));
+}
+
+/// The environment Lambda would give the kinesis-to-parquet binary, with
+/// its lake in `bucket` on moto.
+fn binary_env(bucket: &str) -> HashMap<String, String> {
+    [
+        ("AWS_ENDPOINT_URL", moto()),
+        ("AWS_REGION", REGION),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_LAMBDA_FUNCTION_NAME", "stack-KinesisToParquet-9"),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
+        ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+        (vars::METRICS_NAMESPACE, "Test/Lake"),
+        (
+            vars::SCHEMA,
+            include_str!("../config/ventilator.schema.json"),
+        ),
+        (vars::LAKE_BUCKET, bucket),
+        (vars::LAKE_PREFIX, "raw/v"),
+        (vars::DEAD_LETTER_PREFIX, "dead-letters/v"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+#[test]
+fn the_real_binary_reads_each_body_itself_and_reports_one_that_is_not_an_event() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (s3, bucket) = runtime.block_on(s3_with_bucket("body-binary"));
+    let limit = MemoryLimit::AddressSpace(8 << 30);
+    let mut process = FunctionProcess::spawn(
+        &function_binary("kinesis-to-parquet"),
+        &binary_env(&bucket),
+        &limit,
+    )
+    .expect("the function starts");
+    // Not a stream batch: the runtime reports the handler's error, and the
+    // process goes on serving.
+    for body in [&b"{\"Records\": 7}"[..], b"not json", b""] {
+        match process.invoke(body, Duration::from_secs(60)) {
+            Ok(lake_tools::function_process::Answer::Error(e)) => {
+                let message = e["errorMessage"].as_str().unwrap_or_default();
+                assert!(
+                    message.starts_with(
+                        "failed to deserialize the incoming data into the function's payload type"
+                    ),
+                    "{e}"
+                );
+            }
+            other => panic!("{body:?}: {other:?}"),
+        }
+    }
+    let (records, _) = known_batch(Utc::now(), 100);
+    let event = kinesis_event(&stream_arn(REGION, "vent"), SHARD, &records);
+    let answer = process
+        .invoke(&event, Duration::from_secs(60))
+        .expect("an answer");
+    assert_eq!(
+        answer,
+        lake_tools::function_process::Answer::Response(json!({"batchItemFailures": []}))
+    );
+    let keys = runtime.block_on(integration_tests::object_keys(&s3, &bucket, "raw/v/"));
+    assert_eq!(keys.len(), 1, "{keys:?}");
 }

@@ -178,7 +178,7 @@ async fn with_local_mappings<T>(
     use lake_tools::event_source::{MappingSettings, ShardPoller};
     use lake_tools::local_run::functions::{Consumers, LocalMetrics};
     use lake_tools::local_run::stack::ids;
-    use lake_tools::runtime::invoke;
+    use lake_tools::runtime::invoke_stream;
     let stack = &done.stack;
     let consumers = Consumers::new(stack, &LocalMetrics::default())
         .await
@@ -215,7 +215,8 @@ async fn with_local_mappings<T>(
         while !stop.load(std::sync::atomic::Ordering::SeqCst) {
             for p in &mut k2p {
                 p.drain(&kinesis, |event| async move {
-                    let out = invoke(&event, |e| consumers.kinesis_to_parquet.handle(e)).await?;
+                    let out =
+                        invoke_stream(&event, |e| consumers.kinesis_to_parquet.handle(e)).await?;
                     Ok(out.response)
                 })
                 .await
@@ -223,7 +224,7 @@ async fn with_local_mappings<T>(
             }
             for p in &mut ds {
                 p.drain(&kinesis, |event| async move {
-                    let out = invoke(&event, |e| consumers.device_status.handle(e)).await?;
+                    let out = invoke_stream(&event, |e| consumers.device_status.handle(e)).await?;
                     Ok(out.response)
                 })
                 .await

@@ -1072,7 +1072,7 @@ impl<S: telemetry_lake::lake::writer::ObjectSink> StreamFunction
 {
     type Summary = kinesis_to_parquet::BatchSummary;
     async fn invoke(&self, event: &[u8]) -> Invoked<Self::Summary> {
-        let out = lake_tools::runtime::invoke(event, |e| self.handle(e)).await?;
+        let out = lake_tools::runtime::invoke_stream(event, |e| self.handle(e)).await?;
         Ok((out.summary, out.response))
     }
 }
@@ -1082,7 +1082,7 @@ impl<S: telemetry_lake::lake::writer::ObjectSink> StreamFunction
 {
     type Summary = device_status::BatchSummary;
     async fn invoke(&self, event: &[u8]) -> Invoked<Self::Summary> {
-        let out = lake_tools::runtime::invoke(event, |e| self.handle(e)).await?;
+        let out = lake_tools::runtime::invoke_stream(event, |e| self.handle(e)).await?;
         Ok((out.summary, out.response))
     }
 }

@@ -21,7 +21,7 @@ use kinesis_to_parquet::KinesisToParquet;
 use lake_tools::kinesis_event::{event_json, sequence_number, stream_arn, StreamRecord};
 use lake_tools::moto::{repo_root, s3_client, sdk_config, MotoOptions, MotoServer};
 use lake_tools::proxy;
-use lake_tools::runtime::invoke;
+use lake_tools::runtime::invoke_stream;
 use telemetry_lake::config::vars;
 
 const START: &str = "<!-- iceberg-commits:start (written by `make bench`) -->";
@@ -194,7 +194,9 @@ async fn run(commits: usize) -> String {
     for n in 0..commits as u64 {
         let before = counts.lock().expect("counts").clone();
         let started = Instant::now();
-        let handled = invoke(&batch(n), |e| f.handle(e)).await.expect("handled");
+        let handled = invoke_stream(&batch(n), |e| f.handle(e))
+            .await
+            .expect("handled");
         let secs = started.elapsed().as_secs_f64();
         let summary = &handled.summary;
         assert_eq!(summary.good, RECORDS_PER_BATCH as usize, "{summary:?}");

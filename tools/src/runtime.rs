@@ -2,8 +2,10 @@
 //! invocation's body, deserialised exactly as `lambda_runtime` deserialises
 //! them (`serde_path_to_error` over `serde_json` over the slice) into the
 //! event type the function's `main` declares, then handed to the same
-//! handler `main` registers. Tests, the local run and the benchmarks reach
-//! the functions only through here, so they exercise the production path.
+//! handler `main` registers. The stream functions' `main` reads the body
+//! itself (`telemetry_lake::stream::runtime`): [`invoke_stream`] does the
+//! same. Tests, the local run and the benchmarks reach the functions only
+//! through here, so they exercise the production path.
 
 use std::future::Future;
 
@@ -42,4 +44,15 @@ where
     Fut: Future<Output = Result<R, lambda_runtime::Error>>,
 {
     handler(lambda_event(body)?).await
+}
+
+/// Invokes a stream function's `handler` with an invocation's body, read as
+/// its `main` reads it ([`telemetry_lake::stream::runtime::read_event`]).
+pub async fn invoke_stream<R, F, Fut>(body: &[u8], handler: F) -> Result<R, lambda_runtime::Error>
+where
+    F: FnOnce(LambdaEvent<telemetry_lake::stream::event::StreamEvent>) -> Fut,
+    Fut: Future<Output = Result<R, lambda_runtime::Error>>,
+{
+    let event = telemetry_lake::stream::runtime::read_event(body)?;
+    handler(LambdaEvent::new(event, Context::default())).await
 }

@@ -165,7 +165,8 @@ mod tests {
                 ]
             }
         });
-        let Ok(StreamEvent::Kafka(batch)) = serde_json::from_str(&event.to_string()) else {
+        let Ok(StreamEvent::Kafka(batch)) = StreamEvent::from_body(event.to_string().as_bytes())
+        else {
             panic!("not read as a Kafka batch");
         };
         let records = kafka_records(&batch);

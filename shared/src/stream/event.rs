@@ -9,11 +9,10 @@
 //! buffers shared by the whole batch: a 10,000-record event costs a handful
 //! of allocations instead of 100,000.
 //!
-//! The Lambda runtime deserializes the event with `serde_json` behind
-//! `serde_path_to_error`, which records every key it passes. Here
-//! `serde_json` only finds where the event ends (a borrowed `RawValue`) and
-//! the text is read with sonic-rs, the payloads decoded with base64-simd:
-//! together about twice as fast on a Kinesis event (BENCHMARKS.md).
+//! The event is read from the invocation's body ([`StreamEvent::from_body`],
+//! which `stream::runtime` hands it to) with sonic-rs, the payloads decoded
+//! with base64-simd: about twice as fast on a Kinesis event as the runtime's
+//! `serde_json` behind `serde_path_to_error` (BENCHMARKS.md).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -25,7 +24,6 @@ use chrono::{DateTime, Utc};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
-use serde_json::value::RawValue;
 
 use crate::lake::keys::stream_name;
 use crate::stream::source::{SourceRecord, Unreadable};
@@ -75,8 +73,18 @@ pub struct KafkaRecord {
 }
 
 impl StreamEvent {
-    /// Reads an event from its JSON text (what the `Deserialize` impl
-    /// hands over).
+    /// Reads an event from an invocation's body.
+    pub fn from_body(body: &[u8]) -> Result<Self, String> {
+        let text = simdutf8::basic::from_utf8(body).map_err(|_| {
+            let at = std::str::from_utf8(body)
+                .err()
+                .map_or(0, |e| e.valid_up_to());
+            format!("the body is not UTF-8 (first bad byte at offset {at})")
+        })?;
+        Self::from_json(text).map_err(|e| sonic_message(&e))
+    }
+
+    /// Reads an event from its JSON text.
     fn from_json(text: &str) -> Result<Self, sonic_rs::Error> {
         let mut de = sonic_rs::Deserializer::from_str(text);
         // Every payload byte is in the text as base64 (4 characters per 3
@@ -194,16 +202,6 @@ impl KinesisBatch {
                 self.names.len() - 1
             }
         }
-    }
-}
-
-/// Only from a deserializer that can lend the event's text (`serde_json`
-/// over a slice or string, as the Lambda runtime reads it): it finds where
-/// the event ends and [`StreamEvent::from_json`] reads it.
-impl<'de> Deserialize<'de> for StreamEvent {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = <&'de RawValue>::deserialize(d)?;
-        StreamEvent::from_json(raw.get()).map_err(|e| de::Error::custom(sonic_message(&e)))
     }
 }
 
@@ -633,11 +631,8 @@ mod tests {
         )
     }
 
-    /// Reads an invocation's body as lambda_runtime does: serde_path_to_error
-    /// over serde_json over the body's bytes, into the handler's event type.
     fn read(text: &[u8]) -> Result<StreamEvent, String> {
-        let de = &mut serde_json::Deserializer::from_slice(text);
-        serde_path_to_error::deserialize::<_, StreamEvent>(de).map_err(|e| e.to_string())
+        StreamEvent::from_body(text)
     }
 
     fn read_value(event: serde_json::Value) -> Result<StreamEvent, String> {

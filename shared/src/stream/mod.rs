@@ -3,8 +3,9 @@
 //! ([`source`]), decompression ([`decompress`]), the record formats
 //! ([`format`]) with the JSON document reader ([`document`]), KPL
 //! aggregation ([`kpl`]), dead letters ([`dead_letter`]), sequence
-//! numbers ([`sequence`]) and what a batch's decode saw for its metrics
-//! ([`observed`]).
+//! numbers ([`sequence`]), what a batch's decode saw for its metrics
+//! ([`observed`]), and the Lambda runtime with the event read once
+//! ([`runtime`]).
 
 pub mod dead_letter;
 pub mod decompress;
@@ -13,5 +14,6 @@ pub mod event;
 pub mod format;
 pub mod kpl;
 pub mod observed;
+pub mod runtime;
 pub mod sequence;
 pub mod source;

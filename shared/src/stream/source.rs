@@ -202,7 +202,7 @@ mod tests {
 
     fn batch(records: serde_json::Value) -> KafkaBatch {
         let event = json!({"eventSource": "aws:kafka", "records": records});
-        match serde_json::from_str(&event.to_string()) {
+        match StreamEvent::from_body(event.to_string().as_bytes()) {
             Ok(StreamEvent::Kafka(batch)) => batch,
             other => panic!("not a Kafka batch: {other:?}"),
         }

@@ -7,7 +7,7 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::time::Duration as StdDuration;
 
-use crate::runtime::invoke;
+use crate::runtime::{invoke, invoke_stream};
 use anyhow::{Context as _, Result};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, DurationRound, Utc};
@@ -432,7 +432,9 @@ impl Feed<'_> {
                             let out = metrics
                                 .timed(
                                     ids::KINESIS_TO_PARQUET,
-                                    invoke(&event, |e| consumers.kinesis_to_parquet.handle(e)),
+                                    invoke_stream(&event, |e| {
+                                        consumers.kinesis_to_parquet.handle(e)
+                                    }),
                                 )
                                 .await?;
                             let s = &out.summary;
@@ -460,7 +462,7 @@ impl Feed<'_> {
                             let out = metrics
                                 .timed(
                                     ids::DEVICE_STATUS,
-                                    invoke(&event, |e| consumers.device_status.handle(e)),
+                                    invoke_stream(&event, |e| consumers.device_status.handle(e)),
                                 )
                                 .await?;
                             if out.response.batch_item_failures.is_empty() {

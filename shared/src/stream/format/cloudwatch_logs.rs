@@ -24,7 +24,7 @@ use crate::stream::dead_letter::{DocumentOutcome, Rejection};
 use crate::stream::document::{
     convert_text, parse_document_counting, timestamp_in_range, Document, DocumentError, Value,
 };
-use crate::stream::format::GrokPattern;
+use crate::stream::format::grok::GrokPattern;
 use std::sync::Arc;
 
 /// How the `message` of each log event is read.
