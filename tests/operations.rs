@@ -312,3 +312,85 @@ fn smoke_exits_non_zero_naming_the_lake_bucket_when_it_is_missing() {
     let on_stream = runtime.block_on(records_on(&aws_sdk_kinesis::Client::new(&sdk), &stream));
     assert!(on_stream.is_empty());
 }
+
+#[tokio::test]
+async fn a_log_events_dead_letter_replays_as_an_envelope_the_function_reads() {
+    use lake_tools::cloudwatch_logs::{data_message, gzip, LogEvent};
+    let (s3, bucket) = s3_with_bucket("replay-cwl").await;
+    let sdk = sdk_config(moto(), REGION).await;
+    let kinesis = aws_sdk_kinesis::Client::new(&sdk);
+    let strict = SHIPPED.replacen(
+        r#""fields": ["#,
+        r#""fields": [{"name": "ward", "type": "string", "required": true},"#,
+        1,
+    );
+    let format = || {
+        telemetry_lake::config::format_from(&|k: &str| {
+            (k == vars::FORMAT).then(|| "cloudwatch-logs".to_string())
+        })
+        .expect("the format")
+    };
+    let function = |schema: &str| {
+        KinesisToParquet::new(
+            StreamConfig {
+                schema: Schema::parse(schema).expect("schema"),
+                format: format(),
+                ..stream_config(&bucket)
+            },
+            S3Sink::new(s3.clone(), &bucket),
+        )
+    };
+    let message = |i: i64| String::from_utf8(reading_on("2026-11-23", i, "10:00:00", 95)).unwrap();
+    let events = [
+        LogEvent::new(1_763_892_000_000, 0, message(1)),
+        LogEvent::new(1_763_892_000_001, 1, "{not json"),
+        LogEvent::new(1_763_892_000_002, 2, message(2)),
+    ];
+    let envelope = gzip(&data_message("/ward-3/ventilators", "vent-1", &events));
+    let at = Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap();
+    let event = |payloads: &[Vec<u8>]| {
+        kinesis_event(
+            &stream_arn(REGION, "vent"),
+            "shardId-000000000000",
+            &records_of(0, 0, at, payloads),
+        )
+    };
+    let (summary, _) = function(&strict)
+        .invoke(&event(&[envelope]))
+        .await
+        .expect("invoked");
+    assert_eq!((summary.good, summary.bad), (0, 3));
+
+    // The fix: the shipped schema. Each event's letter is checked on its own.
+    let name = stream(&kinesis).await;
+    let decoder = decoder_from(|k| match k {
+        vars::SCHEMA => Some(SHIPPED.to_string()),
+        vars::FORMAT => Some("cloudwatch-logs".to_string()),
+        _ => None,
+    })
+    .expect("the decoder");
+    let all = Selection {
+        bucket: bucket.clone(),
+        prefix: "dead-letters/v/".into(),
+        ..Selection::default()
+    };
+    let sent = replay(&s3, &kinesis, &name, &all, Some(&decoder), false)
+        .await
+        .expect("replay");
+    assert_eq!((sent.selected, sent.sent), (3, 2));
+    assert_eq!(sent.still_failing, [("invalid_json".to_string(), 1)].into());
+
+    // What went back on the stream is two one-event envelopes, which the
+    // fixed function lands as the two readings.
+    let replayed: Vec<Vec<u8>> = records_on(&kinesis, &name)
+        .await
+        .into_iter()
+        .map(|(_, d)| d)
+        .collect();
+    assert_eq!(replayed.len(), 2);
+    let (summary, _) = function(SHIPPED)
+        .invoke(&event(&replayed))
+        .await
+        .expect("invoked");
+    assert_eq!((summary.good, summary.bad), (2, 0));
+}
