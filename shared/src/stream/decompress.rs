@@ -81,6 +81,25 @@ pub fn decompress(data: &[u8], max_bytes: usize) -> Result<Cow<'_, [u8]>, Decomp
     Inflater::default().decompress(data, max_bytes)
 }
 
+/// The output a payload's first allocation holds: a gzip member says its
+/// size in its last four bytes (ISIZE, the size of the last member only,
+/// so a hint), bounded by deflate's largest ratio (about 1,032 to 1) so a
+/// hostile trailer cannot ask for more (one byte more than it says, so the
+/// end of the stream is seen without growing); otherwise four times the
+/// input, which small JSON records do not outgrow.
+fn output_hint(codec: Codec, data: &[u8]) -> usize {
+    let fourfold = data.len().saturating_mul(4);
+    match (
+        codec,
+        data.len().checked_sub(4).and_then(|at| data.get(at..)),
+    ) {
+        (Codec::Gzip, Some(&[a, b, c, d])) => (u32::from_le_bytes([a, b, c, d]) as usize)
+            .saturating_add(1)
+            .min(data.len().saturating_mul(1032)),
+        _ => fourfold,
+    }
+}
+
 /// One inflate state kept across the payloads of an invocation, reset per
 /// payload instead of built anew: building one allocates deflate's 32 KiB
 /// window and its tables, which cost more than inflating a small record.
@@ -101,7 +120,7 @@ impl Inflater {
     ) -> Result<Cow<'a, [u8]>, DecompressError> {
         match Codec::detect(data) {
             Some(codec @ (Codec::Gzip | Codec::Zlib)) => {
-                let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(max_bytes + 1));
+                let mut out = Vec::with_capacity(output_hint(codec, data).min(max_bytes + 1));
                 let result = match codec {
                     Codec::Gzip => self.gunzip(data, &mut out, max_bytes),
                     _ => self.inflate(data, true, &mut out, max_bytes).map(drop),
@@ -301,6 +320,27 @@ mod tests {
     use std::io::Write;
 
     const TEXT: &[u8] = b"{\"a\":1}\n{\"a\":2}\n";
+
+    #[test]
+    fn a_gzip_trailer_sizes_the_output_only_as_a_bounded_hint() {
+        let packed = gzip(&vec![b'x'; 10_000]);
+        assert_eq!(output_hint(Codec::Gzip, &packed), 10_001);
+        // A trailer that claims 4 GiB asks for deflate's largest ratio at
+        // most, one that claims nothing for nothing; either way the payload
+        // is inflated (growing as it needs) and refused by the size check.
+        for claim in [u32::MAX, 0] {
+            let mut lying = packed.clone();
+            let at = lying.len() - 4;
+            lying[at..].copy_from_slice(&claim.to_le_bytes());
+            assert!(output_hint(Codec::Gzip, &lying) <= lying.len() * 1032);
+            assert!(matches!(
+                Inflater::default().decompress(&lying, 1 << 20),
+                Err(DecompressError::Corrupt { .. })
+            ));
+        }
+        assert_eq!(output_hint(Codec::Zlib, &packed), packed.len() * 4);
+        assert_eq!(output_hint(Codec::Gzip, &[0x1f, 0x8b]), 8);
+    }
 
     fn gzip(d: &[u8]) -> Vec<u8> {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
