@@ -381,8 +381,8 @@ fn throughput(md: &mut String, me: &str) {
          by sonic-rs into a struct of the reading's seven fields (strings borrowed, nothing \
          converted or checked beyond JSON types); \"after the runtime's scan\" adds the \
          pass `lambda_runtime` makes when it deserialises the handler's event (`serde_json` \
-         behind `serde_path_to_error` finding where the event ends), which the functions \
-         no longer pay.\n"
+         behind `serde_path_to_error` finding where the event ends), which the functions' \
+         `main` does not make.\n"
     );
     let _ = writeln!(
         md,

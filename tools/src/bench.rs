@@ -411,8 +411,9 @@ pub fn floor_with_payloads(body: &[u8]) -> usize {
 
 /// [`floor_with_payloads`] after the scan `lambda_runtime` makes of a body
 /// when it deserialises the handler's event (`serde_json` behind
-/// `serde_path_to_error`, finding where a borrowed `RawValue` ends): what
-/// the functions paid before they read the body themselves.
+/// `serde_path_to_error`, finding where a borrowed `RawValue` ends): what a
+/// handler of `LambdaEvent<StreamEvent>` pays, and the functions' `main`,
+/// which reads the body itself, does not.
 pub fn floor_with_payloads_and_scan(body: &[u8]) -> usize {
     let de = &mut serde_json::Deserializer::from_slice(body);
     let raw: &serde_json::value::RawValue =
@@ -421,8 +422,8 @@ pub fn floor_with_payloads_and_scan(body: &[u8]) -> usize {
     floor_with_payloads(body)
 }
 
-/// The same through the `aws_lambda_events` model (what the functions read
-/// before they had their own visitor). Returns the payload bytes.
+/// The same through the `aws_lambda_events` model, for comparison with the
+/// functions' own visitor. Returns the payload bytes.
 pub fn floor_event_model(body: &[u8]) -> usize {
     let event: aws_lambda_events::event::kinesis::KinesisEvent =
         serde_json::from_slice(body).expect("a Kinesis event");
