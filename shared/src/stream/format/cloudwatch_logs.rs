@@ -16,6 +16,7 @@
 //! envelope that cannot be read at all is one dead letter of the payload.
 
 use std::borrow::Cow;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -208,28 +209,34 @@ where
             )))
         }
     }
+    // Only grok reads against the clock; the others never look at it.
     let deadline = match &plan.message {
-        MessageFormat::Grok(pattern) => Some((pattern, pattern.deadline())),
-        _ => None,
+        MessageFormat::Grok(pattern) => pattern.deadline(),
+        _ => Instant::now(),
     };
     for (index, event) in envelope.log_events.iter().enumerate() {
         let message = event.message.as_ref();
         let mut undeclared = 0;
-        let values = match (&plan.message, deadline) {
-            (MessageFormat::Json, _) => {
+        let values = match &plan.message {
+            MessageFormat::Json => {
                 parse_document_counting(&plan.inner, message.trim(), &mut undeclared)
             }
-            (MessageFormat::Grok(_), Some((pattern, deadline))) => {
+            MessageFormat::Grok(pattern) => {
                 let line = message.trim_end_matches(['\n', '\r']);
                 pattern.match_line(&plan.inner, line, deadline)
             }
-            _ => {
-                let mut values = vec![Value::Null; schema.fields.len()];
-                if let Some(i) = plan.text {
-                    values[i] = Value::String(Cow::Borrowed(message));
-                }
-                Ok(values)
-            }
+            // The message fills its field; every other field but the
+            // envelope's is absent, so a required one rejects the event.
+            MessageFormat::Text => plan
+                .inner
+                .fields
+                .iter()
+                .enumerate()
+                .map(|(i, field)| match plan.text {
+                    Some(t) if t == i => Ok(Value::String(Cow::Borrowed(message))),
+                    _ => convert_text(field, None),
+                })
+                .collect(),
         }
         .and_then(|values| fill(plan, schema, &envelope, event, values));
         match values {
@@ -245,8 +252,9 @@ where
     Ok(0)
 }
 
-/// Sets the envelope's values into a row read from a message, and checks
-/// that every required field is filled.
+/// Sets the envelope's values into a row read from a message. Every other
+/// field was checked by the message's reader; these were left optional to
+/// it, and a required one is checked here as it is converted.
 fn fill<'a>(
     plan: &Plan,
     schema: &Schema,
@@ -279,16 +287,6 @@ fn fill<'a>(
             FieldType::Int64 => Value::Int64(ms),
             _ => convert_text(field, Some(Cow::Owned(ms.to_string())))?,
         };
-    }
-    if let Some(field) = schema
-        .fields
-        .iter()
-        .zip(&values)
-        .find(|(f, v)| f.required && **v == Value::Null)
-    {
-        return Err(DocumentError::MissingField {
-            field: field.0.name.clone(),
-        });
     }
     Ok(values)
 }
