@@ -75,12 +75,8 @@ pub struct KafkaRecord {
 impl StreamEvent {
     /// Reads an event from an invocation's body.
     pub fn from_body(body: &[u8]) -> Result<Self, String> {
-        let text = simdutf8::basic::from_utf8(body).map_err(|_| {
-            let at = std::str::from_utf8(body)
-                .err()
-                .map_or(0, |e| e.valid_up_to());
-            format!("the body is not UTF-8 (first bad byte at offset {at})")
-        })?;
+        let text = crate::stream::document::utf8(body)
+            .map_err(|at| format!("the body is not UTF-8 (first bad byte at offset {at})"))?;
         Self::from_json(text).map_err(|e| sonic_message(&e))
     }
 

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use crate::config::schema::Schema;
 use crate::stream::dead_letter::{DocumentOutcome, Rejection, Scope};
 use crate::stream::decompress::{DecompressError, Inflater};
-use crate::stream::document::{parse_document_counting, Document, DocumentError};
+use crate::stream::document::{parse_document_counting, utf8, Document, DocumentError};
 
 pub use self::avro::AvroWriterSchema;
 pub use self::cloudwatch_logs::{CloudWatchLogs, EnvelopeFields, MessageFormat};
@@ -278,17 +278,10 @@ impl PayloadDecoder {
             return;
         }
         let text = if self.format.is_text() {
-            // simdutf8 checks a good payload faster than std; std then finds
-            // where a bad one goes wrong, which simdutf8's fast check does
-            // not say.
-            match simdutf8::basic::from_utf8(&bytes) {
+            match utf8(&bytes) {
                 Ok(text) => text,
-                Err(_) => {
-                    let e = DocumentError::InvalidUtf8 {
-                        offset: std::str::from_utf8(&bytes)
-                            .err()
-                            .map_or(0, |e| e.valid_up_to()),
-                    };
+                Err(offset) => {
+                    let e = DocumentError::InvalidUtf8 { offset };
                     on_document(Err(payload(e.kind(), e.to_string())));
                     return;
                 }
