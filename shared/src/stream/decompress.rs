@@ -88,15 +88,11 @@ pub fn decompress(data: &[u8], max_bytes: usize) -> Result<Cow<'_, [u8]>, Decomp
 /// end of the stream is seen without growing); otherwise four times the
 /// input, which small JSON records do not outgrow.
 fn output_hint(codec: Codec, data: &[u8]) -> usize {
-    let fourfold = data.len().saturating_mul(4);
-    match (
-        codec,
-        data.len().checked_sub(4).and_then(|at| data.get(at..)),
-    ) {
-        (Codec::Gzip, Some(&[a, b, c, d])) => (u32::from_le_bytes([a, b, c, d]) as usize)
+    match (codec, data.last_chunk::<4>()) {
+        (Codec::Gzip, Some(isize)) => (u32::from_le_bytes(*isize) as usize)
             .saturating_add(1)
             .min(data.len().saturating_mul(1032)),
-        _ => fourfold,
+        _ => data.len().saturating_mul(4),
     }
 }
 
