@@ -66,7 +66,8 @@ pub struct Case {
 
 /// The cases measured: JSON plain, gzip and with 1% bad records, the same
 /// records as CSV lines and as Avro datums, and as the messages of
-/// CloudWatch Logs subscription envelopes (gzip'd, [`EVENTS_PER_ENVELOPE`]
+/// CloudWatch Logs subscription envelopes (gzip'd,
+/// [`crate::cloudwatch_logs::EVENTS_PER_ENVELOPE`]
 /// log events each; its records are log events).
 pub const CASES: [Case; 6] = [
     Case {
@@ -109,9 +110,6 @@ pub const CASES: [Case; 6] = [
 
 /// The name of the CloudWatch Logs case.
 pub const CLOUDWATCH_LOGS: &str = "cloudwatch-logs, 100 events";
-
-/// Log events per envelope in the CloudWatch Logs case.
-pub const EVENTS_PER_ENVELOPE: usize = 100;
 
 /// The case called `name`.
 pub fn case(name: &str) -> Case {
@@ -165,23 +163,16 @@ pub fn event_bytes(records: usize, case: Case) -> Vec<u8> {
     let arrival = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap();
     let readings = generate(&opts).into_iter().cycle().take(records);
     if case.format == "cloudwatch-logs" {
-        use crate::cloudwatch_logs::{data_message, gzip, LogEvent};
+        use crate::cloudwatch_logs::{readings_envelope, EVENTS_PER_ENVELOPE};
         let readings: Vec<_> = readings.collect();
         let records: Vec<StreamRecord> = readings
             .chunks(EVENTS_PER_ENVELOPE)
             .enumerate()
-            .map(|(i, chunk)| {
-                let events: Vec<LogEvent> = chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(j, r)| LogEvent::new(r.event_time.timestamp_millis(), j, &r.json))
-                    .collect();
-                StreamRecord {
-                    data: gzip(&data_message("/ventilators", "ward-3", &events)),
-                    partition_key: i.to_string(),
-                    arrival,
-                    sequence_number: sequence_number(0, i as u64),
-                }
+            .map(|(i, chunk)| StreamRecord {
+                data: readings_envelope("/ventilators", "ward-3", chunk),
+                partition_key: i.to_string(),
+                arrival,
+                sequence_number: sequence_number(0, i as u64),
             })
             .collect();
         return kinesis_event_bytes(&records);

@@ -6,6 +6,8 @@ use std::io::Write;
 
 use serde_json::json;
 
+use crate::telemetry::Reading;
+
 /// One log event: its id, its time (milliseconds since the epoch) and its
 /// message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +45,25 @@ pub fn data_message(group: &str, stream: &str, events: &[LogEvent]) -> Vec<u8> {
         "logEvents": events,
     }))
     .expect("an envelope of strings and numbers serialises")
+}
+
+/// The log events of one envelope, at most, in the envelopes the local
+/// run and the benchmarks make of readings.
+pub const EVENTS_PER_ENVELOPE: usize = 100;
+
+/// A gzip'd `DATA_MESSAGE` of `group` and `stream` whose log events are
+/// `readings`, each at its event time, its message the reading's JSON.
+pub fn readings_envelope<'r>(
+    group: &str,
+    stream: &str,
+    readings: impl IntoIterator<Item = &'r Reading>,
+) -> Vec<u8> {
+    let events: Vec<LogEvent> = readings
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| LogEvent::new(r.event_time.timestamp_millis(), i, r.json.as_str()))
+        .collect();
+    gzip(&data_message(group, stream, &events))
 }
 
 /// The `CONTROL_MESSAGE` CloudWatch Logs sends when a subscription is made,

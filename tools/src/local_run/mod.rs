@@ -61,7 +61,7 @@ pub enum Source {
     Producers,
     /// The devices log their readings to CloudWatch Logs, and a subscription
     /// filter puts them on the stream: gzip'd envelopes of up to
-    /// [`EVENTS_PER_ENVELOPE`] log events of one device's log stream, after a
+    /// [`crate::cloudwatch_logs::EVENTS_PER_ENVELOPE`] log events of one device's log stream, after a
     /// control message. The stack is made with `RecordFormat`
     /// `cloudwatch-logs`.
     CloudWatchLogs,
@@ -77,8 +77,6 @@ impl Source {
     }
 }
 
-/// The log events of one envelope, at most, in the CloudWatch Logs source.
-pub const EVENTS_PER_ENVELOPE: usize = 100;
 /// The log group the CloudWatch Logs source's devices log to.
 pub const LOG_GROUP: &str = "/telemetry-lake/ventilators";
 
@@ -162,7 +160,7 @@ pub async fn put_log_envelopes(
     control: bool,
     mut progress: impl FnMut(usize),
 ) -> Result<usize> {
-    use crate::cloudwatch_logs::{control_message, data_message, gzip, LogEvent};
+    use crate::cloudwatch_logs::{control_message, gzip, readings_envelope, EVENTS_PER_ENVELOPE};
     let mut by_device: BTreeMap<u32, Vec<&Reading>> = BTreeMap::new();
     for r in readings {
         by_device.entry(r.device).or_default().push(r);
@@ -174,13 +172,9 @@ pub async fn put_log_envelopes(
     }
     for (device, readings) in &by_device {
         for chunk in readings.chunks(EVENTS_PER_ENVELOPE) {
-            let events: Vec<LogEvent> = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, r)| LogEvent::new(r.event_time.timestamp_millis(), i, r.json.as_str()))
-                .collect();
-            let envelope = data_message(LOG_GROUP, &format!("ventilator-{device}"), &events);
-            records.push((device.to_string(), gzip(&envelope), chunk.len()));
+            let stream = format!("ventilator-{device}");
+            let envelope = readings_envelope(LOG_GROUP, &stream, chunk.iter().copied());
+            records.push((device.to_string(), envelope, chunk.len()));
         }
     }
     let (mut put, mut readings_put) = (0, 0);
