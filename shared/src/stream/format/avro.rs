@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use apache_avro::types::Value as Avro;
 
@@ -34,6 +35,10 @@ impl AvroWriterSchema {
     /// [`check_schema`] accepts.
     pub fn parse(json: &str) -> Result<Self, String> {
         let schema = apache_avro::Schema::parse_str(json).map_err(|e| e.to_string())?;
+        Self::from_schema(schema)
+    }
+
+    fn from_schema(schema: apache_avro::Schema) -> Result<Self, String> {
         if !matches!(schema, apache_avro::Schema::Record(_)) {
             return Err("the Avro schema must be a record".to_string());
         }
@@ -41,30 +46,168 @@ impl AvroWriterSchema {
         let names = named_types(&schema);
         Ok(AvroWriterSchema { schema, names })
     }
+}
+
+/// Datums of one writer schema read into the declared schema's values.
+/// Which declared field each writer field fills is resolved once, when the
+/// reader is built; each datum is then read in one pass over its bytes,
+/// straight into the values, its strings borrowed from the payload.
+#[derive(Debug)]
+pub(super) struct DatumReader {
+    writer: Arc<AvroWriterSchema>,
+    /// Each writer field's schema, in the writer's order (the order of the
+    /// bytes), and the declared field it fills, if any.
+    fields: Vec<(apache_avro::Schema, Option<usize>)>,
+    /// The first required declared field that no writer field fills.
+    unfilled: Option<usize>,
+    /// How many writer fields fill no declared field.
+    undeclared: usize,
+}
+
+impl DatumReader {
+    /// Resolves `writer` against `declared` (fields are matched by name).
+    pub(super) fn new(writer: Arc<AvroWriterSchema>, declared: &Schema) -> Self {
+        let record_fields = match &writer.schema {
+            apache_avro::Schema::Record(r) => r.fields.as_slice(),
+            _ => &[],
+        };
+        let mut filled = vec![false; declared.fields.len()];
+        let fields: Vec<_> = record_fields
+            .iter()
+            .map(|f| {
+                let target = declared
+                    .fields
+                    .iter()
+                    .position(|d| d.name == f.name)
+                    .filter(|&i| !std::mem::replace(&mut filled[i], true));
+                (f.schema.clone(), target)
+            })
+            .collect();
+        let undeclared = fields.iter().filter(|(_, t)| t.is_none()).count();
+        let unfilled = declared
+            .fields
+            .iter()
+            .zip(&filled)
+            .position(|(d, filled)| d.required && !filled);
+        DatumReader {
+            writer,
+            fields,
+            unfilled,
+            undeclared,
+        }
+    }
 
     /// Decodes the datums of a payload, one after the other.
     pub(super) fn decode<F>(&self, schema: &Schema, bytes: &[u8], on_document: &mut F)
     where
         F: for<'b> FnMut(DocumentOutcome<'b>),
     {
-        let mut rest = bytes;
+        let mut at = 0;
         let mut index = 0;
-        while !rest.is_empty() {
-            let before = rest;
-            let read = read_datum(&self.schema, &self.names, &mut rest);
-            match read {
-                Ok(datum) => {
-                    let used = &before[..before.len() - rest.len()];
-                    emit(schema, index, &datum, used, on_document);
-                }
+        while at < bytes.len() {
+            let start = at;
+            match self.read(schema, bytes, &mut at) {
+                Ok(converted) => self.emit(index, converted, &bytes[start..at], true, on_document),
                 Err(message) => {
                     // The rest cannot be split into datums any more.
                     let e = DocumentError::InvalidAvro { message };
-                    on_document(Err(Rejection::document(index, &e, before)));
+                    on_document(Err(Rejection::document(index, &e, &bytes[start..])));
                     return;
                 }
             }
             index += 1;
+        }
+    }
+
+    /// Reads the datum that starts at `*at` and moves `*at` past it.
+    /// `Err` when the bytes are not a datum of the writer schema (its end
+    /// cannot be found); otherwise its values in the declared order, or the
+    /// first declared field (in the declared order) whose value does not
+    /// fit.
+    fn read<'a>(
+        &'a self,
+        schema: &Schema,
+        bytes: &'a [u8],
+        at: &mut usize,
+    ) -> Result<Result<Vec<Value<'a>>, DocumentError>, String> {
+        let mut walk = Walk {
+            bytes,
+            at: *at,
+            names: &self.writer.names,
+        };
+        let mut values = vec![Value::Null; schema.fields.len()];
+        let mut first_error: Option<(usize, DocumentError)> = None;
+        for (field_schema, target) in &self.fields {
+            let Some(i) = *target else {
+                walk.value(field_schema)?;
+                continue;
+            };
+            let read = walk.scalar(field_schema)?;
+            if first_error.as_ref().is_some_and(|(j, _)| *j < i) {
+                continue;
+            }
+            match convert(&schema.fields[i], read) {
+                Ok(v) => values[i] = v,
+                Err(e) => first_error = Some((i, e)),
+            }
+        }
+        *at = walk.at;
+        if let Some(u) = self
+            .unfilled
+            .filter(|u| first_error.as_ref().is_none_or(|(j, _)| u < j))
+        {
+            return Ok(Err(DocumentError::MissingField {
+                field: schema.fields[u].name.clone(),
+            }));
+        }
+        Ok(match first_error {
+            Some((_, e)) => Err(e),
+            None => Ok(values),
+        })
+    }
+
+    /// Hands on one datum's outcome. Its bytes go with it when `keep_raw`;
+    /// otherwise (a container file's record, whose bytes mean nothing
+    /// without the file's schema) a row has none and a dead letter holds
+    /// the datum as JSON.
+    fn emit<F>(
+        &self,
+        index: usize,
+        converted: Result<Vec<Value<'_>>, DocumentError>,
+        raw: &[u8],
+        keep_raw: bool,
+        on_document: &mut F,
+    ) where
+        F: for<'b> FnMut(DocumentOutcome<'b>),
+    {
+        match converted {
+            Ok(values) => {
+                let bytes = if keep_raw { raw } else { &[] };
+                on_document(Ok(
+                    Document::new(index, values, bytes).with_undeclared(self.undeclared)
+                ))
+            }
+            Err(e) => {
+                let shown;
+                let bytes = if keep_raw {
+                    raw
+                } else {
+                    shown = self.datum_json(raw);
+                    shown.as_bytes()
+                };
+                on_document(Err(Rejection::document(index, &e, bytes)));
+            }
+        }
+    }
+
+    /// A datum as JSON, read by apache-avro (for dead letters only).
+    fn datum_json(&self, raw: &[u8]) -> String {
+        let mut bytes = raw;
+        match apache_avro::from_avro_datum(&self.writer.schema, &mut bytes, None) {
+            Ok(datum) => serde_json::Value::try_from(datum.clone())
+                .map(|v| v.to_string())
+                .unwrap_or_else(|_| format!("{datum:?}")),
+            Err(e) => format!("an Avro datum of {} bytes: {e}", raw.len()),
         }
     }
 }
@@ -182,8 +325,8 @@ fn named_types(schema: &apache_avro::Schema) -> Names {
     out
 }
 
-/// Reads one datum of `schema` from the front of `rest`, which then starts
-/// after it. The datum's extent is found first by [`datum_len`], which
+/// Reads one datum of `schema` with apache-avro from the front of `rest`,
+/// which then starts after it (a container file's metadata). The datum's extent is found first by [`datum_len`], which
 /// allocates nothing, so that apache-avro (which reserves an array's or
 /// map's declared count before reading its items) only ever reads counts
 /// the bytes hold.
@@ -223,7 +366,7 @@ struct Walk<'a> {
     names: &'a Names,
 }
 
-impl Walk<'_> {
+impl<'a> Walk<'a> {
     fn left(&self) -> usize {
         self.bytes.len() - self.at
     }
@@ -297,38 +440,82 @@ impl Walk<'_> {
         }
     }
 
-    fn value(&mut self, schema: &apache_avro::Schema) -> Result<(), String> {
+    /// Steps over one value of `schema`, checking what apache-avro checks
+    /// when it decodes one (booleans, int ranges, UTF-8, enum and union
+    /// indices), so that a datum is refused for the same bytes whether its
+    /// fields are declared or not.
+    fn value(&mut self, schema: &'a apache_avro::Schema) -> Result<(), String> {
         use apache_avro::Schema as S;
         match schema {
-            S::Null => Ok(()),
-            S::Boolean => self.take(1, "a boolean"),
-            S::Int
+            S::Null
+            | S::Boolean
+            | S::Int
             | S::Long
-            | S::Date
-            | S::TimeMillis
-            | S::TimeMicros
+            | S::Float
+            | S::Double
+            | S::String
+            | S::Enum(_)
             | S::TimestampMillis
             | S::TimestampMicros
+            | S::Union(_)
+            | S::Ref { .. } => self.scalar(schema).map(drop),
+            S::Date | S::TimeMillis => self.int().map(drop),
+            S::TimeMicros
             | S::TimestampNanos
             | S::LocalTimestampMillis
             | S::LocalTimestampMicros
-            | S::LocalTimestampNanos
-            | S::Enum(_) => self.long().map(drop),
-            S::Float => self.take(4, "a float"),
-            S::Double => self.take(8, "a double"),
+            | S::LocalTimestampNanos => self.long().map(drop),
             S::Duration => self.take(12, "a duration"),
             S::Fixed(f) => self.take(f.size, "a fixed"),
-            S::Bytes | S::String | S::Uuid | S::BigDecimal => {
-                let n = self.length("a string or bytes")?;
-                self.take(n, "a string or bytes")
-            }
+            S::Bytes | S::Uuid | S::BigDecimal => self.bytes("bytes").map(drop),
             S::Decimal(d) => self.value(&d.inner),
             S::Array(a) => self.blocks("an array", |w| w.value(&a.items)),
             S::Map(m) => self.blocks("a map", |w| {
-                let n = w.length("a map key")?;
-                w.take(n, "a map key")?;
+                w.string("a map key")?;
                 w.value(&m.types)
             }),
+            S::Record(r) => r.fields.iter().try_for_each(|f| self.value(&f.schema)),
+        }
+    }
+
+    /// Reads one value of `schema` that a declared field can take (unions
+    /// unwrapped, named types resolved); any other kind is stepped over and
+    /// named.
+    fn scalar(&mut self, schema: &'a apache_avro::Schema) -> Result<Scalar<'a>, String> {
+        use apache_avro::Schema as S;
+        Ok(match schema {
+            S::Null => Scalar::Null,
+            S::Boolean => {
+                let at = self.at;
+                self.take(1, "a boolean")?;
+                match self.bytes[at] {
+                    0 => Scalar::Boolean(false),
+                    1 => Scalar::Boolean(true),
+                    b => return Err(format!("the boolean at byte {at} is {b}, not 0 or 1")),
+                }
+            }
+            S::Int => Scalar::Int(self.int()?),
+            S::Long => Scalar::Long(self.long()?),
+            S::TimestampMillis => Scalar::TimestampMillis(self.long()?),
+            S::TimestampMicros => Scalar::TimestampMicros(self.long()?),
+            S::Float => {
+                let b = self.fixed::<4>("a float")?;
+                Scalar::Float(f32::from_le_bytes(b))
+            }
+            S::Double => {
+                let b = self.fixed::<8>("a double")?;
+                Scalar::Double(f64::from_le_bytes(b))
+            }
+            S::String => Scalar::String(self.string("a string")?),
+            S::Enum(e) => {
+                let at = self.at;
+                let i = self.long()?;
+                let symbol = usize::try_from(i)
+                    .ok()
+                    .and_then(|i| e.symbols.get(i))
+                    .ok_or_else(|| format!("the enum at byte {at} has no symbol {i}"))?;
+                Scalar::Enum(symbol)
+            }
             S::Union(u) => {
                 let at = self.at;
                 let branch = self.long()?;
@@ -336,17 +523,87 @@ impl Walk<'_> {
                     .ok()
                     .and_then(|b| u.variants().get(b))
                     .ok_or_else(|| format!("the union at byte {at} has no branch {branch}"))?;
-                self.value(variant)
+                self.scalar(variant)?
             }
-            S::Record(r) => r.fields.iter().try_for_each(|f| self.value(&f.schema)),
             S::Ref { name } => {
                 let names = self.names;
                 let named = names
                     .get(&name.fullname(None))
                     .ok_or_else(|| format!("the type {} is not defined", name.fullname(None)))?;
-                self.value(named)
+                self.scalar(named)?
             }
+            other => {
+                self.value(other)?;
+                Scalar::Other(kind(other))
+            }
+        })
+    }
+
+    /// A long that must fit an Avro int.
+    fn int(&mut self) -> Result<i32, String> {
+        let at = self.at;
+        let v = self.long()?;
+        i32::try_from(v).map_err(|_| format!("the int at byte {at} is {v}, out of range"))
+    }
+
+    fn fixed<const N: usize>(&mut self, what: &str) -> Result<[u8; N], String> {
+        let at = self.at;
+        self.take(N, what)?;
+        Ok(self.bytes[at..at + N].try_into().unwrap_or([0; N]))
+    }
+
+    /// A length, then that many bytes.
+    fn bytes(&mut self, what: &str) -> Result<&'a [u8], String> {
+        let n = self.length(what)?;
+        let at = self.at;
+        self.take(n, what)?;
+        Ok(&self.bytes[at..at + n])
+    }
+
+    fn string(&mut self, what: &str) -> Result<&'a str, String> {
+        let at = self.at;
+        let bytes = self.bytes(what)?;
+        simdutf8::basic::from_utf8(bytes)
+            .map_err(|_| format!("{what} at byte {at} is not valid UTF-8"))
+    }
+}
+
+/// One value a declared field is filled from, as read from a datum.
+#[derive(Debug, Clone, Copy)]
+enum Scalar<'a> {
+    Null,
+    Boolean(bool),
+    Int(i32),
+    Long(i64),
+    Float(f32),
+    Double(f64),
+    String(&'a str),
+    Enum(&'a str),
+    TimestampMillis(i64),
+    TimestampMicros(i64),
+    /// A value of another kind, by the name of its type.
+    Other(&'static str),
+}
+
+/// The name of a type no declared field takes.
+fn kind(schema: &apache_avro::Schema) -> &'static str {
+    use apache_avro::Schema as S;
+    match schema {
+        S::Bytes => "bytes",
+        S::Fixed(_) => "fixed",
+        S::Array(_) => "an array",
+        S::Map(_) => "a map",
+        S::Record(_) => "a record",
+        S::Date => "a date",
+        S::TimeMillis | S::TimeMicros => "a time of day",
+        S::TimestampNanos => "timestamp-nanos",
+        S::LocalTimestampMillis | S::LocalTimestampMicros | S::LocalTimestampNanos => {
+            "a local timestamp"
         }
+        S::Duration => "a duration",
+        S::Uuid => "a uuid",
+        S::Decimal(_) | S::BigDecimal => "a decimal",
+        _ => "a value",
     }
 }
 
@@ -389,7 +646,7 @@ where
             return on_document(Err(invalid_file(0, message, bytes)));
         }
     };
-    let names = named_types(&writer);
+    let reader = DatumReader::new(Arc::new(writer), schema);
     let mut index = 0;
     let mut inflated_total = 0usize;
     while !rest.is_empty() {
@@ -426,10 +683,13 @@ where
             );
             return on_document(Err(invalid_file(index, message, bytes)));
         }
-        let mut records = data;
+        let mut at = 0;
         for _ in 0..count {
-            match read_datum(&writer, &names, &mut records) {
-                Ok(datum) => emit(schema, index, &datum, &[], on_document),
+            let start = at;
+            match reader.read(schema, data, &mut at) {
+                Ok(converted) => {
+                    reader.emit(index, converted, &data[start..at], false, on_document)
+                }
                 Err(e) => {
                     let message = format!("record {index}: {e}");
                     return on_document(Err(invalid_file(index, message, bytes)));
@@ -442,7 +702,7 @@ where
 
 /// A container file's header, and the bytes after it.
 struct Header<'b> {
-    writer: apache_avro::Schema,
+    writer: AvroWriterSchema,
     deflate: bool,
     sync: [u8; SYNC_LEN],
     rest: &'b [u8],
@@ -468,8 +728,7 @@ fn read_header(bytes: &[u8]) -> Result<Header<'_>, String> {
         _ => None,
     };
     let writer = text("avro.schema").ok_or("the metadata has no avro.schema")?;
-    let writer = apache_avro::Schema::parse_str(writer).map_err(|e| e.to_string())?;
-    check_schema(&writer)?;
+    let writer = AvroWriterSchema::parse(writer)?;
     let deflate = match text("avro.codec").unwrap_or("null") {
         "null" => false,
         "deflate" => true,
@@ -540,136 +799,65 @@ fn inflate(data: &[u8], limit: usize) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// Converts one datum, rejecting it with `raw` (its bytes, or nothing when
-/// they cannot be cut out of a container file block, in which case the
-/// dead letter holds the datum as JSON).
-fn emit<F>(schema: &Schema, index: usize, datum: &Avro, raw: &[u8], on_document: &mut F)
-where
-    F: for<'b> FnMut(DocumentOutcome<'b>),
-{
-    match convert_record(schema, datum) {
-        Ok(values) => {
-            let undeclared = match unwrap_union(datum) {
-                Avro::Record(fields) => fields
-                    .iter()
-                    .filter(|(name, _)| schema.fields.iter().all(|f| f.name != *name))
-                    .count(),
-                _ => 0,
-            };
-            on_document(Ok(
-                Document::new(index, values, raw).with_undeclared(undeclared)
-            ))
-        }
-        Err(e) => {
-            let shown;
-            let bytes = if raw.is_empty() {
-                shown = datum_json(datum);
-                shown.as_bytes()
-            } else {
-                raw
-            };
-            on_document(Err(Rejection::document(index, &e, bytes)));
-        }
-    }
-}
-
-fn datum_json(datum: &Avro) -> String {
-    serde_json::Value::try_from(datum.clone())
-        .map(|v| v.to_string())
-        .unwrap_or_else(|_| format!("{datum:?}"))
-}
-
-fn convert_record<'a>(schema: &Schema, datum: &'a Avro) -> Result<Vec<Value<'a>>, DocumentError> {
-    let Avro::Record(fields) = unwrap_union(datum) else {
-        return Err(DocumentError::InvalidAvro {
-            message: format!("expected a record, found {}", describe(datum)),
-        });
-    };
-    schema
-        .fields
-        .iter()
-        .map(|f| {
-            let v = fields
-                .iter()
-                .find(|(name, _)| *name == f.name)
-                .map(|(_, v)| unwrap_union(v));
-            convert(f, v)
-        })
-        .collect()
-}
-
-fn unwrap_union(v: &Avro) -> &Avro {
-    match v {
-        Avro::Union(_, inner) => unwrap_union(inner),
-        other => other,
-    }
-}
-
-fn convert<'a>(field: &Field, v: Option<&'a Avro>) -> Result<Value<'a>, DocumentError> {
-    let wrong = |v: &Avro| DocumentError::WrongType {
+/// Converts the value read for `field`.
+fn convert<'a>(field: &Field, v: Scalar<'a>) -> Result<Value<'a>, DocumentError> {
+    let wrong = |v: Scalar<'_>| DocumentError::WrongType {
         field: field.name.clone(),
         expected: field.field_type.name(),
         found: describe(v),
     };
     Ok(match (&field.field_type, v) {
-        (_, None | Some(Avro::Null)) if field.required => {
+        (_, Scalar::Null) if field.required => {
             return Err(DocumentError::MissingField {
                 field: field.name.clone(),
             })
         }
-        (_, None | Some(Avro::Null)) => Value::Null,
-        (FieldType::Int64, Some(Avro::Long(i))) => Value::Int64(*i),
-        (FieldType::Int64, Some(Avro::Int(i))) => Value::Int64(i64::from(*i)),
+        (_, Scalar::Null) => Value::Null,
+        (FieldType::Int64, Scalar::Long(i)) => Value::Int64(i),
+        (FieldType::Int64, Scalar::Int(i)) => Value::Int64(i64::from(i)),
         // NaN and the infinities are not readings: JSON cannot spell them
         // and CSV refuses them, so Avro does too.
-        (FieldType::Float64, Some(v @ Avro::Double(x))) if !x.is_finite() => return Err(wrong(v)),
-        (FieldType::Float64, Some(v @ Avro::Float(x))) if !x.is_finite() => return Err(wrong(v)),
-        (FieldType::Float64, Some(Avro::Double(x))) => Value::Float64(*x),
-        (FieldType::Float64, Some(Avro::Float(x))) => Value::Float64(f64::from(*x)),
-        (FieldType::Float64, Some(Avro::Long(i))) => Value::Float64(*i as f64),
-        (FieldType::Float64, Some(Avro::Int(i))) => Value::Float64(f64::from(*i)),
-        (FieldType::Boolean, Some(Avro::Boolean(b))) => Value::Boolean(*b),
-        (FieldType::String, Some(Avro::String(s) | Avro::Enum(_, s))) => {
-            Value::String(Cow::Borrowed(s))
-        }
-        (FieldType::Timestamp, Some(Avro::TimestampMicros(t))) => Value::Timestamp(
-            timestamp_in_range(field, Some(*t), || format!("{t} µs"), "timestamp-micros")?,
-        ),
-        (FieldType::Timestamp, Some(Avro::TimestampMillis(t))) => {
-            Value::Timestamp(timestamp_in_range(
-                field,
-                t.checked_mul(1000),
-                || format!("{t} ms"),
-                "timestamp-millis",
-            )?)
-        }
-        (FieldType::Timestamp, Some(Avro::String(s))) => {
-            Value::Timestamp(parse_timestamp(field, s)?)
-        }
-        (_, Some(other)) => return Err(wrong(other)),
+        (FieldType::Float64, Scalar::Double(x)) if !x.is_finite() => return Err(wrong(v)),
+        (FieldType::Float64, Scalar::Float(x)) if !x.is_finite() => return Err(wrong(v)),
+        (FieldType::Float64, Scalar::Double(x)) => Value::Float64(x),
+        (FieldType::Float64, Scalar::Float(x)) => Value::Float64(f64::from(x)),
+        (FieldType::Float64, Scalar::Long(i)) => Value::Float64(i as f64),
+        (FieldType::Float64, Scalar::Int(i)) => Value::Float64(f64::from(i)),
+        (FieldType::Boolean, Scalar::Boolean(b)) => Value::Boolean(b),
+        (FieldType::String, Scalar::String(s) | Scalar::Enum(s)) => Value::String(Cow::Borrowed(s)),
+        (FieldType::Timestamp, Scalar::TimestampMicros(t)) => Value::Timestamp(timestamp_in_range(
+            field,
+            Some(t),
+            || format!("{t} µs"),
+            "timestamp-micros",
+        )?),
+        (FieldType::Timestamp, Scalar::TimestampMillis(t)) => Value::Timestamp(timestamp_in_range(
+            field,
+            t.checked_mul(1000),
+            || format!("{t} ms"),
+            "timestamp-millis",
+        )?),
+        (FieldType::Timestamp, Scalar::String(s)) => Value::Timestamp(parse_timestamp(field, s)?),
+        (_, other) => return Err(wrong(other)),
     })
 }
 
-fn describe(v: &Avro) -> String {
+fn describe(v: Scalar<'_>) -> String {
     match v {
-        Avro::Null => "null".into(),
-        Avro::Boolean(b) => format!("boolean {b}"),
-        Avro::Int(i) => format!("int {i}"),
-        Avro::Long(i) => format!("long {i}"),
-        Avro::Float(x) => format!("float {x}"),
-        Avro::Double(x) => format!("double {x}"),
-        Avro::String(s) => {
+        Scalar::Null => "null".into(),
+        Scalar::Boolean(b) => format!("boolean {b}"),
+        Scalar::Int(i) => format!("int {i}"),
+        Scalar::Long(i) => format!("long {i}"),
+        Scalar::Float(x) => format!("float {x}"),
+        Scalar::Double(x) => format!("double {x}"),
+        Scalar::String(s) => {
             let shown: String = s.chars().take(40).collect();
             format!("string {shown:?}")
         }
-        Avro::Bytes(_) => "bytes".into(),
-        Avro::Fixed(..) => "fixed".into(),
-        Avro::Enum(_, s) => format!("enum symbol {s}"),
-        Avro::Union(_, inner) => describe(inner),
-        Avro::Array(_) => "an array".into(),
-        Avro::Map(_) => "a map".into(),
-        Avro::Record(_) => "a record".into(),
-        other => format!("{other:?}").chars().take(40).collect(),
+        Scalar::Enum(s) => format!("enum symbol {s}"),
+        Scalar::TimestampMillis(t) => format!("timestamp-millis {t}"),
+        Scalar::TimestampMicros(t) => format!("timestamp-micros {t}"),
+        Scalar::Other(kind) => kind.into(),
     }
 }
 
@@ -912,21 +1100,31 @@ mod tests {
 
     #[test]
     fn the_walk_finds_the_datum_end_apache_avro_writes_for_every_type() {
-        let schema = apache_avro::Schema::parse_str(
-            r#"{"type":"record","name":"all","fields":[
-                {"name":"b","type":"boolean"},{"name":"i","type":"int"},
-                {"name":"f","type":"float"},{"name":"d","type":"double"},
-                {"name":"s","type":"string"},{"name":"y","type":"bytes"},
-                {"name":"e","type":{"type":"enum","name":"E","symbols":["A","B"]}},
-                {"name":"x","type":{"type":"fixed","name":"F","size":3}},
-                {"name":"again","type":"F"},
-                {"name":"a","type":{"type":"array","items":{"type":"map","values":"long"}}},
-                {"name":"u","type":["null","string","E"]},
-                {"name":"t","type":{"type":"long","logicalType":"timestamp-micros"}}]}"#,
-        )
-        .unwrap();
+        let schema = apache_avro::Schema::parse_str(ALL_TYPES).unwrap();
         let names = named_types(&schema);
-        let record = Avro::Record(vec![
+        let record = all_types_record(Avro::Union(2, Box::new(Avro::Enum(0, "A".into()))));
+        let one = apache_avro::to_avro_datum(&schema, record).unwrap();
+        let two = [one.as_slice(), &one].concat();
+        assert_eq!(datum_len(&schema, &names, &two), Ok(one.len()));
+        // Every truncation is refused, none read past the end.
+        for cut in 0..one.len() {
+            assert!(datum_len(&schema, &names, &one[..cut]).is_err(), "{cut}");
+        }
+    }
+
+    const ALL_TYPES: &str = r#"{"type":"record","name":"all","fields":[
+        {"name":"b","type":"boolean"},{"name":"i","type":"int"},
+        {"name":"f","type":"float"},{"name":"d","type":"double"},
+        {"name":"s","type":"string"},{"name":"y","type":"bytes"},
+        {"name":"e","type":{"type":"enum","name":"E","symbols":["A","B"]}},
+        {"name":"x","type":{"type":"fixed","name":"F","size":3}},
+        {"name":"again","type":"F"},
+        {"name":"a","type":{"type":"array","items":{"type":"map","values":"long"}}},
+        {"name":"u","type":["null","string","E"]},
+        {"name":"t","type":{"type":"long","logicalType":"timestamp-micros"}}]}"#;
+
+    fn all_types_record(u: Avro) -> Avro {
+        Avro::Record(vec![
             ("b".into(), Avro::Boolean(true)),
             ("i".into(), Avro::Int(-70_000)),
             ("f".into(), Avro::Float(1.5)),
@@ -943,19 +1141,147 @@ mod tests {
                     Avro::Map(Default::default()),
                 ]),
             ),
-            (
-                "u".into(),
-                Avro::Union(2, Box::new(Avro::Enum(0, "A".into()))),
-            ),
+            ("u".into(), u),
             ("t".into(), Avro::TimestampMicros(1_700_000_000_000_000)),
-        ]);
-        let one = apache_avro::to_avro_datum(&schema, record).unwrap();
-        let two = [one.as_slice(), &one].concat();
-        assert_eq!(datum_len(&schema, &names, &two), Ok(one.len()));
-        // Every truncation is refused, none read past the end.
-        for cut in 0..one.len() {
-            assert!(datum_len(&schema, &names, &one[..cut]).is_err(), "{cut}");
+        ])
+    }
+
+    fn datum_decoder(writer: &str, declared: &str) -> PayloadDecoder {
+        let writer = AvroWriterSchema::parse(writer).unwrap();
+        PayloadDecoder::new(
+            Format::AvroDatum(Arc::new(writer)),
+            Schema::parse(declared).unwrap(),
+            1 << 20,
+        )
+    }
+
+    #[test]
+    fn declared_fields_are_read_straight_from_the_bytes_as_apache_avro_decodes_them() {
+        let writer = AvroWriterSchema::parse(ALL_TYPES).unwrap();
+        // Declared in another order than the writer's, some writer fields
+        // left out, one declared field the writer lacks.
+        let d = datum_decoder(
+            ALL_TYPES,
+            "t:timestamp,u:string?,e:string,s:string,d:float64,f:float64,i:int64,b:boolean,\
+             missing:string?",
+        );
+        for (u, shown) in [
+            (Avro::Union(0, Box::new(Avro::Null)), "Null"),
+            (
+                Avro::Union(1, Box::new(Avro::String("ü".into()))),
+                r#"String("ü")"#,
+            ),
+            (
+                Avro::Union(2, Box::new(Avro::Enum(0, "A".into()))),
+                r#"String("A")"#,
+            ),
+        ] {
+            let one = apache_avro::to_avro_datum(&writer.schema, all_types_record(u)).unwrap();
+            let mut rows = Vec::new();
+            let mut undeclared = Vec::new();
+            d.decode(&[one.as_slice(), &one].concat(), |r| {
+                let doc = r.expect("a row");
+                assert_eq!(doc.bytes, &one[..]);
+                undeclared.push(doc.undeclared);
+                rows.push(format!("{:?}", doc.values));
+            });
+            let row = format!(
+                "[Timestamp(1700000000000000), {shown}, String(\"B\"), String(\"héllo\"), \
+                 Float64(2.5), Float64(1.5), Int64(-70000), Boolean(true), Null]"
+            );
+            assert_eq!(rows, vec![row.clone(), row]);
+            // y, x, again and a fill no declared field.
+            assert_eq!(undeclared, vec![4, 4]);
         }
+    }
+
+    #[test]
+    fn bytes_apache_avro_refuses_are_refused_whether_their_field_is_declared_or_not() {
+        let writer = AvroWriterSchema::parse(ALL_TYPES).unwrap();
+        let good = apache_avro::to_avro_datum(
+            &writer.schema,
+            all_types_record(Avro::Union(0, Box::new(Avro::Null))),
+        )
+        .unwrap();
+        // Byte 0 is the boolean; bytes 1-3 the int -70000 (zigzag 139999),
+        // then the float's 4 and the double's 8; byte 16 the string's
+        // length (5 chars, 6 bytes), its bytes 17-22; after the length and
+        // 3 bytes of `y`, byte 27 is the enum's index.
+        assert_eq!(&good[17..23], "héllo".as_bytes());
+        assert_eq!(good[27], 2);
+        let damaged = |at: usize, with: &[u8]| {
+            let mut bad = good.clone();
+            bad.splice(at..at + with.len(), with.iter().copied());
+            bad
+        };
+        let cases = [
+            damaged(0, &[2]),                      // a boolean of 2
+            damaged(1, &[0xfe, 0xff, 0xff, 0x1f]), // an int past i32
+            damaged(18, &[0xff]),                  // a string that is not UTF-8
+            damaged(27, &[4]),                     // enum symbol 2 of 2
+        ];
+        for declared in ["b:boolean,i:int64,s:string,e:string", "t:timestamp"] {
+            let d = datum_decoder(ALL_TYPES, declared);
+            for (n, bad) in cases.iter().enumerate() {
+                assert!(
+                    apache_avro::from_avro_datum(&writer.schema, &mut &bad[..], None).is_err(),
+                    "case {n}"
+                );
+                let (rows, bad) = run(&d, &[good.as_slice(), bad].concat());
+                assert_eq!(rows.len(), 1, "{declared}, case {n}");
+                assert_eq!(
+                    (bad[0].0, bad[0].1.as_str()),
+                    (1, "invalid_avro"),
+                    "case {n}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_datum_that_does_not_fit_is_refused_for_its_first_declared_field_and_the_next_one_lands() {
+        let writer = AvroWriterSchema::parse(ALL_TYPES).unwrap();
+        let datum = |i: i32| {
+            let mut r = all_types_record(Avro::Union(0, Box::new(Avro::Null)));
+            if let Avro::Record(fields) = &mut r {
+                fields[1].1 = Avro::Int(i);
+            }
+            apache_avro::to_avro_datum(&writer.schema, r).unwrap()
+        };
+        let payload = [datum(1), datum(2)].concat();
+        let detail = |declared: &str| {
+            let d = datum_decoder(ALL_TYPES, declared);
+            let mut details = Vec::new();
+            let mut rows = 0;
+            d.decode(&payload, |r| match r {
+                Ok(_) => rows += 1,
+                Err(r) => details.push((r.index, r.reason, r.detail)),
+            });
+            (rows, details)
+        };
+        // `a` is an array, `y` bytes: the first declared one is named, and
+        // both datums are read to their ends.
+        let (rows, details) = detail("s:string,a:int64,y:string");
+        assert_eq!(rows, 0);
+        assert_eq!(details.len(), 2);
+        assert_eq!(details[0].1, "wrong_type");
+        assert!(
+            details[0]
+                .2
+                .starts_with("field `a`: expected int64, found an array"),
+            "{:?}",
+            details[0]
+        );
+        let (_, details) = detail("y:string,a:int64");
+        assert!(details[0].2.contains("bytes"), "{:?}", details[0]);
+        // A required field the writer does not have is missing from every
+        // datum, unless a field declared before it is wrong first.
+        let (_, details) = detail("i:int64,nowhere:string");
+        assert_eq!(details[1].1, "missing_field");
+        assert!(details[1].2.contains("nowhere"), "{:?}", details[1]);
+        let (_, details) = detail("i:boolean,nowhere:string");
+        assert_eq!(details[0].1, "wrong_type");
+        assert!(details[0].2.contains("int 1"), "{:?}", details[0]);
     }
 
     #[test]

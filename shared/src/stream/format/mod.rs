@@ -70,11 +70,39 @@ impl Format {
 #[derive(Debug, Clone)]
 pub struct PayloadDecoder {
     format: Format,
+    reader: Reader,
     schema: Schema,
-    /// The CloudWatch Logs format resolved against the schema.
-    envelope: Option<Arc<cloudwatch_logs::Plan>>,
     max_payload_bytes: usize,
     invocation_budget: usize,
+}
+
+/// The format resolved against the declared schema when the decoder is
+/// built: what each payload is read with.
+#[derive(Debug, Clone)]
+enum Reader {
+    Json,
+    Csv(CsvOptions),
+    AvroDatum(Arc<avro::DatumReader>),
+    AvroFile,
+    Grok(Arc<GrokPattern>),
+    CloudWatchLogs(Arc<cloudwatch_logs::Plan>),
+}
+
+impl Reader {
+    fn new(format: &Format, schema: &Schema) -> Self {
+        match format {
+            Format::Json => Reader::Json,
+            Format::Csv(options) => Reader::Csv(options.clone()),
+            Format::AvroDatum(writer) => {
+                Reader::AvroDatum(Arc::new(avro::DatumReader::new(writer.clone(), schema)))
+            }
+            Format::AvroFile => Reader::AvroFile,
+            Format::Grok(pattern) => Reader::Grok(pattern.clone()),
+            Format::CloudWatchLogs(f) => {
+                Reader::CloudWatchLogs(Arc::new(cloudwatch_logs::Plan::new(f, schema)))
+            }
+        }
+    }
 }
 
 /// What an invocation has left to produce, over all its records and the
@@ -161,14 +189,10 @@ impl PayloadDecoder {
             // limit once per process, before it reads anything.
             apache_avro::util::max_allocation_bytes(max_payload_bytes.max(1 << 20));
         }
-        let envelope = match &format {
-            Format::CloudWatchLogs(f) => Some(Arc::new(cloudwatch_logs::Plan::new(f, &schema))),
-            _ => None,
-        };
         PayloadDecoder {
+            reader: Reader::new(&format, &schema),
             format,
             schema,
-            envelope,
             max_payload_bytes,
             invocation_budget: usize::MAX,
         }
@@ -311,8 +335,8 @@ impl PayloadDecoder {
             }
             on_document(outcome);
         };
-        match &self.format {
-            Format::Json => for_each_document(text, |index, doc| {
+        match &self.reader {
+            Reader::Json => for_each_document(text, |index, doc| {
                 let mut unknown = 0;
                 match parse_document_counting(schema, doc, &mut unknown) {
                     Ok(values) => counted(Ok(
@@ -321,14 +345,11 @@ impl PayloadDecoder {
                     Err(e) => counted(Err(Rejection::document(index, &e, doc.as_bytes()))),
                 }
             }),
-            Format::Csv(options) => csv::decode(options, schema, text, &mut counted),
-            Format::Grok(pattern) => pattern.decode(schema, text, &mut counted),
-            Format::AvroDatum(writer) => writer.decode(schema, &bytes, &mut counted),
-            Format::AvroFile => avro::decode_file(schema, &bytes, limit, &mut counted),
-            Format::CloudWatchLogs(_) => {
-                let Some(plan) = &self.envelope else {
-                    return;
-                };
+            Reader::Csv(options) => csv::decode(options, schema, text, &mut counted),
+            Reader::Grok(pattern) => pattern.decode(schema, text, &mut counted),
+            Reader::AvroDatum(reader) => reader.decode(schema, &bytes, &mut counted),
+            Reader::AvroFile => avro::decode_file(schema, &bytes, limit, &mut counted),
+            Reader::CloudWatchLogs(plan) => {
                 match cloudwatch_logs::decode(plan, schema, text, &mut counted) {
                     Ok(control) => budget.control_messages += control,
                     Err(e) => on_document(Err(payload(e.kind(), e.to_string()))),
