@@ -70,8 +70,15 @@ fn main() {
         print!("{md}");
         return;
     }
+    // `--codecs`: that table alone, printed.
+    if args.iter().any(|a| a == "--codecs") {
+        codecs(&mut md);
+        print!("{md}");
+        return;
+    }
     machine(&mut md);
     throughput(&mut md, &args[0]);
+    codecs(&mut md);
     iceberg_throughput(&mut md);
     binaries(&mut md);
     match out {
@@ -488,6 +495,96 @@ fn binaries(md: &mut String) {
             "| {name} | {size:.1} | {:.1} | {:.1} |",
             ms[ms.len() / 2],
             ms[0]
+        );
+    }
+    let _ = writeln!(md);
+}
+
+/// Each codec's cost per payload: the 10,000 readings of the plain JSON
+/// event, each compressed alone, undone with a decoder built per payload
+/// and with one [`Inflater`] kept across them, as the functions keep it.
+fn codecs(md: &mut String) {
+    use std::io::Write;
+    use telemetry_lake::stream::decompress::{decompress, Inflater};
+    let body = bench::event_bytes(10_000, bench::case("json"));
+    let plain: Vec<Vec<u8>> = bench::read_event(&body)
+        .records()
+        .map(|r| r.data.expect("a payload").into_owned())
+        .collect();
+    type Encode = fn(&[u8]) -> Vec<u8>;
+    let codecs: [(&str, Encode); 6] = [
+        ("gzip", |d| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(d).expect("in memory");
+            e.finish().expect("in memory")
+        }),
+        ("zlib", |d| {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(d).expect("in memory");
+            e.finish().expect("in memory")
+        }),
+        ("zstd", |d| zstd::encode_all(d, 3).expect("in memory")),
+        ("bzip2", |d| {
+            let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+            e.write_all(d).expect("in memory");
+            e.finish().expect("in memory")
+        }),
+        ("xz", |d| {
+            let mut e = liblzma::write::XzEncoder::new(Vec::new(), 6);
+            e.write_all(d).expect("in memory");
+            e.finish().expect("in memory")
+        }),
+        ("snappy-framed", |d| {
+            let mut e = snap::write::FrameEncoder::new(Vec::new());
+            e.write_all(d).expect("in memory");
+            e.into_inner().expect("in memory")
+        }),
+    ];
+    let _ = writeln!(md, "## Codecs: one payload undone\n");
+    let _ = writeln!(
+        md,
+        "The {} readings of the plain JSON event ({:.0} bytes each on average), each compressed \
+         alone; µs per payload to undo it with a decoder built per payload, and with one \
+         `Inflater` kept across the batch as the functions keep it (its output buffer, and its \
+         gzip/zlib and zstd states reset per payload; bzip2, xz and framed snappy have no state \
+         their crates can reset). Best of 15.\n",
+        plain.len(),
+        plain.iter().map(Vec::len).sum::<usize>() as f64 / plain.len() as f64
+    );
+    let _ = writeln!(
+        md,
+        "| codec | bytes per payload | decoder per payload µs | one Inflater µs | per payload × one Inflater |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+    let per = |secs: f64| secs * 1e6 / plain.len() as f64;
+    for (name, encode) in codecs {
+        let packed: Vec<Vec<u8>> = plain.iter().map(|p| encode(p)).collect();
+        let size = packed.iter().map(Vec::len).sum::<usize>() as f64 / packed.len() as f64;
+        let fresh = best(15, || {
+            let n: usize = packed
+                .iter()
+                .map(|p| decompress(p, 1 << 20).map_or(0, |b| b.len()))
+                .sum();
+            assert_eq!(n, plain.iter().map(Vec::len).sum::<usize>(), "{name}");
+        });
+        let kept = best(15, || {
+            let mut inflater = Inflater::default();
+            let n: usize = packed
+                .iter()
+                .map(|p| {
+                    inflater
+                        .decompress(p, 1 << 20)
+                        .map_or(0, |b| b.map_or(0, <[u8]>::len))
+                })
+                .sum();
+            assert_eq!(n, plain.iter().map(Vec::len).sum::<usize>(), "{name}");
+        });
+        let _ = writeln!(
+            md,
+            "| {name} | {size:.0} | {:.2} | {:.2} | {:.2} |",
+            per(fresh),
+            per(kept),
+            fresh / kept
         );
     }
     let _ = writeln!(md);

@@ -15,7 +15,6 @@ mod csv;
 mod grok;
 mod text;
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::config::schema::Schema;
@@ -248,13 +247,12 @@ impl PayloadDecoder {
             sub_sequence_number: None,
         };
         let limit = self.max_payload_bytes.min(budget.left);
-        let bytes = match budget.inflater.decompress(data, limit) {
-            Ok(bytes) => {
-                if let Cow::Owned(inflated) = &bytes {
-                    budget.left -= inflated.len().min(budget.left);
-                }
-                bytes
+        let bytes: &[u8] = match budget.inflater.decompress(data, limit) {
+            Ok(Some(inflated)) => {
+                budget.left -= inflated.len().min(budget.left);
+                inflated
             }
+            Ok(None) => data,
             Err(DecompressError::TooLarge { codec: Some(c), .. })
                 if limit < self.max_payload_bytes =>
             {
@@ -280,7 +278,7 @@ impl PayloadDecoder {
                     && data.len() <= self.max_payload_bytes
                     && (!self.format.is_text() || simdutf8::basic::from_utf8(data).is_ok()) =>
             {
-                Cow::Borrowed(data)
+                data
             }
             Err(e) => {
                 let reason = match e {
@@ -302,7 +300,7 @@ impl PayloadDecoder {
             return;
         }
         let text = if self.format.is_text() {
-            match utf8(&bytes) {
+            match utf8(bytes) {
                 Ok(text) => text,
                 Err(offset) => {
                     let e = DocumentError::InvalidUtf8 { offset };
@@ -347,8 +345,8 @@ impl PayloadDecoder {
             }),
             Reader::Csv(options) => csv::decode(options, schema, text, &mut counted),
             Reader::Grok(pattern) => pattern.decode(schema, text, &mut counted),
-            Reader::AvroDatum(reader) => reader.decode(schema, &bytes, &mut counted),
-            Reader::AvroFile => avro::decode_file(schema, &bytes, limit, &mut counted),
+            Reader::AvroDatum(reader) => reader.decode(schema, bytes, &mut counted),
+            Reader::AvroFile => avro::decode_file(schema, bytes, limit, &mut counted),
             Reader::CloudWatchLogs(plan) => {
                 match cloudwatch_logs::decode(plan, schema, text, &mut counted) {
                     Ok(control) => budget.control_messages += control,
