@@ -180,21 +180,16 @@ impl<S: ObjectSink> KinesisToParquet<S> {
         event: LambdaEvent<StreamEvent>,
     ) -> Result<Handled<BatchSummary>, lambda_runtime::Error> {
         let mut invocation = Invocation::start(&event.context.request_id);
-        match event.payload {
-            StreamEvent::Kafka(event) => {
-                let summary = self.write_records(kafka_records(&event)).await;
-                self.report(&summary, &mut invocation, false);
-                match &summary.retry_from {
-                    None => Ok(Handled::kafka(summary)),
-                    Some(_) => Err(KafkaBatchError { summary }.into()),
-                }
-            }
-            StreamEvent::Kinesis(batch) => {
-                let summary = self.write_records(batch.records()).await;
-                self.report(&summary, &mut invocation, true);
-                let retry_from = summary.retry_from.clone();
-                Ok(Handled::kinesis(summary, retry_from.as_deref()))
-            }
+        let kinesis = matches!(event.payload, StreamEvent::Kinesis(_));
+        let summary = self.write_event(event.payload).await;
+        self.report(&summary, &mut invocation, kinesis);
+        if kinesis {
+            let retry_from = summary.retry_from.clone();
+            return Ok(Handled::kinesis(summary, retry_from.as_deref()));
+        }
+        match &summary.retry_from {
+            None => Ok(Handled::kafka(summary)),
+            Some(_) => Err(KafkaBatchError { summary }.into()),
         }
     }
 
@@ -240,16 +235,30 @@ impl<S: ObjectSink> KinesisToParquet<S> {
         self.metrics.emit(invocation);
     }
 
-    async fn write_records<'e>(
+    /// Writes the event's records. On the Hive layout the runs own their
+    /// rows once split, so the event (its payloads, sequence numbers and
+    /// record list) is freed before the Parquet files are encoded: one
+    /// invocation's memory peaks at the larger of the two, not their sum.
+    async fn write_event(&self, event: StreamEvent) -> BatchSummary {
+        if let Some(lake) = &self.iceberg {
+            return match &event {
+                StreamEvent::Kafka(kafka) => self.write_iceberg(lake, kafka_records(kafka)).await,
+                StreamEvent::Kinesis(batch) => self.write_iceberg(lake, batch.records()).await,
+            };
+        }
+        let (runs, counts) = match &event {
+            StreamEvent::Kafka(kafka) => self.split(kafka_records(kafka)),
+            StreamEvent::Kinesis(batch) => self.split(batch.records()),
+        };
+        drop(event);
+        self.write(runs, counts).await
+    }
+
+    fn split<'e>(
         &self,
         records: impl IntoIterator<Item = SourceRecord<'e>>,
-    ) -> BatchSummary {
-        if let Some(lake) = &self.iceberg {
-            return self.write_iceberg(lake, records).await;
-        }
-        let (runs, counts) =
-            split_records(records, &self.decoder, &self.arrow_schema, self.event_time);
-        self.write(runs, counts).await
+    ) -> (Vec<Run>, BatchCounts) {
+        split_records(records, &self.decoder, &self.arrow_schema, self.event_time)
     }
 
     async fn write_iceberg<'e>(
