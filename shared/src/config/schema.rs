@@ -185,7 +185,13 @@ impl Schema {
 
     /// The position of a field by its JSON key.
     pub fn index_of(&self, name: &[u8]) -> Option<usize> {
-        self.fields.iter().position(|f| f.name.as_bytes() == name)
+        // Length and first byte first: most fields differ in one of them,
+        // so a key is compared in full against one field, not all of them.
+        let first = name.first();
+        self.fields.iter().position(|f| {
+            let field = f.name.as_bytes();
+            field.len() == name.len() && field.first() == first && field == name
+        })
     }
 
     /// The Arrow schema of the Parquet files written for this schema.
@@ -244,6 +250,12 @@ mod tests {
         assert!(s.fields[4].required);
         assert_eq!(s.index_of(b"name"), Some(2));
         assert_eq!(s.index_of(b"nope"), None);
+        // Same length and first byte as a field, different name.
+        let s = Schema::parse("manufacturer:string,minutevolume:int64").unwrap();
+        assert_eq!(s.index_of(b"minutevolume"), Some(1));
+        assert_eq!(s.index_of(b"manufacturer"), Some(0));
+        assert_eq!(s.index_of(b"manufacturex"), None);
+        assert_eq!(s.index_of(b""), None);
     }
 
     #[test]

@@ -27,6 +27,7 @@
 //!   rewrites the first key with the first half only and removes the
 //!   duplicate; `tests/stream_to_lake.rs` covers this path.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow_schema::Schema as ArrowSchema;
@@ -92,6 +93,9 @@ pub fn split_records<'e>(
     let mut counts = BatchCounts::default();
     let mut budget = decoder.budget();
     let mut records = records.into_iter();
+    // The position of the run's latest record, copied into the run when it
+    // ends rather than once per record.
+    let mut last_position: Option<Cow<'e, str>> = None;
     while let Some(rec) = records.next() {
         counts.records += 1;
         let hour = IngestHour::of(rec.arrival);
@@ -99,12 +103,13 @@ pub fn split_records<'e>(
             .last()
             .is_some_and(|r| r.hour == hour && r.shard == rec.shard && r.stream == rec.stream);
         if !same_run {
+            end_run(&mut runs, last_position.take());
             runs.push(Run {
                 hour,
                 stream: rec.stream.to_string(),
                 shard: rec.shard.to_string(),
                 first_sequence: rec.position.to_string(),
-                last_sequence: rec.position.to_string(),
+                last_sequence: String::new(),
                 records: 0,
                 // Nearly always one run takes the rest of the batch.
                 good: Columns::with_capacity(
@@ -117,8 +122,6 @@ pub fn split_records<'e>(
         }
         let Some(run) = runs.last_mut() else { continue };
         run.records += 1;
-        run.last_sequence.clear();
-        run.last_sequence.push_str(&rec.position);
         let observed = &mut counts.observed;
         observed.arrival(rec.arrival);
         decode_record(&rec, decoder, &mut budget, &mut run.dead_letters, |doc| {
@@ -126,7 +129,9 @@ pub fn split_records<'e>(
             run.good.push(&doc.values);
             Ok(())
         });
+        last_position = Some(rec.position);
     }
+    end_run(&mut runs, last_position);
     counts
         .observed
         .dead_letters(runs.iter().flat_map(|r| &r.dead_letters));
@@ -135,6 +140,13 @@ pub fn split_records<'e>(
     counts.undeclared_fields = budget.undeclared_fields();
     counts.control_messages = budget.control_messages();
     (runs, counts)
+}
+
+/// Gives the latest run the position of its last record.
+fn end_run(runs: &mut [Run], last_position: Option<Cow<'_, str>>) {
+    if let (Some(run), Some(position)) = (runs.last_mut(), last_position) {
+        run.last_sequence = position.into_owned();
+    }
 }
 
 #[cfg(test)]

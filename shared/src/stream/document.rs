@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime};
+use chrono::{DateTime, Datelike, NaiveDateTime};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
 use crate::config::schema::{Field, FieldType, Schema, DEFAULT_TIMESTAMP_FORMAT};
@@ -218,12 +218,14 @@ pub fn parse_document_counting<'a>(
     Ok(values)
 }
 
-/// A document with more `{` and `[` bytes than this skips the fast path.
-/// sonic-rs skips a value it does not need recursively, so a deeply nested
-/// one (hostile input) would overflow the stack, where serde_json skips
-/// iteratively and limits the depth of what it builds. A document with at
-/// most this many openers cannot nest deeper than this, so counting them is
-/// enough; telemetry documents have one or two.
+/// A document with an undeclared key and more `{` and `[` bytes than this
+/// leaves the fast path. sonic-rs skips a value it does not need
+/// recursively, so a deeply nested one (hostile input) would overflow the
+/// stack, where serde_json skips iteratively and limits the depth of what
+/// it builds. A document with at most this many openers cannot nest deeper
+/// than this, so counting them is enough; telemetry documents have one or
+/// two. Declared fields need no count: [`FastValue`] refuses an object or
+/// an array before reading into it, so only a skipped value can nest.
 const FAST_PATH_MAX_OPENERS: usize = 128;
 
 /// The fast path, for good records only: sonic-rs (about 60% of serde_json's
@@ -233,13 +235,14 @@ const FAST_PATH_MAX_OPENERS: usize = 128;
 /// the reference reader then reads it again, so every rejection and its
 /// message are serde_json's and [`convert`]'s, and a bad record costs one
 /// more parse.
-fn read_fast<'a>(schema: &Schema, doc: &'a str, undeclared: &mut usize) -> Option<Vec<Value<'a>>> {
-    // memchr2 counts with SIMD and stops at the limit; a byte-by-byte count
-    // cost as much as a tenth of the parse.
-    if memchr::memchr2_iter(b'{', b'[', doc.as_bytes())
-        .nth(FAST_PATH_MAX_OPENERS)
-        .is_some()
-    {
+pub(crate) fn read_fast<'a>(
+    schema: &Schema,
+    doc: &'a str,
+    undeclared: &mut usize,
+) -> Option<Vec<Value<'a>>> {
+    // sonic-rs skips whatever is not an object by parsing it (recursively)
+    // to name it in its error: only an object is tried here.
+    if !doc.trim_start().starts_with('{') {
         return None;
     }
     let mut values = vec![Value::Null; schema.fields.len()];
@@ -247,6 +250,7 @@ fn read_fast<'a>(schema: &Schema, doc: &'a str, undeclared: &mut usize) -> Optio
     let mut de = sonic_rs::Deserializer::from_str(doc);
     FastDocument {
         schema,
+        doc,
         values: &mut values,
         undeclared: &mut unknown,
     }
@@ -263,6 +267,15 @@ fn read_fast<'a>(schema: &Schema, doc: &'a str, undeclared: &mut usize) -> Optio
     }
     *undeclared += unknown;
     Some(values)
+}
+
+/// True when `doc` has more `{` and `[` bytes than the fast path takes.
+/// memchr2 counts with SIMD and stops at the limit; a byte-by-byte count
+/// cost as much as a tenth of the parse.
+fn too_nested_for_the_fast_path(doc: &str) -> bool {
+    memchr::memchr2_iter(b'{', b'[', doc.as_bytes())
+        .nth(FAST_PATH_MAX_OPENERS)
+        .is_some()
 }
 
 /// The reference reader: serde_json, with its recursion limit.
@@ -382,24 +395,33 @@ pub fn convert_text<'a>(
 /// Parses a timestamp string with the field's format, in microseconds.
 pub(crate) fn parse_timestamp(field: &Field, s: &str) -> Result<i64, DocumentError> {
     let format = field.timestamp_format();
-    let parsed = if format.eq_ignore_ascii_case("rfc3339") {
-        DateTime::parse_from_rfc3339(s).ok().map(|t| t.naive_utc())
-    } else if format == DEFAULT_TIMESTAMP_FORMAT {
-        parse_default_format(s).or_else(|| NaiveDateTime::parse_from_str(s, format).ok())
-    } else {
-        NaiveDateTime::parse_from_str(s, format).ok()
-    };
     // Years 1 to 9999 only: chrono takes year 0,
     // negative and five-digit years, which Athena's and Hive's TIMESTAMP and
     // the lake's year partitions cannot hold; such a reading is bad data.
-    parsed
-        .filter(|t| (1..=9999).contains(&t.year()))
-        .map(|t| t.and_utc().timestamp_micros())
-        .ok_or_else(|| DocumentError::InvalidTimestamp {
-            field: field.name.clone(),
-            value: s.chars().take(64).collect(),
-            format: format.to_string(),
-        })
+    let in_years = |t: NaiveDateTime| {
+        (1..=9999)
+            .contains(&t.year())
+            .then(|| t.and_utc().timestamp_micros())
+    };
+    let chrono = || {
+        NaiveDateTime::parse_from_str(s, format)
+            .ok()
+            .and_then(in_years)
+    };
+    let micros = if format.eq_ignore_ascii_case("rfc3339") {
+        DateTime::parse_from_rfc3339(s)
+            .ok()
+            .and_then(|t| in_years(t.naive_utc()))
+    } else if format == DEFAULT_TIMESTAMP_FORMAT {
+        parse_default_format(s).or_else(chrono)
+    } else {
+        chrono()
+    };
+    micros.ok_or_else(|| DocumentError::InvalidTimestamp {
+        field: field.name.clone(),
+        value: s.chars().take(64).collect(),
+        format: format.to_string(),
+    })
 }
 
 /// The first and last microsecond of the years a timestamp may fall in
@@ -426,11 +448,12 @@ pub(crate) fn timestamp_in_range(
         })
 }
 
-/// Parses the default `YYYY-MM-DD HH:MM:SS` directly: chrono interprets the
-/// format string on every call, which costs more than the rest of a record's
-/// conversion. Anything this does not take falls back to chrono, so both
-/// paths accept exactly the same strings.
-fn parse_default_format(s: &str) -> Option<NaiveDateTime> {
+/// Parses the default `YYYY-MM-DD HH:MM:SS` of years 1 to 9999 directly,
+/// in microseconds: chrono interprets the format string on every call,
+/// which costs more than the rest of a record's conversion. Anything this
+/// does not take falls back to chrono, so both paths accept exactly the
+/// same strings.
+fn parse_default_format(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     let shape_ok = b.len() == 19
         && b[4] == b'-'
@@ -446,9 +469,35 @@ fn parse_default_format(s: &str) -> Option<NaiveDateTime> {
             c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
         })
     };
-    let date = NaiveDate::from_ymd_opt(i32::try_from(num(0, 4)?).ok()?, num(5, 7)?, num(8, 10)?)?;
-    let time = NaiveTime::from_hms_opt(num(11, 13)?, num(14, 16)?, num(17, 19)?)?;
-    Some(date.and_time(time))
+    let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    // A leap second (`:60`) is chrono's to read.
+    if year == 0 || day == 0 || day > month_days || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let seconds =
+        days_from_civil(year, month, day) * 86_400 + i64::from(hour * 3_600 + minute * 60 + second);
+    Some(seconds * 1_000_000)
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar
+/// (Howard Hinnant's `days_from_civil`, for years from 1): years counted
+/// from March, so the leap day ends one.
+fn days_from_civil(year: u32, month: u32, day: u32) -> i64 {
+    let year = i64::from(if month <= 2 { year - 1 } else { year });
+    let (era, year_of_era) = (year / 400, year % 400);
+    let month_from_march = i64::from((month + 9) % 12);
+    let day_of_year = (153 * month_from_march + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
 }
 
 /// Reads a top-level document: an object fills `raw`; anything else returns
@@ -588,6 +637,8 @@ impl<'de> Visitor<'de> for RawSeed {
 /// message nobody reads (see [`read_fast`]).
 struct FastDocument<'s, 'a> {
     schema: &'s Schema,
+    /// The whole document, counted for nesting before a value is skipped.
+    doc: &'a str,
     values: &'s mut [Value<'a>],
     undeclared: &'s mut usize,
 }
@@ -607,12 +658,19 @@ impl<'de> Visitor<'de> for FastDocument<'_, 'de> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut counted = false;
         while let Some(key) = map.next_key_seed(KeySeed(self.schema))? {
             match key {
                 Some(i) => {
                     self.values[i] = map.next_value_seed(FastValue(&self.schema.fields[i]))?
                 }
                 None => {
+                    if !counted {
+                        if too_nested_for_the_fast_path(self.doc) {
+                            return Err(de::Error::custom("nested too deep to skip"));
+                        }
+                        counted = true;
+                    }
                     *self.undeclared += 1;
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -741,6 +799,39 @@ mod tests {
         let bad = r#"{"id":"one","at":"2020-06-12 14:05:59","name":"a","x":1}"#;
         parse_document_counting(&schema, bad, &mut n).unwrap_err();
         assert_eq!(n, 3);
+    }
+
+    #[test]
+    fn deep_nesting_anywhere_is_read_without_overflowing_the_stack() {
+        let schema = schema();
+        let deep = |inner: &str| format!("{}{inner}{}", "[".repeat(100_000), "]".repeat(100_000));
+        // In a declared field the fast path refuses the array unread and
+        // the reference reader names the wrong type.
+        let in_field = format!(
+            r#"{{"id":1,"at":"2020-06-12 14:05:59","name":{}}}"#,
+            deep("")
+        );
+        assert!(read_fast(&schema, &in_field, &mut 0).is_none());
+        let e = parse_document(&schema, &in_field).unwrap_err();
+        assert_eq!(e.kind(), "wrong_type", "{e}");
+        // As the whole document, it is not an object.
+        let e = parse_document(&schema, &deep("")).unwrap_err();
+        assert!(matches!(e, DocumentError::NotAnObject { .. }), "{e}");
+        // Under an undeclared key after good fields, it is counted first.
+        let skipped = format!(
+            r#"{{"id":1,"at":"2020-06-12 14:05:59","name":"a","w":{}}}"#,
+            deep("")
+        );
+        assert!(read_fast(&schema, &skipped, &mut 0).is_none());
+        let v = parse_document(&schema, &skipped).unwrap();
+        assert_eq!(
+            v[..3],
+            [
+                Value::Int64(1),
+                Value::Timestamp(1_591_970_759_000_000),
+                Value::String("a".into())
+            ]
+        );
     }
 
     #[test]
@@ -905,9 +996,15 @@ mod tests {
     }
 
     #[test]
-    fn many_openers_take_the_checked_path_and_still_parse() {
+    fn many_openers_take_the_checked_path_only_when_a_value_is_skipped() {
         let brackets = "[".repeat(FAST_PATH_MAX_OPENERS + 1);
+        // Nothing is skipped: the openers are in a string, read as it is.
         let doc = format!(r#"{{"id":1,"at":"2020-06-12 14:05:59","name":"{brackets}"}}"#);
+        let fast = read_fast(&schema(), &doc, &mut 0).expect("the fast path reads it");
+        assert_eq!(fast[2], Value::String(brackets.clone().into()));
+        // An undeclared key's value is skipped: the document is counted
+        // first, and the reference reader takes it.
+        let doc = format!(r#"{{"id":1,"at":"2020-06-12 14:05:59","name":"{brackets}","x":0}}"#);
         assert!(read_fast(&schema(), &doc, &mut 0).is_none());
         assert_eq!(parse(&doc).unwrap()[2], Value::String(brackets.into()));
     }
@@ -928,14 +1025,56 @@ mod tests {
             "2026-01-01 00:00:0x",
             "+2026-01-01 00:00:00",
             "2026-01-01 00:00:00 ",
+            "0001-01-01 00:00:00",
+            "1969-12-31 23:59:59",
+            "1970-01-01 00:00:00",
+            "1900-02-29 00:00:00",
+            "2000-02-29 12:00:00",
+            "2100-03-01 00:00:00",
+            "2026-04-31 00:00:00",
+            "2026-00-10 00:00:00",
+            "2026-01-00 00:00:00",
+            "2026-12-31 23:59:60",
         ] {
             let fast = parse_default_format(s);
-            let slow = NaiveDateTime::parse_from_str(s, DEFAULT_TIMESTAMP_FORMAT).ok();
+            let slow = NaiveDateTime::parse_from_str(s, DEFAULT_TIMESTAMP_FORMAT)
+                .ok()
+                .filter(|t| (1..=9999).contains(&t.year()))
+                .map(|t| t.and_utc().timestamp_micros());
             if let Some(t) = fast {
                 assert_eq!(Some(t), slow, "{s}");
             }
             assert_eq!(fast.or(slow), slow, "{s}");
         }
+        // Every day of years around the leap rules, against chrono.
+        for (first, last) in [
+            (1, 4),
+            (1896, 1904),
+            (1996, 2004),
+            (2096, 2104),
+            (9996, 9999),
+        ] {
+            let mut day = chrono::NaiveDate::from_ymd_opt(first, 1, 1).unwrap();
+            while day.year() <= last {
+                let text = format!("{} 07:08:09", day.format("%Y-%m-%d"));
+                let expected = day
+                    .and_hms_opt(7, 8, 9)
+                    .unwrap()
+                    .and_utc()
+                    .timestamp_micros();
+                assert_eq!(parse_default_format(&text), Some(expected), "{text}");
+                let Some(next) = day.succ_opt() else { break };
+                day = next;
+            }
+        }
+        assert_eq!(
+            parse_default_format("0001-01-01 00:00:00"),
+            Some(FIRST_MICROS)
+        );
+        assert_eq!(
+            parse_default_format("9999-12-31 23:59:59"),
+            Some(LAST_MICROS - 999_999)
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use crate::config::schema::Schema;
 use crate::stream::dead_letter::{DocumentOutcome, Rejection, Scope};
 use crate::stream::decompress::{DecompressError, Inflater};
-use crate::stream::document::{parse_document_counting, utf8, Document, DocumentError};
+use crate::stream::document::{parse_document_counting, read_fast, utf8, Document, DocumentError};
 
 pub use self::avro::AvroWriterSchema;
 pub use self::cloudwatch_logs::{CloudWatchLogs, EnvelopeFields, MessageFormat};
@@ -334,15 +334,27 @@ impl PayloadDecoder {
             on_document(outcome);
         };
         match &self.reader {
-            Reader::Json => for_each_document(text, |index, doc| {
+            Reader::Json => {
+                // A payload is most often one good document: the fast reader
+                // takes it whole, so it is not first searched for line
+                // breaks. Anything else is read as below, which tries the
+                // fast reader again per document.
+                let whole = text.trim();
                 let mut unknown = 0;
-                match parse_document_counting(schema, doc, &mut unknown) {
-                    Ok(values) => counted(Ok(
-                        Document::new(index, values, doc.as_bytes()).with_undeclared(unknown)
+                match read_fast(schema, whole, &mut unknown) {
+                    Some(values) => counted(Ok(
+                        Document::new(0, values, whole.as_bytes()).with_undeclared(unknown)
                     )),
-                    Err(e) => counted(Err(Rejection::document(index, &e, doc.as_bytes()))),
+                    None => for_each_document(text, |index, doc| {
+                        let mut unknown = 0;
+                        match parse_document_counting(schema, doc, &mut unknown) {
+                            Ok(values) => counted(Ok(Document::new(index, values, doc.as_bytes())
+                                .with_undeclared(unknown))),
+                            Err(e) => counted(Err(Rejection::document(index, &e, doc.as_bytes()))),
+                        }
+                    }),
                 }
-            }),
+            }
             Reader::Csv(options) => csv::decode(options, schema, text, &mut counted),
             Reader::Grok(pattern) => pattern.decode(schema, text, &mut counted),
             Reader::AvroDatum(reader) => reader.decode(schema, bytes, &mut counted),
