@@ -6,7 +6,8 @@
 //! binary. `make bench` builds the binaries, pins the run to one core and
 //! rewrites BENCHMARKS.md. Cargo runs a bench in its package's directory
 //! (`tools/`), so a relative `--out` lands there: `make bench` passes an
-//! absolute path. `--event` and `--child` run one case once, for a profiler.
+//! absolute path. `--event` and `--child` run one case once, for a profiler;
+//! `--ratio [RECORDS]` prints the plain JSON function against its floors.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -57,6 +58,16 @@ fn main() {
         let records = args[pos + 2].parse().expect("RECORDS is a number");
         let body = bench::event_bytes(records, bench::case(&args[pos + 1]));
         std::fs::write(&args[pos + 3], body).expect("PATH is writable");
+        return;
+    }
+    // `--ratio [RECORDS]`: plain JSON through kinesis-to-parquet against
+    // both payload floors, best of 31 runs each, interleaved: the
+    // throughput table's key ratio in seconds instead of minutes.
+    if let Some(pos) = args.iter().position(|a| a == "--ratio") {
+        let records = args
+            .get(pos + 1)
+            .map_or(10_000, |r| r.parse().expect("RECORDS is a number"));
+        ratio(records);
         return;
     }
     let out = args
@@ -241,6 +252,38 @@ fn best(runs: usize, mut f: impl FnMut()) -> f64 {
         .min()
         .unwrap_or(Duration::MAX)
         .as_secs_f64()
+}
+
+/// Prints the plain JSON function time per record and its ratio to the
+/// payload floors without and with the runtime's scan.
+fn ratio(records: usize) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    let case = bench::case("json");
+    let body = bench::event_bytes(records, case);
+    let f = bench::kinesis_to_parquet(case);
+    let (mut function, mut floor, mut scanned) = (f64::MAX, f64::MAX, f64::MAX);
+    for _ in 0..31 {
+        function = function.min(best(1, || {
+            rt.block_on(bench::run_kinesis_to_parquet(&body, &f));
+        }));
+        floor = floor.min(best(1, || {
+            std::hint::black_box(bench::floor_with_payloads(&body));
+        }));
+        scanned = scanned.min(best(1, || {
+            std::hint::black_box(bench::floor_with_payloads_and_scan(&body));
+        }));
+    }
+    let us = |secs: f64| secs * 1e6 / records as f64;
+    println!(
+        "{records} records: function {:.3} µs/record, floor {:.3} ({:.2}×), floor with the scan {:.3} ({:.2}×)",
+        us(function),
+        us(floor),
+        function / floor,
+        us(scanned),
+        function / scanned
+    );
 }
 
 /// The floors of one size of the plain JSON event, in seconds.
