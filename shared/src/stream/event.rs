@@ -157,13 +157,37 @@ pub struct KinesisBatch {
     names: Vec<String>,
 }
 
+/// One record of the batch: 36 bytes instead of the 64 that `usize`
+/// indices and ranges take, since an event is never near 4 GiB.
 #[derive(Debug)]
 struct KinesisEntry {
-    stream: usize,
-    shard: usize,
-    sequence: Range<usize>,
-    data: Range<usize>,
+    stream: u32,
+    shard: u32,
+    sequence: Span,
+    data: Span,
     arrival: DateTime<Utc>,
+}
+
+/// A range of one of the batch's buffers.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    /// The span of `range`, or an error when it is past 4 GiB (no Lambda
+    /// event is).
+    fn of<E: de::Error>(range: Range<usize>) -> Result<Span, E> {
+        match (u32::try_from(range.start), u32::try_from(range.end)) {
+            (Ok(start), Ok(end)) => Ok(Span { start, end }),
+            _ => Err(E::custom("the event is larger than 4 GiB")),
+        }
+    }
+
+    fn range(self) -> Range<usize> {
+        self.start as usize..self.end as usize
+    }
 }
 
 impl KinesisBatch {
@@ -180,24 +204,27 @@ impl KinesisBatch {
     /// The batch's records, in order, borrowing from the batch.
     pub fn records(&self) -> impl Iterator<Item = SourceRecord<'_>> {
         self.records.iter().map(|r| SourceRecord {
-            stream: Cow::Borrowed(&self.names[r.stream]),
-            shard: Cow::Borrowed(&self.names[r.shard]),
-            position: Cow::Borrowed(&self.sequences[r.sequence.clone()]),
+            stream: Cow::Borrowed(&self.names[r.stream as usize]),
+            shard: Cow::Borrowed(&self.names[r.shard as usize]),
+            position: Cow::Borrowed(&self.sequences[r.sequence.range()]),
             arrival: r.arrival,
-            data: Ok(Cow::Borrowed(&self.data[r.data.clone()])),
+            data: Ok(Cow::Borrowed(&self.data[r.data.range()])),
             kafka: None,
         })
     }
 
     /// The index of `name` in `names`, added when new.
-    fn intern(&mut self, name: &str) -> usize {
-        match self.names.iter().rposition(|n| n == name) {
+    fn intern(&mut self, name: &str) -> u32 {
+        let i = match self.names.iter().rposition(|n| n == name) {
             Some(i) => i,
             None => {
                 self.names.push(name.to_string());
                 self.names.len() - 1
             }
-        }
+        };
+        // One name per distinct ARN or shard of a record: far fewer than
+        // the records, which are far fewer than 2^32.
+        i as u32
     }
 }
 
@@ -435,8 +462,8 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
         let entry = KinesisEntry {
             stream: stream.unwrap_or_else(|| batch.intern(stream_name(UNKNOWN_STREAM_ARN))),
             shard: shard.unwrap_or_else(|| batch.intern(UNKNOWN_SHARD)),
-            sequence,
-            data,
+            sequence: Span::of(sequence)?,
+            data: Span::of(data)?,
             arrival,
         };
         batch.records.push(entry);
@@ -600,6 +627,13 @@ impl<'de> Visitor<'de> for TextVisitor {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_record_of_the_batch_index_takes_36_bytes() {
+        // 10,000 records at 64 bytes each were 280 KB more of every
+        // invocation's peak.
+        assert_eq!(std::mem::size_of::<KinesisEntry>(), 36);
+    }
 
     fn event() -> serde_json::Value {
         json!({"Records": [
