@@ -328,7 +328,12 @@ fn the_real_binary_prints_its_document_to_stdout_apart_from_its_json_logs() {
     process
         .invoke(&event, Duration::from_secs(60))
         .expect("an answer");
-    let stdout = process.stdout();
+    // The document and the log line are written before the answer; wait
+    // for the pipe's reader to have taken both.
+    let stdout = process.stdout_once(
+        |out| out.contains("\"_aws\"") && out.contains("batch processed"),
+        Duration::from_secs(10),
+    );
     let lines: Vec<String> = stdout
         .lines()
         .filter(|l| l.contains("\"_aws\""))

@@ -311,6 +311,20 @@ impl FunctionProcess {
         String::from_utf8_lossy(&self.stdout.lock().unwrap_or_else(|e| e.into_inner())).into()
     }
 
+    /// What [`FunctionProcess::stdout`] holds once `ready` accepts it, or
+    /// when `timeout` has passed. A thread drains the pipe, so lines the
+    /// function wrote before it answered may reach it after the answer.
+    pub fn stdout_once(&self, ready: impl Fn(&str) -> bool, timeout: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            let out = self.stdout();
+            if ready(&out) || start.elapsed() > timeout {
+                return out;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn no_answer(&self, status: Option<ExitStatus>, init_error: Option<Value>) -> NoAnswer {
         let all = self.stderr();
         let tail: String = all
