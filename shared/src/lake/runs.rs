@@ -96,19 +96,13 @@ pub fn split_records<'e>(
     // The position of the run's latest record, copied into the run when it
     // ends rather than once per record.
     let mut last_position: Option<Cow<'e, str>> = None;
-    // The current run's stream and shard as the records name them: a
-    // Kinesis batch's records share one interned copy of each, so the
-    // comparison is most often of two pointers.
-    let mut run_names: Option<(Cow<'e, str>, Cow<'e, str>)> = None;
     while let Some(rec) = records.next() {
         counts.records += 1;
         let hour = IngestHour::of(rec.arrival);
-        let same_run = runs.last().is_some_and(|r| r.hour == hour)
-            && run_names.as_ref().is_some_and(|(stream, shard)| {
-                same_text(shard, &rec.shard) && same_text(stream, &rec.stream)
-            });
+        let same_run = runs
+            .last()
+            .is_some_and(|r| r.hour == hour && r.shard == rec.shard && r.stream == rec.stream);
         if !same_run {
-            run_names = Some((rec.stream.clone(), rec.shard.clone()));
             end_run(&mut runs, last_position.take());
             runs.push(Run {
                 hour,
@@ -146,11 +140,6 @@ pub fn split_records<'e>(
     counts.undeclared_fields = budget.undeclared_fields();
     counts.control_messages = budget.control_messages();
     (runs, counts)
-}
-
-/// `a == b`, without reading the bytes when both are the same slice.
-fn same_text(a: &str, b: &str) -> bool {
-    std::ptr::eq(a, b) || a == b
 }
 
 /// Gives the latest run the position of its last record.
