@@ -431,8 +431,12 @@ pub fn floor_through_value(body: &[u8]) -> usize {
 }
 
 /// One `kinesis-to-parquet` invocation minus the PUTs, from the event's
-/// bytes through the runtime's path; returns the records read.
-pub async fn run_kinesis_to_parquet(body: &[u8], f: &KinesisToParquet<Discard>) -> usize {
+/// bytes through the runtime's path (an owned body freed once read, as the
+/// runtime frees it); returns the records read.
+pub async fn run_kinesis_to_parquet(
+    body: impl AsRef<[u8]>,
+    f: &KinesisToParquet<Discard>,
+) -> usize {
     let out = invoke_stream(body, |e| f.handle(e))
         .await
         .expect("a Kinesis event");
@@ -442,9 +446,10 @@ pub async fn run_kinesis_to_parquet(body: &[u8], f: &KinesisToParquet<Discard>) 
 
 /// One `device-status` invocation minus the DynamoDB and S3 writes (the
 /// windows computed and handed to a sink that drops them), from the event's
-/// bytes through the runtime's path; returns the records read.
+/// bytes through the runtime's path (an owned body freed once read, as the
+/// runtime frees it); returns the records read.
 pub async fn run_device_status(
-    body: &[u8],
+    body: impl AsRef<[u8]>,
     f: &DeviceStatus<Discard, Discard, Arc<ReferenceData>>,
 ) -> usize {
     let out = invoke_stream(body, |e| f.handle(e))

@@ -47,12 +47,13 @@ where
 }
 
 /// Invokes a stream function's `handler` with an invocation's body, read as
-/// its `main` reads it ([`telemetry_lake::stream::runtime::read_event`]).
-pub async fn invoke_stream<R, F, Fut>(body: &[u8], handler: F) -> Result<R, lambda_runtime::Error>
+/// its `main` reads it ([`telemetry_lake::stream::runtime::invoke`]): an
+/// owned body is freed before the handler runs, a borrowed one is not.
+pub async fn invoke_stream<B, R, F, Fut>(body: B, handler: F) -> Result<R, lambda_runtime::Error>
 where
+    B: AsRef<[u8]>,
     F: FnOnce(LambdaEvent<telemetry_lake::stream::event::StreamEvent>) -> Fut,
     Fut: Future<Output = Result<R, lambda_runtime::Error>>,
 {
-    let event = telemetry_lake::stream::runtime::read_event(body)?;
-    handler(LambdaEvent::new(event, Context::default())).await
+    telemetry_lake::stream::runtime::invoke(body, Context::default(), handler).await
 }
